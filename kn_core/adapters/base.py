@@ -1,0 +1,138 @@
+"""What an architecture adapter provides, and the two prompt styles (masked LM, causal LM).
+
+An adapter knows, for one family of checkpoints:
+- its **neuron site**: the module whose output (or input) is the FFN post-activation of each layer;
+- its **output rows**: the FFN output-projection weights, one row of ``hidden`` per neuron;
+- how a template becomes a :class:`~kn_core.prompts.Prompt` (masks for masked LMs, teacher forcing for
+  causal LMs), including how the object is tokenised, and
+- its **no-information token** for the minimal-information baseline.
+
+Nothing outside ``kn_core.adapters`` names an architecture.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+
+from kn_core.errors import InputError, TemplateError
+from kn_core.prompts import FilledTemplate, Prompt, fill_template
+
+SiteKind = Literal["output", "input"]
+
+
+class Adapter(ABC):
+    """One architecture family. Subclasses set the class variables and the site accessors."""
+
+    family: ClassVar[str]
+    model_types: ClassVar[tuple[str, ...]]
+    kind: ClassVar[Literal["masked", "causal"]]
+    site_kind: ClassVar[SiteKind] = "output"
+
+    # -- model structure -------------------------------------------------------------------------
+    @abstractmethod
+    def layers(self, model: nn.Module) -> list[nn.Module]:
+        """The transformer blocks, bottom to top."""
+
+    @abstractmethod
+    def neuron_site(self, model: nn.Module, layer: int) -> nn.Module:
+        """Module whose output (``site_kind == "output"``) or first input (``"input"``) is the
+        post-activation vector [batch, seq, d_ff] of ``layer``."""
+
+    @abstractmethod
+    def output_rows(self, model: nn.Module, layer: int) -> torch.Tensor:
+        """FFN output projection of ``layer`` as [d_ff, hidden]: row i is what neuron i writes."""
+
+    def n_layers(self, model: nn.Module) -> int:
+        return len(self.layers(model))
+
+    def d_ff(self, model: nn.Module) -> int:
+        return int(self.output_rows(model, 0).shape[0])
+
+    @staticmethod
+    def max_positions(config) -> int | None:
+        for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+            value = getattr(config, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
+    # -- prompts -----------------------------------------------------------------------------------
+    @abstractmethod
+    def no_info_token_id(self, tokenizer) -> int:
+        """Token that carries no information, used to build the minimal-information baseline."""
+
+    @abstractmethod
+    def build_prompt(self, tokenizer, template: str, subject: str, obj: str) -> Prompt:
+        """Turn a template with [X]/[Y] into model input with target positions and gold tokens."""
+
+    @staticmethod
+    def encode(tokenizer, text: str) -> list[int]:
+        return list(tokenizer.encode(text, add_special_tokens=False)) if text else []
+
+    def encode_object(self, tokenizer, filled: FilledTemplate) -> list[int]:
+        """Gold object tokens: no special tokens, original case; a leading space when the template has
+        one before [Y] (byte-level BPE encodes it into the first token; WordPiece ignores it)."""
+        obj = filled.object
+        ids = self.encode(tokenizer, (" " if filled.space_before_object else "") + obj)
+        if not ids:
+            raise InputError("object", f"{obj!r} tokenises to nothing; enter a visible word")
+        unk = tokenizer.unk_token_id
+        if unk is not None and unk in ids:
+            raise InputError("object", f"{obj!r} contains characters unknown to this model's vocabulary; "
+                                       "use the spelling the model knows")
+        return ids
+
+
+class MaskedLMAdapter(Adapter):
+    """Masked LMs: one mask per object token; targets are the masks."""
+
+    kind = "masked"
+
+    def no_info_token_id(self, tokenizer) -> int:
+        if tokenizer.mask_token_id is None:
+            raise InputError("model", "the tokenizer has no mask token, which a masked LM needs")
+        return int(tokenizer.mask_token_id)
+
+    def build_prompt(self, tokenizer, template: str, subject: str, obj: str) -> Prompt:
+        filled = fill_template(template, subject, obj)
+        object_ids = self.encode_object(tokenizer, filled)
+        mask = self.no_info_token_id(tokenizer)
+        filled_left = self.encode(tokenizer, filled.left.rstrip())
+        body = filled_left + [mask] * len(object_ids) + self.encode(tokenizer, filled.right)
+        probe = list(tokenizer.encode(tokenizer.mask_token, add_special_tokens=True))  # e.g. [CLS] [MASK] [SEP]
+        cut = probe.index(mask)
+        ids = probe[:cut] + body + probe[cut + 1:]
+        targets = tuple(range(cut + len(filled_left), cut + len(filled_left) + len(object_ids)))
+        context = tuple(j for j in range(cut, cut + len(body)) if j not in targets)
+        return Prompt(template=filled.template, subject=filled.subject, object=filled.object, input_ids=tuple(ids),
+                      target_positions=targets, object_ids=tuple(object_ids), context_positions=context)
+
+
+class CausalLMAdapter(Adapter):
+    """Causal LMs: the prompt is cut at [Y]; object tokens are teacher-forced, each predicted at the
+    position just before it."""
+
+    kind = "causal"
+
+    def no_info_token_id(self, tokenizer) -> int:
+        if tokenizer.eos_token_id is None:
+            raise InputError("model", "the tokenizer has no end-of-text token, which the baseline needs")
+        return int(tokenizer.eos_token_id)
+
+    def build_prompt(self, tokenizer, template: str, subject: str, obj: str) -> Prompt:
+        filled = fill_template(template, subject, obj)
+        if any(ch.isalnum() for ch in filled.right):
+            raise TemplateError(f"[Y] must come last for a causal LM (found {filled.right.strip()!r} after it); "
+                                "move the object slot to the end of the template")
+        prefix = self.encode(tokenizer, filled.left.rstrip())
+        if not prefix:
+            raise TemplateError("a causal LM needs text before [Y] to predict the object from")
+        object_ids = self.encode_object(tokenizer, filled)
+        ids = prefix + object_ids[:-1]
+        targets = tuple(len(prefix) - 1 + i for i in range(len(object_ids)))
+        context = tuple(range(len(prefix)))
+        return Prompt(template=filled.template, subject=filled.subject, object=filled.object, input_ids=tuple(ids),
+                      target_positions=targets, object_ids=tuple(object_ids), context_positions=context)

@@ -1,0 +1,48 @@
+"""Reference engine: Captum Integrated Gradients, one layer and one object token at a time.
+
+The forward function's input is the activation vector at the target position; the whole model runs for
+each of the m scaled copies (the way the field's code does it). Slow but plain: it is the oracle that
+faster engines are tested against.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from captum.attr import IntegratedGradients
+
+from kn_core.hooks import edited, gold_probs, run
+from kn_core.prompts import Prompt
+
+
+def _replace_at(position: int, z: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    def fn(act: torch.Tensor) -> torch.Tensor:
+        return torch.cat([act[:, :position], z[:, None, :].to(act.dtype), act[:, position + 1:]], dim=1)
+    return fn
+
+
+def integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, layers, steps: int,
+              progress: Callable[[float], None]) -> tuple[torch.Tensor, torch.Tensor]:
+    """IG of every (object token, layer): attributions [k, len(layers), d_ff] and deltas [k, len(layers)].
+
+    ``clean`` and ``start`` are the activations at the targets [k, n_layers, d_ff] of the prompt and the baseline.
+    """
+    ids = torch.tensor(prompt.input_ids, device=lm.device)[None]
+    k = prompt.n_object_tokens
+    attrs = torch.zeros(k, len(layers), clean.shape[-1])
+    deltas = torch.zeros(k, len(layers))
+    done, total = 0, k * len(layers)
+    for i, (position, token) in enumerate(zip(prompt.target_positions, prompt.object_ids)):
+        for row, layer in enumerate(layers):
+            def forward(z: torch.Tensor, layer=layer, position=position, token=token) -> torch.Tensor:
+                with edited(lm, {layer: _replace_at(position, z)}):
+                    logits = run(lm, ids.expand(z.shape[0], -1))
+                return gold_probs(logits, [position], [token])[:, 0]
+
+            attr, delta = IntegratedGradients(forward).attribute(
+                clean[i, layer][None], baselines=start[i, layer][None], n_steps=steps, method="riemann_right",
+                internal_batch_size=steps, return_convergence_delta=True)
+            attrs[i, row], deltas[i, row] = attr[0].detach().cpu(), delta.detach().cpu()[0]
+            done += 1
+            progress(done / total)
+    return attrs, deltas

@@ -1,0 +1,122 @@
+"""Loading a checkpoint (bundled demo name, local folder or Hugging Face id) into a :class:`LanguageModel`.
+
+Safety: weights load from safetensors only (``use_safetensors=True``) and never with remote code.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+
+from kn_core.adapters import Adapter, adapter_for
+from kn_core.errors import InputError, ModelLoadError
+from kn_core.prompts import Prompt
+
+log = logging.getLogger(__name__)
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
+DEMO_MODELS: dict[str, Path] = {"demo-mlm": MODELS_DIR / "demo-mlm", "demo-clm": MODELS_DIR / "demo-clm"}
+AUTO_CLASSES = {"masked": AutoModelForMaskedLM, "causal": AutoModelForCausalLM}
+
+
+@dataclass(eq=False)
+class LanguageModel:
+    """A loaded model with its tokenizer and adapter.
+
+    ``lock`` serialises everything that installs hooks, since hooks mutate the shared module.
+    """
+
+    name: str
+    model: nn.Module
+    tokenizer: object
+    adapter: Adapter
+    source: Path | None = None
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def kind(self) -> str:
+        return self.adapter.kind
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def n_layers(self) -> int:
+        return self.adapter.n_layers(self.model)
+
+    @property
+    def d_ff(self) -> int:
+        return self.adapter.d_ff(self.model)
+
+    def neuron_site(self, layer: int) -> nn.Module:
+        return self.adapter.neuron_site(self.model, layer)
+
+    def prompt(self, template: str, subject: str, obj: str) -> Prompt:
+        """Build a prompt, checking it fits the model's context."""
+        prompt = self.adapter.build_prompt(self.tokenizer, template, subject, obj)
+        limit = self.adapter.max_positions(self.config)
+        if limit is not None and len(prompt.input_ids) > limit:
+            raise InputError("template", f"the prompt is {len(prompt.input_ids)} tokens; this model reads at most "
+                                         f"{limit}: shorten the template, subject or object")
+        return prompt
+
+    def model_card(self) -> str:
+        """The checkpoint's README.md (model card) when there is one, else a summary of its config."""
+        if self.source is not None and (self.source / "README.md").is_file():
+            return (self.source / "README.md").read_text(encoding="utf-8")
+        return (f"# {self.name}\n\n{self.adapter.family} {self.kind} LM, {self.n_layers} layers, "
+                f"{self.d_ff} FFN neurons per layer.")
+
+
+def resolve(name_or_path: str) -> tuple[str, Path | None]:
+    """Map a demo name or folder to a local path; anything else is taken as a hub id."""
+    if not isinstance(name_or_path, str) or not name_or_path.strip():
+        raise InputError("model", "is empty; pick a demo model or enter a Hugging Face id or a folder")
+    name = name_or_path.strip()
+    if name in DEMO_MODELS:
+        path = DEMO_MODELS[name]
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"demo model {name!r} is missing from {path}; train it with "
+                                 "`python -m kn_core.demo train`")
+        return name, path
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"folder {name!r} holds no config.json, so it is not a saved model")
+        return name, path
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ModelLoadError(f"no model folder at {name!r}; valid choices: {', '.join(DEMO_MODELS)}, "
+                             "a local model folder, or a Hugging Face id such as 'bert-base-multilingual-cased'")
+    return name, None
+
+
+def load_model(name_or_path: str, device: str | torch.device | None = None) -> LanguageModel:
+    """Load a demo model name, a local folder or a Hugging Face id (from the local cache when offline)."""
+    name, path = resolve(name_or_path)
+    where = str(path) if path is not None else name
+    try:
+        config = AutoConfig.from_pretrained(where, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot read the config of {name!r}: {exc}. Valid choices: "
+                             f"{', '.join(DEMO_MODELS)}, a local model folder, or a Hugging Face id") from None
+    adapter = adapter_for(config.model_type)
+    try:
+        model = AUTO_CLASSES[adapter.kind].from_pretrained(where, use_safetensors=True, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load {name!r}: {exc}. KN Explorer loads safetensors weights only") from None
+    model.eval().requires_grad_(False)
+    if device is not None:
+        model.to(device)
+    log.info("loaded %s (%s, %d layers)", name, adapter.family, adapter.n_layers(model))
+    return LanguageModel(name=name, model=model, tokenizer=tokenizer, adapter=adapter, source=path)

@@ -1,0 +1,67 @@
+"""Locate a fact's knowledge neurons: attribute every prompt, select, refine, verify (METHOD.md §1–2)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from kn_core.attribution import Attribution, AttributionConfig, attribute
+from kn_core.errors import InputError
+from kn_core.interventions import Verification, verify
+from kn_core.neurons import DEFAULT_P, ScoredNeuron, check_p, check_tau, coarse_neurons, default_tau, knowledge_neurons
+from kn_core.prompts import Prompt
+
+MAX_TEMPLATES = 50
+
+
+@dataclass(frozen=True)
+class LocateResult:
+    """Knowledge neurons of one fact in one language.
+
+    attributions: one per prompt (template). coarse: per prompt, neurons above τ·max, best first.
+    neurons: the refined knowledge neurons (coarse in more than a fraction p of prompts), scored by mean
+    attribution. suppress / enhance: their verification with the random-neuron and unrelated-fact controls.
+    """
+
+    lang: str
+    tau: float
+    p: float
+    attributions: tuple[Attribution, ...]
+    coarse: tuple[tuple[ScoredNeuron, ...], ...]
+    neurons: tuple[ScoredNeuron, ...]
+    suppress: Verification
+    enhance: Verification
+
+    @property
+    def prompts(self) -> tuple[Prompt, ...]:
+        return tuple(a.prompt for a in self.attributions)
+
+
+def build_prompts(lm, templates: Sequence[str], subject: str, obj: str) -> list[Prompt]:
+    """Prompts for every template, validated before any compute."""
+    if isinstance(templates, str):
+        templates = [templates]
+    if not templates:
+        raise InputError("template", "give at least one template with [X] and [Y]")
+    if len(templates) > MAX_TEMPLATES:
+        raise InputError("template", f"{len(templates)} templates given; the limit is {MAX_TEMPLATES}")
+    return [lm.prompt(t, subject, obj) for t in templates]
+
+
+def locate(lm, templates: Sequence[str], subject: str, obj: str, lang: str,
+           config: AttributionConfig = AttributionConfig(), tau: float | None = None, p: float = DEFAULT_P,
+           unrelated: Sequence[Prompt] = (), seed: int = 0,
+           progress: Callable[[float], None] | None = None) -> LocateResult:
+    """Attribute the fact ⟨subject, ·, obj⟩ under each template and return its knowledge neurons."""
+    tau = default_tau(lang) if tau is None else check_tau(tau)
+    p = check_p(p)
+    prompts = build_prompts(lm, templates, subject, obj)
+    attributions = []
+    for i, prompt in enumerate(prompts):
+        report = None if progress is None else (lambda f, i=i: progress((i + f) / len(prompts)))
+        attributions.append(attribute(lm, prompt, config, progress=report, meta={"lang": lang}))
+    coarse = tuple(tuple(coarse_neurons(a.scores, tau)) for a in attributions)
+    neurons = tuple(knowledge_neurons([a.scores for a in attributions], tau, p))
+    chosen = [(n[0], n[1]) for n in neurons]
+    return LocateResult(lang=lang, tau=tau, p=p, attributions=tuple(attributions), coarse=coarse, neurons=neurons,
+                        suppress=verify(lm, prompts, chosen, "suppress", unrelated, seed),
+                        enhance=verify(lm, prompts, chosen, "enhance", unrelated, seed))

@@ -1,0 +1,76 @@
+"""Knowledge-neuron selection (METHOD.md §2): pure functions over attribution matrices.
+
+A neuron is a ``(layer, index)`` pair; selections are returned as ``(layer, index, score)`` tuples, highest
+score first.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from kn_core.errors import InputError
+
+Neuron = tuple[int, int]
+ScoredNeuron = tuple[int, int, float]
+
+TAU: dict[str, float] = {"en": 0.3, "zh": 0.2}  # the paper's per-language thresholds
+DEFAULT_P = 0.7
+
+
+def default_tau(lang: str) -> float:
+    """The paper's τ for ``lang``; languages without one need an explicit τ."""
+    try:
+        return TAU[lang]
+    except KeyError:
+        raise InputError("lang", f"no default threshold τ for language {lang!r}; use one of "
+                                 f"{', '.join(TAU)} or pass τ explicitly") from None
+
+
+def check_tau(tau: float) -> float:
+    if not isinstance(tau, (int, float)) or not 0 < tau <= 1:
+        raise InputError("tau", f"must lie in (0, 1] (got {tau!r}); the paper uses 0.2–0.3")
+    return float(tau)
+
+
+def check_p(p: float) -> float:
+    if not isinstance(p, (int, float)) or not 0 <= p <= 1:
+        raise InputError("p", f"must lie in [0, 1] (got {p!r}); the paper uses 0.7")
+    return float(p)
+
+
+def coarse_neurons(scores: np.ndarray, tau: float) -> list[ScoredNeuron]:
+    """Neurons with score > τ · max(scores) over the whole [n_layers, d_ff] matrix."""
+    tau = check_tau(tau)
+    peak = float(np.max(scores)) if scores.size else 0.0
+    if peak <= 0:
+        return []
+    layers, indices = np.nonzero(scores > tau * peak)
+    picked = [(int(layer), int(index), float(scores[layer, index])) for layer, index in zip(layers, indices)]
+    return sorted(picked, key=lambda n: -n[2])
+
+
+def refine(coarse_sets: Sequence[Iterable[Neuron]], p: float = DEFAULT_P) -> set[Neuron]:
+    """Neurons coarse in more than a fraction p of the prompts; with one prompt, the coarse set itself."""
+    p = check_p(p)
+    sets = [{(int(n[0]), int(n[1])) for n in neurons} for neurons in coarse_sets]
+    if len(sets) == 1:
+        return sets[0]
+    counts = Counter(neuron for s in sets for neuron in s)
+    return {neuron for neuron, count in counts.items() if count / len(sets) > p}
+
+
+def knowledge_neurons(score_matrices: Sequence[np.ndarray], tau: float, p: float = DEFAULT_P) -> list[ScoredNeuron]:
+    """Refined knowledge neurons of a fact from its prompts' matrices, scored by their mean attribution."""
+    refined = refine([[(layer, index) for layer, index, _ in coarse_neurons(m, tau)] for m in score_matrices], p)
+    mean = np.mean(np.stack(score_matrices), axis=0)
+    return sorted(((layer, index, float(mean[layer, index])) for layer, index in refined), key=lambda n: -n[2])
+
+
+def per_layer_counts(neurons: Iterable[Sequence], n_layers: int) -> np.ndarray:
+    """How many of ``neurons`` sit in each layer: int [n_layers]."""
+    counts = np.zeros(n_layers, dtype=int)
+    for neuron in neurons:
+        counts[int(neuron[0])] += 1
+    return counts

@@ -1,0 +1,35 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from tiny import make_bert, make_gpt2  # noqa: E402
+
+from kn_core.loading import load_model  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def bert_dir(tmp_path_factory) -> Path:
+    return make_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def gpt2_dir(tmp_path_factory) -> Path:
+    return make_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+@pytest.fixture(scope="session")
+def bert(bert_dir):
+    return load_model(str(bert_dir))
+
+
+@pytest.fixture(scope="session")
+def gpt2(gpt2_dir):
+    return load_model(str(gpt2_dir))
+
+
+@pytest.fixture(scope="session", params=["bert", "gpt2"])
+def lm(request):
+    return request.getfixturevalue(request.param)

@@ -1,0 +1,488 @@
+"""Bilingual fact sets: typed records, the bundled TSV loader and its validation.
+
+A fact set holds relations (each with templates per language), facts (a subject and an object per
+language) and the problems met while reading. Two on-disk formats exist:
+
+- the **bundled format** (``assets/facts/``, documented in ``assets/facts/README.md``): TSV files read by
+  :func:`load_bundled`, which is strict — any problem raises :class:`~kn_core.errors.DataError` naming
+  the file and line;
+- the **mLAMA layout**, read leniently by :func:`kn_core.mlama.load_mlama`.
+
+:func:`load_dataset` picks the right loader for a name or folder.
+"""
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Iterable, Iterator, Literal, Mapping, TypeVar
+
+from kn_core.errors import DataError, InputError
+from kn_core.prompts import OBJECT_SLOT, validate_label, validate_template
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "facts"
+BUNDLED_NAME = "bundled"
+RELATIONS_FILE, TEMPLATES_FILE = "relations.tsv", "templates.tsv"
+RELATIONS_HEADER = ("id", "name", "description")
+TEMPLATES_HEADER = ("relation", "lang", "split", "template")
+SPLITS = {"train": False, "heldout": True}  # split column -> Template.heldout
+ID_LANG = "en"  # fact ids of the bundled format are made from the English subject
+FACT_HEADER_EXAMPLE = "subject_en<TAB>object_en<TAB>subject_zh<TAB>object_zh"
+
+_RELATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_LANG_CODE = re.compile(r"[a-z]{2,3}(?:[-_][A-Za-z0-9]+)*")
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class FrozenMapping(Mapping[K, V]):
+    """A read-only dict that is hashable and picklable, so frozen records holding one stay hashable."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, items: Mapping[K, V] | Iterable[tuple[K, V]] = ()):
+        self._data = dict(items)
+
+    def __getitem__(self, key: K) -> V:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._data.items()))
+
+    def __repr__(self) -> str:
+        return f"FrozenMapping({self._data!r})"
+
+    def __getstate__(self) -> dict[K, V]:
+        return self._data
+
+    def __setstate__(self, state: dict[K, V]) -> None:
+        self._data = state
+
+
+# -- records ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong in a data file.
+
+    Attributes:
+        file: the file, relative to the data set's folder (e.g. ``"P36.tsv"``, ``"zh/P36.jsonl"``).
+        line: 1-based line number, or None when the problem concerns the whole file.
+        reason: what is wrong and, where possible, how to fix it.
+    """
+
+    file: str
+    line: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.reason}" if self.line is not None else f"{self.file}: {self.reason}"
+
+    def to_json(self) -> dict:
+        return {"file": self.file, "line": self.line, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Template:
+    """A relation's sentence in one language, with one ``[X]`` (subject) and one ``[Y]`` (object) slot.
+
+    ``heldout`` templates are kept out of neuron search and used to test generalisation.
+    """
+
+    relation: str
+    lang: str
+    text: str
+    heldout: bool
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A ⟨subject, relation, object⟩ triple with a surface form per language.
+
+    Attributes:
+        id: stable identifier, ``<relation>-<slug of the English subject>`` (bundled) or
+            ``<relation>-<uuid>`` (mLAMA).
+        relation: the relation id, e.g. ``"P36"``.
+        labels: language code -> (subject, object), e.g. ``{"en": ("Tanzania", "Dodoma"),
+            "zh": ("坦桑尼亚", "多多马")}``; read-only.
+    """
+
+    id: str
+    relation: str
+    labels: Mapping[str, tuple[str, str]]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "labels", FrozenMapping((lang, tuple(pair)) for lang, pair in self.labels.items()))
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """Languages the fact has labels in, in file order."""
+        return tuple(self.labels)
+
+    def subject(self, lang: str) -> str:
+        return self._label(lang)[0]
+
+    def object(self, lang: str) -> str:
+        return self._label(lang)[1]
+
+    def _label(self, lang: str) -> tuple[str, str]:
+        try:
+            return self.labels[lang]
+        except KeyError:
+            raise InputError("lang", f"fact {self.id} has no {lang!r} labels; it has {', '.join(self.labels)}"
+                             ) from None
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A relation (Wikidata property) with its templates in every language."""
+
+    id: str
+    name: str
+    description: str
+    templates: tuple[Template, ...]
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """Languages that have templates, in file order."""
+        return tuple(dict.fromkeys(t.lang for t in self.templates))
+
+    def templates_for(self, lang: str, heldout: bool | None = None) -> tuple[Template, ...]:
+        """Templates in ``lang``; only train ones (``heldout=False``), only held-out ones (True) or all (None)."""
+        return tuple(t for t in self.templates if t.lang == lang and (heldout is None or t.heldout == heldout))
+
+
+@dataclass(frozen=True)
+class FactSet:
+    """Relations, their facts and the problems met while reading them.
+
+    Attributes:
+        relations: relation id -> :class:`Relation`, in file order; read-only.
+        facts: every fact, grouped by relation in the order of ``relations``.
+        problems: what was skipped while reading (always empty for the strict bundled loader).
+        source: ``"bundled"`` or the folder the set was read from.
+    """
+
+    relations: Mapping[str, Relation]
+    facts: tuple[Fact, ...]
+    problems: tuple[Problem, ...] = ()
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "relations", FrozenMapping(self.relations))
+        object.__setattr__(self, "facts", tuple(self.facts))
+        object.__setattr__(self, "problems", tuple(self.problems))
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """Every language with templates in some relation, sorted."""
+        return tuple(sorted({lang for relation in self.relations.values() for lang in relation.languages}))
+
+    @cached_property
+    def _by_relation(self) -> dict[str, tuple[Fact, ...]]:
+        groups: dict[str, list[Fact]] = {rid: [] for rid in self.relations}
+        for fact in self.facts:
+            groups.setdefault(fact.relation, []).append(fact)
+        return {rid: tuple(facts) for rid, facts in groups.items()}
+
+    @cached_property
+    def _by_id(self) -> dict[str, Fact]:
+        return {fact.id: fact for fact in self.facts}
+
+    def relation(self, relation_id: str) -> Relation:
+        try:
+            return self.relations[relation_id]
+        except KeyError:
+            known = ", ".join(self.relations)
+            raise InputError("relation", f"unknown relation {relation_id!r}; known: {known}") from None
+
+    def facts_of(self, relation_id: str) -> tuple[Fact, ...]:
+        """The facts of one relation, in file order."""
+        self.relation(relation_id)
+        return self._by_relation.get(relation_id, ())
+
+    def fact(self, fact_id: str) -> Fact:
+        try:
+            return self._by_id[fact_id]
+        except KeyError:
+            raise InputError("fact", f"unknown fact id {fact_id!r}; ids look like 'P36-tanzania'") from None
+
+    def wrong_objects(self, fact: Fact, lang: str) -> tuple[str, ...]:
+        """Objects of the *other* facts of ``fact``'s relation in ``lang``: distinct, in file order, never
+        ``fact``'s own object. The candidates for wrong claims (METHOD.md §5)."""
+        own = fact.object(lang)
+        others = (other.labels[lang][1] for other in self.facts_of(fact.relation) if lang in other.labels)
+        return tuple(obj for obj in dict.fromkeys(others) if obj != own)
+
+    def find(self, query: str) -> tuple[Fact, ...]:
+        """Facts whose subject or object, in any language, contains ``query`` (case-insensitive); a blank
+        query matches every fact."""
+        needle = query.strip().casefold()
+        return tuple(fact for fact in self.facts
+                     if any(needle in label.casefold() for pair in fact.labels.values() for label in pair))
+
+
+# -- helpers shared by the loaders --------------------------------------------------------------
+def slugify(text: str) -> str:
+    """Lower-case ASCII-folded words joined by '-': ``"São Paulo"`` -> ``"sao-paulo"``; CJK is kept."""
+    folded = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+    return re.sub(r"[\W_]+", "-", folded.casefold()).strip("-")
+
+
+def object_slot_is_last(template: str) -> bool:
+    """True when only spaces and punctuation follow ``[Y]`` — what causal LMs need."""
+    _, _, after = template.partition(OBJECT_SLOT)
+    return not any(ch.isalnum() for ch in after)
+
+
+# -- bundled format ---------------------------------------------------------------------------------
+def load_bundled(path: str | os.PathLike | None = None) -> FactSet:
+    """Read a bundled-format folder (default: the bundled ``assets/facts``). Strict: the first problem
+    raises :class:`DataError` with the file's path and line."""
+    fact_set = scan_bundled(path)
+    if fact_set.problems:
+        first, more = fact_set.problems[0], len(fact_set.problems) - 1
+        root = BUNDLED_DIR if path is None else Path(path)
+        hint = f" ({more} more problem(s); 'python -m kn_core data summary {root}' lists them)" if more else ""
+        raise DataError(str(root / first.file), first.line, first.reason + hint)
+    return fact_set
+
+
+def scan_bundled(path: str | os.PathLike | None = None) -> FactSet:
+    """Read a bundled-format folder leniently: bad rows are skipped and recorded in ``problems``."""
+    root = BUNDLED_DIR if path is None else Path(path)
+    if not (root / RELATIONS_FILE).is_file():
+        raise DataError(str(root), None, f"no {RELATIONS_FILE}: a bundled-format folder holds {RELATIONS_FILE}, "
+                                         f"{TEMPLATES_FILE} and one <relation>.tsv per relation")
+    problems: list[Problem] = []
+    relation_rows = _read_relations(root, problems)
+    templates = _read_templates(root, relation_rows, problems)
+    languages = sorted({t.lang for group in templates.values() for t in group})
+    _check_coverage(relation_rows, templates, languages, problems)
+    facts = [fact for rid in relation_rows for fact in _read_facts(root, rid, languages, problems)]
+    _check_stray_files(root, relation_rows, problems)
+    relations = {rid: Relation(rid, name, description, tuple(templates.get(rid, ())))
+                 for rid, (name, description) in relation_rows.items()}
+    return FactSet(relations, tuple(facts), tuple(problems), BUNDLED_NAME if path is None else str(root))
+
+
+def _read_tsv(root: Path, name: str, problems: list[Problem]) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header cells and (line number, cells) of the non-blank data rows; rows whose cell count differs
+    from the header's are recorded as problems and left out. An unreadable file gives no header."""
+    try:
+        lines = (root / name).read_text(encoding="utf-8-sig").split("\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(name, None, f"cannot read: {exc}"))
+        return [], []
+    header = [cell.strip() for cell in lines[0].rstrip("\r").split("\t")]
+    rows = []
+    for number, raw in enumerate(lines[1:], start=2):
+        if not raw.strip():
+            continue
+        cells = [cell.strip() for cell in raw.rstrip("\r").split("\t")]
+        if len(cells) != len(header):
+            problems.append(Problem(name, number, f"expected {len(header)} tab-separated columns "
+                                                  f"({', '.join(header)}), found {len(cells)}"))
+            continue
+        rows.append((number, cells))
+    return header, rows
+
+
+def _wrong_header(found: list[str], expected: str) -> str:
+    return f"wrong header {'<TAB>'.join(found)!r}; expected {expected!r}"
+
+
+def _read_relations(root: Path, problems: list[Problem]) -> dict[str, tuple[str, str]]:
+    """relation id -> (name, description), in file order."""
+    header, rows = _read_tsv(root, RELATIONS_FILE, problems)
+    if tuple(header) != RELATIONS_HEADER:
+        if header:
+            problems.append(Problem(RELATIONS_FILE, 1, _wrong_header(header, "<TAB>".join(RELATIONS_HEADER))))
+        return {}
+    relations: dict[str, tuple[str, str]] = {}
+    first_line: dict[str, int] = {}
+    for number, (rid, name, description) in rows:
+        if not _RELATION_ID.fullmatch(rid):
+            reason = f"bad relation id {rid!r}; use letters, digits, '_', '.' or '-' (e.g. P36)"
+        elif rid in relations:
+            reason = f"duplicate relation id {rid} (first on line {first_line[rid]})"
+        elif not name:
+            reason = f"relation {rid} has an empty name"
+        else:
+            relations[rid], first_line[rid] = (name, description), number
+            continue
+        problems.append(Problem(RELATIONS_FILE, number, reason))
+    return relations
+
+
+def _parse_template(cells: list[str], relations: Mapping[str, object]) -> Template | str:
+    """A template row as a :class:`Template`, or the reason it is invalid."""
+    rid, lang, split, text = cells
+    if rid not in relations:
+        return f"unknown relation {rid!r}; {RELATIONS_FILE} lists {', '.join(relations) or 'none'}"
+    if not _LANG_CODE.fullmatch(lang):
+        return f"bad language code {lang!r}; use a lower-case code such as en or zh"
+    if split not in SPLITS:
+        return f"bad split {split!r}; use {' or '.join(SPLITS)}"
+    try:
+        text = validate_template(text)
+    except InputError as exc:
+        return str(exc)
+    if not object_slot_is_last(text):
+        return f"template {text!r}: [Y] must be the last slot, followed only by punctuation (causal LMs need it)"
+    return Template(rid, lang, text, SPLITS[split])
+
+
+def _read_templates(root: Path, relations: Mapping[str, object], problems: list[Problem]) -> dict[str, list[Template]]:
+    """relation id -> its templates, in file order."""
+    header, rows = _read_tsv(root, TEMPLATES_FILE, problems)
+    if tuple(header) != TEMPLATES_HEADER:
+        if header:
+            problems.append(Problem(TEMPLATES_FILE, 1, _wrong_header(header, "<TAB>".join(TEMPLATES_HEADER))))
+        return {}
+    templates: dict[str, list[Template]] = {}
+    first_line: dict[tuple[str, str, str], int] = {}
+    for number, cells in rows:
+        parsed = _parse_template(cells, relations)
+        if isinstance(parsed, str):
+            problems.append(Problem(TEMPLATES_FILE, number, parsed))
+            continue
+        key = (parsed.relation, parsed.lang, parsed.text)
+        if key in first_line:
+            problems.append(Problem(TEMPLATES_FILE, number, f"duplicate template (first on line {first_line[key]})"))
+            continue
+        first_line[key] = number
+        templates.setdefault(parsed.relation, []).append(parsed)
+    return templates
+
+
+def _check_coverage(relations: Mapping[str, object], templates: Mapping[str, list[Template]],
+                    languages: list[str], problems: list[Problem]) -> None:
+    """Every relation needs a train template in every language, and English must be among them."""
+    if languages and ID_LANG not in languages:
+        problems.append(Problem(TEMPLATES_FILE, None, f"no {ID_LANG!r} templates; the bundled format needs "
+                                                      f"English, since fact ids are made from subject_{ID_LANG}"))
+    for rid in relations:
+        for lang in languages:
+            if not any(t.lang == lang and not t.heldout for t in templates.get(rid, ())):
+                problems.append(Problem(TEMPLATES_FILE, None, f"relation {rid} has no train template in {lang}; "
+                                                              "add at least one"))
+
+
+def _fact_languages(header: list[str]) -> list[str] | str:
+    """Languages of a fact file's header (pairs subject_<lang>, object_<lang>), or why it is wrong."""
+    wrong = _wrong_header(header, FACT_HEADER_EXAMPLE) + " (a subject_<lang>, object_<lang> pair per language)"
+    if not header or len(header) % 2:
+        return wrong
+    languages: list[str] = []
+    for subject_col, object_col in zip(header[::2], header[1::2]):
+        lang = subject_col.removeprefix("subject_")
+        if (not subject_col.startswith("subject_") or object_col != f"object_{lang}"
+                or not _LANG_CODE.fullmatch(lang) or lang in languages):
+            return wrong
+        languages.append(lang)
+    return languages
+
+
+def _header_problem(header_languages: list[str], languages: list[str]) -> str | None:
+    """Why a fact file's languages do not match the languages of the templates, if they do not."""
+    missing = [lang for lang in languages if lang not in header_languages]
+    if missing:
+        return (f"missing language column(s) for {', '.join(missing)}: add subject_<lang> and object_<lang> "
+                f"({TEMPLATES_FILE} has templates in {', '.join(languages)})")
+    extra = [lang for lang in header_languages if lang not in languages]
+    if extra:
+        return f"columns for {', '.join(extra)}, but {TEMPLATES_FILE} has no templates in that language"
+    return None
+
+
+def _parse_fact(rid: str, languages: list[str], cells: list[str]) -> Fact | str:
+    """A fact row as a :class:`Fact`, or the reason it is invalid."""
+    labels: dict[str, tuple[str, str]] = {}
+    for i, lang in enumerate(languages):
+        try:
+            labels[lang] = (validate_label(f"subject_{lang}", cells[2 * i]),
+                            validate_label(f"object_{lang}", cells[2 * i + 1]))
+        except InputError as exc:
+            return str(exc)
+    slug = slugify(labels[ID_LANG][0])
+    if not slug:
+        return f"subject_{ID_LANG} {labels[ID_LANG][0]!r} has no letters or digits to make a fact id from"
+    return Fact(f"{rid}-{slug}", rid, labels)
+
+
+def _read_facts(root: Path, rid: str, languages: list[str], problems: list[Problem]) -> list[Fact]:
+    name = f"{rid}.tsv"
+    if not (root / name).is_file():
+        problems.append(Problem(name, None, f"missing: relation {rid} is in {RELATIONS_FILE} but has no fact file"))
+        return []
+    header, rows = _read_tsv(root, name, problems)
+    if not header:
+        return []
+    header_languages = _fact_languages(header)
+    reason = header_languages if isinstance(header_languages, str) else _header_problem(header_languages, languages)
+    if reason:
+        problems.append(Problem(name, 1, reason))
+        return []
+    facts: list[Fact] = []
+    first_line: dict[str, int] = {}
+    for number, cells in rows:
+        parsed = _parse_fact(rid, header_languages, cells)
+        if isinstance(parsed, Fact) and parsed.id in first_line:
+            parsed = (f"duplicate fact: subject_{ID_LANG} {parsed.subject(ID_LANG)!r} already on line "
+                      f"{first_line[parsed.id]} (fact ids {parsed.id} must be unique)")
+        if isinstance(parsed, str):
+            problems.append(Problem(name, number, parsed))
+            continue
+        first_line[parsed.id] = number
+        facts.append(parsed)
+    return facts
+
+
+def _check_stray_files(root: Path, relations: Mapping[str, object], problems: list[Problem]) -> None:
+    """A <relation>.tsv whose relation is not in relations.tsv is an error, not silently ignored."""
+    for file in sorted(root.glob("*.tsv")):
+        if file.name not in (RELATIONS_FILE, TEMPLATES_FILE) and file.stem not in relations:
+            problems.append(Problem(file.name, None, f"relation {file.stem} is not listed in {RELATIONS_FILE}"))
+
+
+# -- choosing a loader ------------------------------------------------------------------------------
+Layout = Literal["bundled", "mlama"]
+
+
+def dataset_layout(path_or_name: str | os.PathLike | None) -> tuple[Layout, Path | None]:
+    """Which format a data set argument names: ``(layout, folder)``; the folder is None for the bundled
+    set. Raises :class:`DataError` saying what was expected when it is neither."""
+    if path_or_name is None or str(path_or_name) == BUNDLED_NAME:
+        return "bundled", None
+    from kn_core.mlama import is_mlama_layout  # mlama builds on this module's records
+
+    root = Path(path_or_name)
+    if (root / RELATIONS_FILE).is_file():
+        return "bundled", root
+    if is_mlama_layout(root):
+        return "mlama", root
+    state = "does not exist" if not root.exists() else "is not a folder" if not root.is_dir() else "has neither layout"
+    raise DataError(str(root), None, f"{state}; expected '{BUNDLED_NAME}', a bundled-format folder "
+                                     f"({RELATIONS_FILE}, {TEMPLATES_FILE}, <relation>.tsv) or an mLAMA-layout "
+                                     "folder (<lang>/templates.jsonl, <lang>/<relation>.jsonl)")
+
+
+def load_dataset(path_or_name: str | os.PathLike | None = None) -> FactSet:
+    """Load ``None``/``"bundled"`` (the bundled set), a bundled-format folder (strict) or an mLAMA-layout
+    folder (lenient; skipped lines are in ``problems``)."""
+    layout, root = dataset_layout(path_or_name)
+    if layout == "bundled":
+        return load_bundled(root)
+    from kn_core.mlama import load_mlama
+
+    return load_mlama(root)

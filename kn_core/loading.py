@@ -5,6 +5,7 @@ Safety: weights load from safetensors only (``use_safetensors=True``) and never 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,39 @@ def resolve(name_or_path: str) -> tuple[str, Path | None]:
     return name, None
 
 
+def estimate_parameters(config) -> int:
+    """Parameter count estimated from the config alone: embeddings + attention + FFN per layer, counting
+    three FFN matrices (gated MLP), so an upper bound for two-matrix FFNs."""
+    hidden = int(getattr(config, "hidden_size", 0) or 0)
+    layers = int(getattr(config, "num_hidden_layers", 0) or 0)
+    d_ff = int(getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) or 4 * hidden)
+    vocab = int(getattr(config, "vocab_size", 0) or 0)
+    return vocab * hidden + layers * (4 * hidden * hidden + 3 * hidden * d_ff)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to load a model (Linux /proc/meminfo), None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_fits(name: str, config) -> None:
+    """Refuse, before loading, a model whose fp32 weights would not fit in the memory available."""
+    need = estimate_parameters(config) * 4
+    have = available_memory()
+    limit = os.environ.get("KN_EXPLORER_MAX_MODEL_BYTES")
+    cap = int(limit) if limit and limit.isdigit() else (int(have * 0.8) if have else None)
+    if cap is not None and need > cap:
+        raise ModelLoadError(f"{name!r} needs about {need / 2**30:.1f} GiB for its weights but only "
+                             f"{cap / 2**30:.1f} GiB are available; pick a smaller model or free memory")
+
+
 def load_model(name_or_path: str, device: str | torch.device | None = None) -> LanguageModel:
     """Load a demo model name, a local folder or a Hugging Face id (from the local cache when offline)."""
     name, path = resolve(name_or_path)
@@ -110,6 +144,7 @@ def load_model(name_or_path: str, device: str | torch.device | None = None) -> L
         raise ModelLoadError(f"cannot read the config of {name!r}: {exc}. Valid choices: "
                              f"{', '.join(DEMO_MODELS)}, a local model folder, or a Hugging Face id") from None
     adapter = adapter_for(config.model_type)
+    check_fits(name, config)
     try:
         model = AUTO_CLASSES[adapter.kind].from_pretrained(where, use_safetensors=True, trust_remote_code=False)
         tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=False)

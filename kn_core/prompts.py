@@ -5,9 +5,10 @@ what every architecture shares: checking the template and the labels, and splitt
 """
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 from kn_core.errors import InputError, TemplateError
 
@@ -103,3 +104,19 @@ def fill_template(template: object, subject: object, obj: object) -> FilledTempl
     obj = validate_label("object", obj)
     left, right = template.replace(SUBJECT_SLOT, subject).split(OBJECT_SLOT)
     return FilledTemplate(template, subject, obj, left, right, left[-1:].isspace())
+
+
+def match_template(sentence: str, templates: Sequence[str]) -> tuple[str, str, str] | None:
+    """Read a claim sentence back into (template, subject, object) with the first template that matches it."""
+    text = " ".join(str(sentence).split())
+    for template in templates:
+        try:
+            validate_template(template)
+        except InputError:
+            continue
+        pattern = re.escape(" ".join(template.split()))
+        pattern = pattern.replace(re.escape(SUBJECT_SLOT), "(?P<x>.+?)").replace(re.escape(OBJECT_SLOT), "(?P<y>.+?)")
+        found = re.fullmatch(pattern, text)
+        if found and found["x"].strip() and found["y"].strip():
+            return template, found["x"].strip(), found["y"].strip()
+    return None

@@ -5,7 +5,9 @@ An adapter knows, for one family of checkpoints:
 - its **output rows**: the FFN output-projection weights, one row of ``hidden`` per neuron;
 - how a template becomes a :class:`~kn_core.prompts.Prompt` (masks for masked LMs, teacher forcing for
   causal LMs), including how the object is tokenised, and
-- its **no-information token** for the minimal-information baseline.
+- its **no-information token** for the minimal-information baseline, and
+- optionally, the model as explicit **pieces** (embedding, attention projections, neurons, FFN output,
+  head) for the fast attribution engine (``kn_core.attribution.fast``).
 
 Nothing outside ``kn_core.adapters`` names an architecture.
 """
@@ -21,6 +23,7 @@ from kn_core.errors import InputError, TemplateError
 from kn_core.prompts import FilledTemplate, Prompt, fill_template
 
 SiteKind = Literal["output", "input"]
+KeysValues = tuple[torch.Tensor, torch.Tensor]
 
 
 class Adapter(ABC):
@@ -58,6 +61,66 @@ class Adapter(ABC):
             if isinstance(value, int) and value > 0:
                 return value
         return None
+
+    # -- the model as pieces, for the fast engine ---------------------------------------------------
+    # Each piece calls the checkpoint's own submodules through their plain tensor signatures (Linear,
+    # LayerNorm, the MLP's parts), never a block's or an attention module's forward, whose signatures
+    # change between transformers versions. The engine assembles attention itself (softmax(q·kᵀ·scale)·v),
+    # which lets it reuse cached keys and values and compute only the rows that change. A block is:
+    #   mid = attention_output(attention(queries(h), keys_values(h)), h)
+    #   act = neurons(mid)  (the neuron site)        h' = ffn_output(act, mid)
+    # Dropout is left out: it is the identity in eval mode (``fast_path_issue`` checks).
+
+    def fast_path_issue(self, model: nn.Module) -> str | None:
+        """Why ``model`` cannot be run as pieces (None when it can)."""
+        if model.training:
+            return "the model is in training mode (dropout)"
+        return self._architecture_issue(model.config)
+
+    def _architecture_issue(self, config) -> str | None:
+        """Configuration options the pieces do not implement (None when there are none)."""
+        return f"no fast path for the {self.family} family"
+
+    def embed(self, model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+        """Hidden states entering block 0: [batch, seq, hidden]."""
+        raise NotImplementedError
+
+    def queries(self, model: nn.Module, layer: int, hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Queries [batch, heads, seq, d] of ``hidden`` [batch, seq, hidden], whose rows sit at ``positions``
+        [seq] of the prompt."""
+        raise NotImplementedError
+
+    def keys_values(self, model: nn.Module, layer: int, hidden: torch.Tensor,
+                    positions: torch.Tensor) -> KeysValues:
+        """Keys and values [batch, kv_heads, seq, d] of ``hidden``, as :meth:`queries`."""
+        raise NotImplementedError
+
+    def attention_scale(self, model: nn.Module, layer: int) -> float:
+        """Factor applied to the query-key products."""
+        raise NotImplementedError
+
+    def attention_output(self, model: nn.Module, layer: int, attended: torch.Tensor,
+                         residual: torch.Tensor) -> torch.Tensor:
+        """Residual stream after the attention sub-block, from the heads' output [batch, seq, heads * d] and
+        the block's input ``residual``."""
+        raise NotImplementedError
+
+    def neurons(self, model: nn.Module, layer: int, mid: torch.Tensor) -> torch.Tensor:
+        """The neuron activations [batch, seq, d_ff] from the residual stream after attention."""
+        raise NotImplementedError
+
+    def ffn_output(self, model: nn.Module, layer: int, act: torch.Tensor, mid: torch.Tensor) -> torch.Tensor:
+        """The block's output from its neuron activations and the residual stream after attention."""
+        raise NotImplementedError
+
+    def head(self, model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits from the top block's output (final norm and LM head included): [..., vocab]."""
+        raise NotImplementedError
+
+    @staticmethod
+    def split_heads(x: torch.Tensor, head_dim: int) -> torch.Tensor:
+        """[batch, seq, heads * d] → [batch, heads, seq, d]."""
+        return x.view(*x.shape[:2], -1, head_dim).transpose(1, 2)
 
     # -- prompts -----------------------------------------------------------------------------------
     @abstractmethod

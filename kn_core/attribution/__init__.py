@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from kn_core.attribution import reference
+from kn_core.attribution import fast, reference
 from kn_core.attribution.result import Attribution, AttributionConfig
 from kn_core.baselines import activations, baseline
 from kn_core.errors import InputError
@@ -20,7 +20,7 @@ from kn_core.prompts import Prompt
 
 log = logging.getLogger(__name__)
 
-ENGINES: dict[str, Callable] = {"reference": reference.integrate}
+ENGINES: dict[str, Callable] = {"fast": fast.integrate, "reference": reference.integrate}
 Progress = Callable[[float], None]
 
 

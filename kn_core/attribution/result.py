@@ -26,7 +26,7 @@ class AttributionConfig:
 
     baseline: str = "masked"
     steps: int = 20
-    engine: str = "reference"
+    engine: str = "fast"
     layers: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:

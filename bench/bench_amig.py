@@ -1,0 +1,148 @@
+"""Benchmark of a full AMIG attribution (every layer, m = 20 steps): the reference engine against the fast one.
+
+Builds random-weight models of the real sizes (bert-base, gpt2; nothing is downloaded), attributes the same
+14-token prompt with both engines, alternating them after a warm-up, and prints per model: seconds per prompt
+(median), the speed-up, the FLOP floor (the floating-point operations the fast path performs, counted by
+torch's FLOP counter, forward and backward, divided by this machine's best measured fp32 matmul rate), and the
+peak resident memory of a fast-only run in a fresh process.
+
+    python bench/bench_amig.py            # full run, a few minutes on 2 cores
+    python bench/bench_amig.py --quick    # tiny models, seconds (a smoke test)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from kn_core.adapters import adapter_for  # noqa: E402
+from kn_core.attribution import AttributionConfig, attribute  # noqa: E402
+from kn_core.loading import LanguageModel  # noqa: E402
+from kn_core.prompts import Prompt  # noqa: E402
+
+# "[CLS] The official language of the United Republic of Tanzania is [MASK] . [SEP]" (bert-base-cased ids)
+BERT_IDS = (101, 1109, 2078, 1846, 1104, 1103, 1244, 2250, 1104, 11866, 1110, 103, 119, 102)
+# "The official language of the United Republic of Tanzania, in East Africa, is" (gpt2 ids)
+GPT2_IDS = (464, 1743, 3303, 286, 262, 1578, 2066, 286, 46141, 11, 287, 3687, 5478, 318)
+MASK_ID, EOS_ID = 103, 50256
+TINY = {"hidden": 64, "layers": 2, "heads": 4, "d_ff": 256}
+
+
+def build(name: str, quick: bool) -> tuple[LanguageModel, Prompt]:
+    """A random-weight model (real sizes, or tiny ones with ``quick``) and its 14-token prompt."""
+    torch.manual_seed(0)
+    if name == "bert":
+        config = BertConfig() if not quick else BertConfig(
+            hidden_size=TINY["hidden"], num_hidden_layers=TINY["layers"], num_attention_heads=TINY["heads"],
+            intermediate_size=TINY["d_ff"])
+        model = BertForMaskedLM(config)
+        target = BERT_IDS.index(MASK_ID)
+        prompt = Prompt("The official language of [X] is [Y] .", "the United Republic of Tanzania", "Swahili",
+                        BERT_IDS, (target,), (24632,), tuple(j for j in range(1, 13) if j != target))
+    else:
+        config = GPT2Config() if not quick else GPT2Config(n_embd=TINY["hidden"], n_layer=TINY["layers"],
+                                                           n_head=TINY["heads"], n_inner=TINY["d_ff"])
+        model = GPT2LMHeadModel(config)
+        prompt = Prompt("The official language of [X], in East Africa, is [Y]", "the United Republic of Tanzania",
+                        "Swahili", GPT2_IDS, (len(GPT2_IDS) - 1,), (2451,), tuple(range(len(GPT2_IDS))))
+    model.eval().requires_grad_(False)
+    tokenizer = SimpleNamespace(mask_token_id=MASK_ID, eos_token_id=EOS_ID)  # all the baseline needs
+    return LanguageModel(name, model, tokenizer, adapter_for(config.model_type)), prompt
+
+
+def matmul_rate(quick: bool) -> float:
+    """Best fp32 matmul rate of this machine, FLOP/s, over a few shapes like the workload's."""
+    shapes = [(256, 256, 256)] if quick else [(2048, 2048, 2048), (1176, 768, 3072), (1176, 3072, 768)]
+    best = 0.0
+    for m, k, n in shapes:
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        a @ b
+        for _ in range(5):
+            start = time.perf_counter()
+            a @ b
+            best = max(best, 2 * m * k * n / (time.perf_counter() - start))
+    return best
+
+
+def seconds(lm, prompt, engine: str) -> float:
+    start = time.perf_counter()
+    attribute(lm, prompt, AttributionConfig(engine=engine))
+    return time.perf_counter() - start
+
+
+def fast_flops(lm, prompt) -> int:
+    """Floating-point operations of one fast attribution (matmuls and attention, forward and backward)."""
+    with FlopCounterMode(display=False) as counter:
+        attribute(lm, prompt, AttributionConfig(engine="fast"))
+    return counter.get_total_flops()
+
+
+def peak_rss_mb(name: str, quick: bool) -> float:
+    """Peak resident memory of building the model and one fast attribution, in a fresh process."""
+    args = [sys.executable, __file__, "--rss-child", name] + (["--quick"] if quick else [])
+    out = subprocess.run(args, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def rss_child(name: str, quick: bool) -> None:
+    lm, prompt = build(name, quick)
+    attribute(lm, prompt, AttributionConfig(engine="fast"))
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # Linux reports KiB
+
+
+def bench(name: str, runs: int, rate: float, quick: bool) -> dict:
+    lm, prompt = build(name, quick)
+    for engine in ("reference", "fast"):  # warm-up
+        seconds(lm, prompt, engine)
+    times = {"reference": [], "fast": []}
+    for _ in range(runs):  # alternate, so that a busy spell of the machine hits both engines
+        for engine in times:
+            times[engine].append(seconds(lm, prompt, engine))
+    ref, fast = statistics.median(times["reference"]), statistics.median(times["fast"])
+    floor = fast_flops(lm, prompt) / rate
+    return {"model": name, "tokens": len(prompt.input_ids), "ref": ref, "fast": fast, "speedup": ref / fast,
+            "floor": floor, "vs_floor": fast / floor, "rss": peak_rss_mb(name, quick),
+            "spread": {k: (min(v), max(v)) for k, v in times.items()}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny models, one run: checks that the script works")
+    parser.add_argument("--runs", type=int, default=None, help="timed runs per engine (default 3, quick 1)")
+    parser.add_argument("--models", default="bert,gpt2", help="comma-separated subset of: bert, gpt2")
+    parser.add_argument("--rss-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        rss_child(args.rss_child, args.quick)
+        return
+    runs = args.runs or (1 if args.quick else 3)
+    rate = matmul_rate(args.quick)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads on {os.cpu_count()} CPUs; "
+          f"best fp32 matmul {rate / 1e9:.0f} GFLOP/s; load average {os.getloadavg()[0]:.2f}; "
+          f"{'tiny models' if args.quick else 'random weights, real sizes'}; m = 20, every layer; "
+          f"median of {runs} run(s) after a warm-up")
+    rows = [bench(name, runs, rate, args.quick) for name in args.models.split(",")]
+    print("| model | prompt tokens | reference s/prompt | fast s/prompt | speed-up | FLOP floor s | fast/floor "
+          "| peak RSS MB (fast) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['tokens']} | {r['ref']:.2f} | {r['fast']:.2f} | {r['speedup']:.1f}x | "
+              f"{r['floor']:.2f} | {r['vs_floor']:.2f} | {r['rss']:.0f} |")
+    spread = "; ".join(f"{r['model']} {k} {lo:.2f}-{hi:.2f} s" for r in rows for k, (lo, hi) in r["spread"].items())
+    print(f"range of the timed runs: {spread}; load average at the end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

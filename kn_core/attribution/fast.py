@@ -1,0 +1,298 @@
+"""Fast engine: the same integral as the reference engine, computed without repeating unchanged work.
+
+Replacing the activation at target position t of layer l changes nothing below layer l, and in a causal LM
+nothing before t either. So, after one clean pass through the model taken apart by its adapter (per block:
+its input, the residual stream after attention, the queries, keys and values):
+
+- a *stream* (target t, layer l) starts from the clean residual stream after layer l's attention at t, adds
+  the FFN output of the path points z(α) = b + α(a − b), α = 1/m … 1, and runs only blocks l+1..L-1;
+- causal LM: one token per path point, attending to the clean keys and values of positions < t (m
+  single-token passes instead of m whole prompts); masked LM: the whole sequence (every position changes
+  above l), except that the first block recomputes queries, keys and values of row t only and the top block
+  computes the output of row t only;
+- the LM head runs on the target row only, and P(o) = softmax[o] has a hand-written backward pass;
+- the weights take no gradients; streams of several layers run as one batch (as many as fit in
+  ``GROUP_BYTES`` of saved activations), and one backward pass gives every path point its gradient;
+- P at the baseline (α = 0), which the completeness residual needs, takes no backward pass.
+
+Self-checks guard against a piece that does not match the real model: the clean pass must reproduce the
+activations the caller recorded through hooks, its P(object) that of a plain forward pass (once per loaded
+model), and every stream's P at α = 1 that of the clean pass. A model that fails, or whose adapter has no
+pieces, is attributed by the reference engine instead, with a warning in the log.
+"""
+from __future__ import annotations
+
+import logging
+import weakref
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from kn_core.attribution import reference
+from kn_core.hooks import gold_probs, run
+from kn_core.prompts import Prompt
+
+log = logging.getLogger(__name__)
+
+GROUP_BYTES = 512 * 2**20  # activations one batch of streams may keep for its backward pass
+RTOL = 1e-3  # self-checks: largest deviation from the real model, relative to the largest value
+_MATCHING_HEADS: weakref.WeakSet = weakref.WeakSet()  # models whose head piece has matched the model once
+
+
+@dataclass(frozen=True)
+class CleanPass:
+    """The prompt through the model's pieces. Per block: its input ``hidden`` [1, T, H] (entry L is the top
+    output), the residual stream after attention ``mid`` [1, T, H], its ``queries`` and ``keys_values``
+    [1, heads, T, d]; and the neuron activations at the targets ``acts`` [k, L, d_ff]."""
+
+    hidden: list[torch.Tensor]
+    mid: list[torch.Tensor]
+    queries: list[torch.Tensor]
+    keys_values: list[tuple[torch.Tensor, torch.Tensor]]
+    acts: torch.Tensor
+
+
+def attention(lm, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor,
+              causal: bool = False) -> torch.Tensor:
+    """Residual stream after the attention sub-block of ``layer``: q [B, heads, S, d] attends to k, v
+    [B, kv_heads, S', d]; ``residual`` [B, S, H] is the block's input at the query rows."""
+    scale = lm.adapter.attention_scale(lm.model, layer)
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale, enable_gqa=q.shape[1] != k.shape[1])
+    return lm.adapter.attention_output(lm.model, layer, out.transpose(1, 2).flatten(2), residual)
+
+
+def attention_on_prefix(lm, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                        prefix: tuple[torch.Tensor, torch.Tensor], residual: torch.Tensor) -> torch.Tensor:
+    """As :func:`attention` for single new rows (q [B, heads, 1, d], k, v [B, kv_heads, 1, d]) that attend
+    to a clean prefix shared by all of them ([1, kv_heads, P, d] each) and to themselves, without copying
+    the prefix for every row."""
+    rows, kv_heads, d = len(q), k.shape[1], q.shape[-1]
+    q = q.reshape(rows, kv_heads, -1, d) * lm.adapter.attention_scale(lm.model, layer)  # grouped by kv head
+    scores = torch.cat([torch.einsum("rgnd,gpd->rgnp", q, prefix[0][0]),
+                        torch.einsum("rgnd,rgd->rgn", q, k[:, :, 0])[..., None]], dim=-1)
+    weights = scores.softmax(-1)
+    out = torch.einsum("rgnp,gpd->rgnd", weights[..., :-1], prefix[1][0]) + weights[..., -1:] * v
+    return lm.adapter.attention_output(lm.model, layer, out.reshape(rows, 1, -1), residual)
+
+
+def clean_pass(lm, input_ids: torch.Tensor, targets: tuple[int, ...]) -> CleanPass:
+    """Run ``input_ids`` [1, T] through the adapter's pieces, keeping what the streams start from."""
+    adapter, model = lm.adapter, lm.model
+    positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+    hidden, mids, queries, keys_values, acts = [adapter.embed(model, input_ids)], [], [], [], []
+    for layer in range(lm.n_layers):
+        h = hidden[-1]
+        q, (k, v) = adapter.queries(model, layer, h, positions), adapter.keys_values(model, layer, h, positions)
+        mid = attention(lm, layer, q, k, v, h, causal=lm.kind == "causal")
+        act = adapter.neurons(model, layer, mid)
+        hidden.append(adapter.ffn_output(model, layer, act, mid))
+        mids.append(mid)
+        queries.append(q)
+        keys_values.append((k, v))
+        acts.append(act[0, list(targets)].float())
+    return CleanPass(hidden, mids, queries, keys_values, torch.stack(acts, dim=1))
+
+
+def _close(value: torch.Tensor, expected: torch.Tensor) -> bool:
+    scale = float(expected.abs().max())
+    return float((value - expected).abs().max()) <= RTOL * scale + 1e-12
+
+
+def _stream_bytes(lm, layer: int, rows: int, steps: int) -> int:
+    """Rough size of what a stream keeps for its backward pass: per block and row a few hidden-sized and
+    d_ff-sized tensors; the head's logits and softmax."""
+    per_row = 4 * lm.config.hidden_size + 3 * lm.d_ff
+    blocks = lm.n_layers - 1 - layer
+    return 4 * steps * (rows * blocks * per_row + 3 * lm.config.vocab_size)
+
+
+def groups(lm, layers, rows: int, steps: int) -> list[list[int]]:
+    """Split ``layers`` (ascending) into batches of streams of at most ``GROUP_BYTES`` each."""
+    out: list[list[int]] = []
+    used = 0
+    for layer in sorted(layers):
+        size = _stream_bytes(lm, layer, rows, steps)
+        if out and used + size <= GROUP_BYTES:
+            out[-1].append(layer)
+            used += size
+        else:
+            out.append([layer])
+            used = size
+    return out
+
+
+class GoldProbability(torch.autograd.Function):
+    """softmax(logits)[:, token] for logits [rows, vocab], with a backward pass that reuses the softmax in
+    place: ∂P_o/∂logits = P_o · (e_o − p). (Autograd's own would allocate and fill two more [rows, vocab]
+    tensors, a large share of a causal LM's time with a 50k vocabulary.) Backward runs once only."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, token: int) -> torch.Tensor:
+        probs = logits.softmax(-1)
+        ctx.save_for_backward(probs)
+        ctx.token = token
+        return probs[:, token].clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (probs,) = ctx.saved_tensors
+        scale = grad * probs[:, ctx.token]
+        out = probs.mul_(-scale[:, None])
+        out[:, ctx.token] += scale
+        return out, None
+
+
+def _splice(clean: torch.Tensor, rows: torch.Tensor, at: int, dim: int) -> torch.Tensor:
+    """``clean`` (batch 1) expanded to the batch of ``rows``, with index ``at`` of dimension ``dim`` replaced
+    by ``rows``."""
+    clean = clean.expand(len(rows), *clean.shape[1:])
+    return torch.cat([clean.narrow(dim, 0, at), rows, clean.narrow(dim, at + 1, clean.shape[dim] - at - 1)], dim=dim)
+
+
+class Streams:
+    """Batches of streams for one target position ``target`` and its gold token ``token``.
+
+    A stream's state is the hidden state entering a block: [rows, 1, H] (the target row: causal LMs, or a
+    masked LM before its first block and after the top one) or [rows, T, H] (masked LMs in between).
+    """
+
+    def __init__(self, lm, state: CleanPass, target: int, token: int):
+        self.lm, self.state, self.target, self.token = lm, state, target, token
+        self.causal = lm.kind == "causal"
+        self.dtype = state.hidden[0].dtype
+        self.at_target = torch.tensor([target], device=lm.device)
+        self.everywhere = torch.arange(state.hidden[0].shape[1], device=lm.device)
+
+    def start(self, layer: int, z: torch.Tensor) -> torch.Tensor:
+        """Target row of block ``layer``'s output with the target's activations set to each row of ``z``."""
+        t = self.target
+        return self.lm.adapter.ffn_output(self.lm.model, layer, z.to(self.dtype)[:, None],
+                                          self.state.mid[layer][:, t:t + 1])
+
+    def attend_row(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        """Attention of block ``layer`` where only the target row differs from the clean pass (``x`` [rows,
+        1, H]): the row's queries, keys and values are new, the others come from the clean pass. Output:
+        the target row (causal LM, or the top block) or every row (masked LM)."""
+        adapter, model, t = self.lm.adapter, self.lm.model, self.target
+        q = adapter.queries(model, layer, x, self.at_target)
+        k, v = adapter.keys_values(model, layer, x, self.at_target)
+        clean_k, clean_v = self.state.keys_values[layer]
+        if self.causal:  # positions after t do not matter: attend to the clean prefix and to itself
+            return attention_on_prefix(self.lm, layer, q, k, v, (clean_k[:, :, :t], clean_v[:, :, :t]), x)
+        k, v = _splice(clean_k, k, t, 2), _splice(clean_v, v, t, 2)
+        if layer == self.lm.n_layers - 1:
+            return attention(self.lm, layer, q, k, v, x)
+        return attention(self.lm, layer, _splice(self.state.queries[layer], q, t, 2), k, v,
+                         _splice(self.state.hidden[layer], x, t, 1))
+
+    def attend_all(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        """Attention of block ``layer`` of a masked LM on whole sequences ``x`` [rows, T, H]; the top block
+        computes the target row only."""
+        adapter, model, t = self.lm.adapter, self.lm.model, self.target
+        k, v = adapter.keys_values(model, layer, x, self.everywhere)
+        if layer == self.lm.n_layers - 1:
+            x = x[:, t:t + 1]
+            return attention(self.lm, layer, adapter.queries(model, layer, x, self.at_target), k, v, x)
+        return attention(self.lm, layer, adapter.queries(model, layer, x, self.everywhere), k, v, x)
+
+    def block(self, layer: int, running: torch.Tensor | None, joining: torch.Tensor | None) -> torch.Tensor:
+        """Block ``layer`` on the running streams' states and on the target rows of streams that start here;
+        the FFN runs on both in one batch."""
+        mids = []
+        if running is not None:
+            mids.append(self.attend_row(layer, running) if running.shape[1] == 1 else self.attend_all(layer, running))
+        if joining is not None:
+            mids.append(self.attend_row(layer, joining))
+        mid = torch.cat(mids) if len(mids) > 1 else mids[0]
+        adapter, model = self.lm.adapter, self.lm.model
+        return adapter.ffn_output(model, layer, adapter.neurons(model, layer, mid), mid)
+
+    def run(self, points: dict[int, torch.Tensor]) -> torch.Tensor:
+        """P(token) [len(points), rows] at the path points ``points`` {layer: z [rows, d_ff]}: every layer's
+        stream in one batch, each joining above its layer."""
+        n_layers, x = self.lm.n_layers, None
+        for layer in range(min(points) + 1, n_layers):
+            joining = self.start(layer - 1, points[layer - 1]) if layer - 1 in points else None
+            x = self.block(layer, x, joining)
+        if n_layers - 1 in points:  # the top layer's stream: straight to the head
+            top = self.start(n_layers - 1, points[n_layers - 1])
+            x = top if x is None else torch.cat([x, top])
+        logits = self.lm.adapter.head(self.lm.model, x[:, 0])
+        return GoldProbability.apply(logits.float(), self.token).view(len(points), -1)
+
+
+def _ig(streams: Streams, a: torch.Tensor, b: torch.Tensor, layers: list[int], steps: int, with_start: bool):
+    """IG of ``layers`` for one target from the path points α = 1/m … 1, and α = 0 when ``with_start`` (in
+    the loss, α > 0 only). Returns attributions [n, d_ff], P at α = 1 [n] and P at α = 0 [n] (or None)."""
+    alphas = torch.arange(0 if with_start else 1, steps + 1, device=a.device)[:, None] / steps
+    points = {layer: (b[layer] + alphas * (a[layer] - b[layer])).requires_grad_(True) for layer in layers}
+    with torch.enable_grad():
+        probs = streams.run(points)
+        grads = torch.autograd.grad(probs[:, -steps:].sum(), [points[layer] for layer in layers])
+    attrs = torch.stack([(a[layer] - b[layer]) * grad[-steps:].sum(dim=0) / steps
+                         for layer, grad in zip(layers, grads)])
+    probs = probs.detach()
+    return attrs, probs[:, -1], probs[:, 0] if with_start else None
+
+
+def _fallback(lm, why: str, *args) -> tuple[torch.Tensor, torch.Tensor]:
+    log.warning("fast engine: %s for %s; using the reference engine", why, lm.name)
+    return reference.integrate(lm, *args)
+
+
+def _pieces_probs(lm, state: CleanPass, prompt: Prompt) -> torch.Tensor:
+    """P(object token) at each target from the clean pass: [k]."""
+    top = state.hidden[-1][0, list(prompt.target_positions)]
+    probs = lm.adapter.head(lm.model, top).float().softmax(-1)
+    return probs[torch.arange(len(top)), list(prompt.object_ids)].cpu()
+
+
+def _head_matches(lm, ids: torch.Tensor, prompt: Prompt, probs: torch.Tensor) -> bool:
+    """Whether the pieces' P(object) equals the model's own; a plain forward pass once per loaded model."""
+    if lm.model not in _MATCHING_HEADS:
+        expected = gold_probs(run(lm, ids), prompt.target_positions, prompt.object_ids)[0].cpu()
+        if not _close(probs, expected):
+            return False
+        _MATCHING_HEADS.add(lm.model)
+    return True
+
+
+def integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, layers, steps: int,
+              progress: Callable[[float], None]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Same contract as :func:`kn_core.attribution.reference.integrate`."""
+    args = (prompt, clean, start, layers, steps, progress)
+    issue = lm.adapter.fast_path_issue(lm.model)
+    if issue is not None:
+        return _fallback(lm, issue, *args)
+    ids = torch.tensor(prompt.input_ids, device=lm.device)[None]
+    with torch.no_grad():
+        state = clean_pass(lm, ids, prompt.target_positions)
+        p_clean = _pieces_probs(lm, state, prompt)
+        if not (_close(state.acts, clean) and _head_matches(lm, ids, prompt, p_clean)):
+            return _fallback(lm, "the pieces do not reproduce the model", *args)
+    layers = list(layers)
+    # P at the baseline (α = 0) needs no gradient. Single-token streams (causal LMs) cost little more than
+    # reading the weights, so α = 0 rides along in their batch; whole sequences get a pass without gradients.
+    single = lm.kind == "causal"
+    batches = groups(lm, layers, 1 if single else len(prompt.input_ids), steps)
+    attrs = torch.zeros(prompt.n_object_tokens, len(layers), clean.shape[-1])
+    p_start, p_end = torch.zeros(2, prompt.n_object_tokens, len(layers))
+    done, total = 0, len(batches) * prompt.n_object_tokens
+    for i, (target, token) in enumerate(zip(prompt.target_positions, prompt.object_ids)):
+        streams = Streams(lm, state, target, token)
+        if not single:
+            with torch.no_grad():
+                p_start[i] = streams.run({layer: start[i, layer][None] for layer in layers})[:, 0].cpu()
+        for batch in batches:
+            index = [layers.index(layer) for layer in batch]
+            attr, p, p0 = _ig(streams, clean[i], start[i], batch, steps, with_start=single)
+            attrs[i, index], p_end[i, index] = attr.cpu(), p.cpu()
+            if single:
+                p_start[i, index] = p0.cpu()
+            done += 1
+            progress(done / total)
+    if not _close(p_end, p_clean[:, None].expand_as(p_end)):
+        return _fallback(lm, "the streams do not reproduce the clean pass", *args)
+    return attrs, attrs.sum(dim=-1) - (p_end - p_start)

@@ -1,0 +1,62 @@
+"""``python -m kn_core accuracy``: top-1 object accuracy of a model on a fact set, train and held-out templates.
+
+``accuracy --model demo-mlm --lang zh [--data bundled] [--json OUT]`` prints a table and optionally writes
+``{"model", "data", "lang", "accuracy", "n", "correct", "heldout_accuracy", "heldout_n", "heldout_correct",
+"skipped"}`` as JSON (accuracies are null where a split has no prompts; ``skipped`` prompts could not be
+built for the model and are not in ``n``).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kn_core.errors import DataError
+from kn_core.evaluate import AccuracyResult, object_accuracy
+from kn_core.facts import BUNDLED_NAME, load_dataset
+from kn_core.loading import load_model
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("accuracy", help="top-1 object accuracy of a model on a fact set")
+    p.add_argument("--model", required=True, help="demo-mlm, demo-clm, a model folder or a Hugging Face id")
+    p.add_argument("--lang", required=True, help="language of the templates and labels, e.g. en or zh")
+    p.add_argument("--data", default=BUNDLED_NAME, help=f"'{BUNDLED_NAME}' or a data folder (default: {BUNDLED_NAME})")
+    p.add_argument("--batch-size", type=int, default=128, help="prompts per forward pass")
+    p.add_argument("--json", type=Path, default=None, dest="json_out", help="also write the result as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    factset = load_dataset(args.data)
+    lm = load_model(args.model)
+    train, heldout = (object_accuracy(lm, factset, args.lang, split, args.batch_size) for split in (False, True))
+    print(render(args.model, train, heldout))
+    if args.json_out is not None:
+        write_json(args.json_out, to_json(args.model, args.data, train, heldout))
+    return 0
+
+
+def to_json(model: str, data: str, train: AccuracyResult, heldout: AccuracyResult) -> dict:
+    return {"model": model, "data": data, "lang": train.lang,
+            "accuracy": train.accuracy, "n": train.n, "correct": train.correct,
+            "heldout_accuracy": heldout.accuracy, "heldout_n": heldout.n, "heldout_correct": heldout.correct,
+            "skipped": train.skipped + heldout.skipped}
+
+
+def write_json(path: Path, payload: dict) -> None:
+    try:
+        path.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise DataError(str(path), None, f"cannot write the result: {exc.strerror}") from None
+
+
+def render(model: str, *results: AccuracyResult) -> str:
+    lines = [f"{'model':<12}{'lang':<6}{'templates':<11}{'correct':>8}{'n':>7}  accuracy"]
+    for result in results:
+        shown = "—" if result.accuracy is None else f"{100 * result.accuracy:6.1f} %"
+        lines.append(f"{model:<12}{result.lang:<6}{result.split:<11}{result.correct:>8}{result.n:>7}  {shown}")
+    skipped = sum(result.skipped for result in results)
+    if skipped:
+        lines.append(f"({skipped} prompt(s) could not be built for this model, e.g. objects its tokenizer cannot "
+                     "spell, and are left out of n)")
+    return "\n".join(lines)

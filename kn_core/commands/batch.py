@@ -1,0 +1,57 @@
+"""``python -m kn_core batch``: attribute and store every prompt of a data set, resumably, with progress."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from kn_core.attribution import ENGINES, AttributionConfig
+from kn_core.baselines import BASELINES
+from kn_core.batch import BatchReport, run_batch
+from kn_core.executors import EXECUTORS
+from kn_core.facts import BUNDLED_NAME
+from kn_core.store import ResultStore
+
+SHOWN_FAILURES = 10
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("batch", help="compute and store every prompt's attribution (resumable)")
+    p.add_argument("--model", action="append", required=True,
+                   help="demo-mlm, demo-clm, a model folder or a Hugging Face id; repeatable")
+    p.add_argument("--data", default=BUNDLED_NAME, help=f"'{BUNDLED_NAME}' or a bundled-format / mLAMA folder")
+    p.add_argument("--langs", type=_names, default=["en", "zh"], help="comma-separated languages (default en,zh)")
+    p.add_argument("--relations", type=_names, default=None, help="comma-separated relation ids (default: all)")
+    p.add_argument("--max-facts", type=int, default=None, help="only the first N facts (file order)")
+    p.add_argument("--baseline", default="masked", choices=sorted(BASELINES))
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--engine", default=AttributionConfig().engine, choices=sorted(ENGINES))
+    p.add_argument("--executor", default="local", choices=sorted(EXECUTORS),
+                   help="local (default) or ray (optional: pip install -r requirements-ray.txt)")
+    p.add_argument("--address", default=None, help="address of an existing Ray cluster (with --executor ray)")
+    p.add_argument("--store", type=Path, default=None, help="store file (default: $KN_EXPLORER_HOME/store.sqlite)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    config = AttributionConfig(baseline=args.baseline, steps=args.steps, engine=args.engine)
+    store = ResultStore(args.store)
+    for model in args.model:
+        report = run_batch(model, args.data, args.langs, config, store, executor=args.executor,
+                           relations=args.relations, max_facts=args.max_facts, progress=not args.no_progress,
+                           address=args.address)
+        print(render(model, report))
+    print(f"store: {store.path}")
+    return 0
+
+
+def render(model: str, report: BatchReport) -> str:
+    lines = [f"{model}: {report.done} computed, {report.skipped} already stored, {len(report.failed)} failed"]
+    for fact_id, lang, template, reason in report.failed[:SHOWN_FAILURES]:
+        lines.append(f"  {fact_id} [{lang}] {template}: {reason}")
+    if len(report.failed) > SHOWN_FAILURES:
+        lines.append(f"  ... and {len(report.failed) - SHOWN_FAILURES} more (python -m kn_core store info lists them)")
+    return "\n".join(lines)

@@ -1,0 +1,156 @@
+"""What every experiment shares: its settings, its outcome record, fact selection and prompt building."""
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence, TypeVar
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from tqdm import tqdm
+
+from kn_core.attribution import AttributionConfig
+from kn_core.errors import InputError
+from kn_core.facts import Fact, FactSet
+from kn_core.factcheck import OBJECTIVES
+from kn_core.loading import LanguageModel, load_model
+from kn_core.prompts import Prompt
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One experiment run, as given on the command line.
+
+    models: model names or folders, run one after the other. data: ``"bundled"`` or a data folder.
+    langs: languages to run in (LIKN needs exactly two). relations: relation ids (None = all).
+    max_facts: facts per relation (None = the experiment's default; 0 = all), a seeded sample.
+    max_templates: train templates per fact and language (None = all). steps, baseline: the AMIG set-up.
+    seed: fact sampling, the 80/20 split, wrong objects and random controls. top_k, t_low, t_high, max_group:
+    the DKN search; t, objective: the fact checker's DKN threshold and λ objective.
+    """
+
+    models: tuple[str, ...]
+    out: Path
+    data: str = "bundled"
+    langs: tuple[str, ...] = ("en", "zh")
+    relations: tuple[str, ...] | None = None
+    max_facts: int | None = None
+    max_templates: int | None = None
+    steps: int = 20
+    baseline: str = "masked"
+    seed: int = 0
+    top_k: int = 20
+    t_low: float = 0.2
+    t_high: float = 0.25
+    max_group: int = 2
+    t: float = 0.7
+    objective: str = "f1"
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise InputError("model", "give at least one --model")
+        if not self.langs:
+            raise InputError("langs", "give at least one language, e.g. --langs en,zh")
+        if self.max_facts is not None and self.max_facts < 0:
+            raise InputError("max_facts", f"must be ≥ 0 (got {self.max_facts}); 0 means every fact")
+        if self.max_templates is not None and self.max_templates < 1:
+            raise InputError("max_templates", f"must be ≥ 1 (got {self.max_templates})")
+        if self.objective not in OBJECTIVES:
+            raise InputError("objective", f"unknown objective {self.objective!r}; "
+                                          f"choose one of {', '.join(OBJECTIVES)}")
+
+    @property
+    def config(self) -> AttributionConfig:
+        return AttributionConfig(baseline=self.baseline, steps=self.steps)
+
+    def facts_per_relation(self, default: int) -> int | None:
+        """The cap on facts per relation: ``max_facts``, else the experiment's default; None means no cap."""
+        cap = default if self.max_facts is None else self.max_facts
+        return cap or None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an experiment produced.
+
+    headline: the table printed and put first in the report. shown: title -> further summary tables shown in
+    the report. tables: name -> tidy table, each written as ``<name>.csv`` (and ``.parquet``). figures:
+    name -> figure, written as ``<name>.png``. notes: Markdown paragraphs for the report (how to read the
+    results, caveats). files: other files written into the output folder (e.g. stored checkers).
+    """
+
+    name: str
+    title: str
+    headline: pd.DataFrame
+    shown: dict[str, pd.DataFrame] = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    figures: dict[str, Figure] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    files: tuple[Path, ...] = ()
+
+
+def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
+    """A progress bar on stderr (silent when stderr is not a terminal)."""
+    return iter(tqdm(items, desc=desc, total=total, disable=None, leave=False))
+
+
+def models(settings: Settings) -> Iterator[LanguageModel]:
+    """Load the settings' models one at a time."""
+    for name in settings.models:
+        log.info("loading %s", name)
+        yield load_model(name)
+
+
+def select_facts(factset: FactSet, settings: Settings, default_cap: int) -> dict[str, tuple[Fact, ...]]:
+    """Relation id -> its facts that have labels in every language of the run, capped by a seeded sample
+    (kept in file order)."""
+    relations = settings.relations or tuple(factset.relations)
+    cap = settings.facts_per_relation(default_cap)
+    out = {}
+    for rid in relations:
+        facts = [f for f in factset.facts_of(rid) if all(lang in f.labels for lang in settings.langs)]
+        if cap is not None and len(facts) > cap:
+            rng = np.random.default_rng([settings.seed, zlib.crc32(rid.encode("utf-8"))])
+            facts = [facts[i] for i in sorted(rng.choice(len(facts), size=cap, replace=False))]
+        if not facts:
+            log.warning("relation %s has no fact in %s; skipped", rid, ", ".join(settings.langs))
+            continue
+        out[rid] = tuple(facts)
+    if not out:
+        raise InputError("relations", "no facts to run on: check --relations and --langs against the data")
+    return out
+
+
+def templates_of(factset: FactSet, relation: str, lang: str, settings: Settings) -> list[str]:
+    """The relation's train templates in ``lang``, at most ``max_templates`` of them."""
+    templates = [t.text for t in factset.relation(relation).templates_for(lang, heldout=False)]
+    return templates[:settings.max_templates] if settings.max_templates else templates
+
+
+def fact_prompts(lm: LanguageModel, templates: Sequence[str], fact: Fact, lang: str) -> list[Prompt]:
+    """The fact's prompts that the model can take (others are logged and skipped, e.g. labels outside the
+    vocabulary or a template that does not suit a causal LM)."""
+    prompts = []
+    for template in templates:
+        try:
+            prompts.append(lm.prompt(template, fact.subject(lang), fact.object(lang)))
+        except InputError as exc:
+            log.info("%s (%s) with %r skipped: %s", fact.id, lang, template, exc)
+    return prompts
+
+
+def unrelated_fact(selection: dict[str, tuple[Fact, ...]], fact: Fact) -> Fact | None:
+    """A control fact for ``fact``: the same-position fact of the next relation in the selection, or another
+    fact of the same relation when only one relation is selected (None when there is no other fact)."""
+    relations = list(selection)
+    if len(relations) > 1:
+        other = selection[relations[(relations.index(fact.relation) + 1) % len(relations)]]
+        return other[selection[fact.relation].index(fact) % len(other)]
+    others = [f for f in selection[fact.relation] if f.id != fact.id]
+    return others[0] if others else None

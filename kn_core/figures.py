@@ -1,0 +1,106 @@
+"""Plotly figures: pure functions from numbers to figures (no Streamlit, no model).
+
+Every text that may come from a user is escaped before it reaches a figure's HTML labels.
+"""
+from __future__ import annotations
+
+import html
+from typing import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+MAX_COLUMNS = 512  # heatmap columns before neurons are binned (each bin shows its strongest neuron)
+SCALE = "RdBu_r"
+
+
+def esc(text: object) -> str:
+    """HTML-escape user text for figure titles, labels and hover text."""
+    return html.escape(str(text), quote=True)
+
+
+def bin_columns(scores: np.ndarray, max_columns: int = MAX_COLUMNS) -> tuple[np.ndarray, np.ndarray, int]:
+    """Bin [n_layers, d_ff] into at most ``max_columns`` columns, keeping per bin the value of largest
+    magnitude. Returns (binned values [n_layers, n_bins], argmax index per cell [n_layers, n_bins], bin width)."""
+    n_layers, d_ff = scores.shape
+    width = max(1, int(np.ceil(d_ff / max_columns)))
+    n_bins = int(np.ceil(d_ff / width))
+    padded = np.zeros((n_layers, n_bins * width), dtype=np.float32)
+    padded[:, :d_ff] = scores
+    blocks = padded.reshape(n_layers, n_bins, width)
+    pick = np.abs(blocks).argmax(axis=2)
+    values = np.take_along_axis(blocks, pick[..., None], axis=2)[..., 0]
+    index = np.minimum(pick + np.arange(n_bins)[None, :] * width, d_ff - 1)
+    return values, index, width
+
+
+def neuron_heatmap(scores: np.ndarray, title: str = "", zmax: float | None = None,
+                   marked: Sequence[tuple[int, int]] = (), max_columns: int = MAX_COLUMNS) -> go.Figure:
+    """Layers × neurons heatmap of attribution scores; wide layers are binned (hover names the neuron).
+
+    ``zmax`` fixes a symmetric colour scale (to compare two heatmaps); ``marked`` neurons get a marker.
+    """
+    values, index, width = bin_columns(np.asarray(scores, dtype=np.float32), max_columns)
+    n_layers = values.shape[0]
+    limit = float(zmax if zmax is not None else max(np.abs(values).max(), 1e-12))
+    custom = np.stack([index, np.broadcast_to(np.arange(n_layers)[:, None], index.shape)], axis=-1)
+    fig = go.Figure(go.Heatmap(
+        z=values, x=np.arange(values.shape[1]) * width, y=np.arange(n_layers), customdata=custom,
+        colorscale=SCALE, zmid=0, zmin=-limit, zmax=limit, colorbar={"title": "attribution"},
+        hovertemplate="layer %{customdata[1]}, neuron %{customdata[0]}<br>score %{z:.3e}<extra></extra>"))
+    if marked:
+        fig.add_trace(go.Scatter(x=[i for _, i in marked], y=[l for l, _ in marked], mode="markers",
+                                 marker={"symbol": "circle-open", "size": 10, "color": "black"},
+                                 name="knowledge neurons",
+                                 hovertemplate="layer %{y}, neuron %{x}<extra>knowledge neuron</extra>"))
+    binned = f" (bins of {width} neurons, strongest shown)" if width > 1 else ""
+    fig.update_layout(title=esc(title) + binned, xaxis_title="neuron index", yaxis_title="layer",
+                      yaxis={"dtick": 1}, height=180 + 28 * n_layers, margin={"t": 50, "b": 40},
+                      showlegend=False)
+    return fig
+
+
+def layer_histogram(counts: Mapping[str, Sequence[int]], title: str = "Knowledge neurons per layer") -> go.Figure:
+    """Grouped bars: for each named neuron set, how many neurons sit in each layer."""
+    fig = go.Figure()
+    for name, values in counts.items():
+        fig.add_trace(go.Bar(x=list(range(len(values))), y=list(values), name=esc(name)))
+    fig.update_layout(title=esc(title), xaxis_title="layer", yaxis_title="neurons", barmode="group",
+                      xaxis={"dtick": 1}, height=320, margin={"t": 50, "b": 40})
+    return fig
+
+
+def prompt_scores(labels: Sequence[str], values: Sequence[float], title: str) -> go.Figure:
+    """Bars of one value per prompt (e.g. a neuron's score under each template and language)."""
+    fig = go.Figure(go.Bar(x=[esc(l) for l in labels], y=list(values),
+                           hovertemplate="%{x}<br>%{y:.3e}<extra></extra>"))
+    fig.update_layout(title=esc(title), height=320, margin={"t": 50, "b": 120}, yaxis_title="attribution")
+    return fig
+
+
+def venn(sizes: tuple[int, int, int], names: tuple[str, str], title: str = "") -> go.Figure:
+    """Two-set Venn diagram from (only a, shared, only b) counts."""
+    only_a, shared, only_b = sizes
+    fig = go.Figure()
+    for x0, color in ((0.0, "rgba(31,119,180,0.35)"), (1.2, "rgba(214,39,40,0.35)")):
+        fig.add_shape(type="circle", x0=x0, y0=0, x1=x0 + 2, y1=2, fillcolor=color, line={"color": color})
+    fig.add_trace(go.Scatter(
+        x=[0.6, 1.6, 2.6, 1.0, 2.2], y=[1, 1, 1, 2.2, 2.2], mode="text",
+        text=[str(only_a), str(shared), str(only_b), esc(names[0]), esc(names[1])],
+        textfont={"size": [22, 26, 22, 14, 14]}, hoverinfo="skip"))
+    fig.update_layout(title=esc(title), xaxis={"visible": False, "range": [-0.2, 3.4]},
+                      yaxis={"visible": False, "range": [-0.2, 2.5], "scaleanchor": "x"}, height=320,
+                      showlegend=False, margin={"t": 50, "b": 10})
+    return fig
+
+
+def verdict_gauge(score: float, lam: float, correct: bool) -> go.Figure:
+    """Where a claim's DKN score falls relative to the calibrated threshold λ."""
+    span = max(abs(score), abs(lam), 1e-12) * 2
+    fig = go.Figure(go.Indicator(
+        mode="gauge+number", value=score, number={"valueformat": ".3e"},
+        title={"text": "correct" if correct else "wrong"},
+        gauge={"axis": {"range": [-span, span]}, "bar": {"color": "seagreen" if correct else "firebrick"},
+               "threshold": {"line": {"color": "black", "width": 3}, "value": lam}}))
+    fig.update_layout(height=260, margin={"t": 60, "b": 10})
+    return fig

@@ -1,0 +1,107 @@
+"""Language-independent knowledge neurons (METHOD.md §3): set overlap and cross-lingual editing.
+
+LIKN of a fact = refined KN(lang a) ∩ refined KN(lang b), exact ``(layer, index)`` matches. Editing the shared
+neurons should move the fact's probability in *both* languages; editing one language's own neurons is the
+comparison.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from kn_core.errors import InputError
+from kn_core.interventions import FACTORS, object_probs
+from kn_core.neurons import Neuron, per_layer_counts
+from kn_core.prompts import Prompt
+
+NO_PROMPTS: Mapping[str, Sequence[Prompt]] = MappingProxyType({})
+EDIT_COLUMNS = ("edited_set", "n_neurons", "measured_lang", "target", "mode", "n_prompts", "relative_change")
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Overlap of two neuron sets (e.g. a fact's English and Chinese knowledge neurons).
+
+    shared, only_a, only_b: sorted tuples of ``(layer, index)``; ``shared`` is the LIKN set.
+    jaccard: |shared| / |a ∪ b| (0.0 when both sets are empty).
+    per_layer_a, per_layer_b, per_layer_shared: int tuples of length n_layers — neurons of a, of b and
+        shared ones in each layer.
+    """
+
+    shared: tuple[Neuron, ...]
+    only_a: tuple[Neuron, ...]
+    only_b: tuple[Neuron, ...]
+    jaccard: float
+    per_layer_a: tuple[int, ...]
+    per_layer_b: tuple[int, ...]
+    per_layer_shared: tuple[int, ...]
+
+
+def _as_set(neurons: Iterable[Sequence], n_layers: int) -> set[Neuron]:
+    """``(layer, index[, score])`` items as a set of ``(layer, index)``, layers checked against n_layers."""
+    out = {(int(n[0]), int(n[1])) for n in neurons}
+    bad = sorted(layer for layer, _ in out if not 0 <= layer < n_layers)
+    if bad:
+        raise InputError("layers", f"neuron layer {bad[0]} lies outside 0..{n_layers - 1}")
+    return out
+
+
+def overlap(a: Iterable[Sequence], b: Iterable[Sequence], n_layers: int) -> Overlap:
+    """Shared and exclusive neurons of ``a`` and ``b`` (items ``(layer, index)`` or ``(layer, index, score)``)."""
+    set_a, set_b = _as_set(a, n_layers), _as_set(b, n_layers)
+    shared, union = set_a & set_b, set_a | set_b
+    counts = [tuple(int(c) for c in per_layer_counts(s, n_layers)) for s in (set_a, set_b, shared)]
+    return Overlap(shared=tuple(sorted(shared)), only_a=tuple(sorted(set_a - set_b)),
+                   only_b=tuple(sorted(set_b - set_a)), jaccard=len(shared) / len(union) if union else 0.0,
+                   per_layer_a=counts[0], per_layer_b=counts[1], per_layer_shared=counts[2])
+
+
+def edit_sets(a: Iterable[Sequence], b: Iterable[Sequence], lang_a: str, lang_b: str,
+              n_layers: int) -> dict[str, tuple[Neuron, ...]]:
+    """The neuron sets the cross-lingual edit compares: the shared (LIKN) set, each language's whole KN set
+    and each language's exclusive part. Keys: ``"shared"``, ``"<a> KN"``, ``"<b> KN"``, ``"<a>-only KN"``,
+    ``"<b>-only KN"``."""
+    result = overlap(a, b, n_layers)
+    return {"shared": result.shared,
+            f"{lang_a} KN": tuple(sorted(result.shared + result.only_a)),
+            f"{lang_b} KN": tuple(sorted(result.shared + result.only_b)),
+            f"{lang_a}-only KN": result.only_a, f"{lang_b}-only KN": result.only_b}
+
+
+def _relative_changes(lm, prompt: Prompt, sets: Sequence[Sequence[Neuron]], factor: float) -> np.ndarray:
+    """(P_after − P_before) / P_before for each set on one prompt (one batched forward pass); 0 when P_before = 0."""
+    probs = object_probs(lm, prompt, [[], *sets], factor)
+    before, after = probs[0], probs[1:]
+    return (after - before) / before if before > 0 else np.zeros(len(sets))
+
+
+def cross_lingual_edit(lm, prompts: Mapping[str, Sequence[Prompt]], neuron_sets: Mapping[str, Sequence[Sequence]],
+                       mode: str, unrelated: Mapping[str, Sequence[Prompt]] = NO_PROMPTS) -> pd.DataFrame:
+    """Edit each neuron set and measure the relative change of P(object) on every language's prompts.
+
+    prompts: language -> the fact's prompts in that language (target ``"own"``).
+    neuron_sets: name -> neurons, e.g. :func:`edit_sets`' output; an empty set changes nothing (0.0).
+    mode: ``"suppress"`` (×0) or ``"enhance"`` (×2).
+    unrelated: language -> other facts' prompts, the control (target ``"unrelated"``).
+
+    Returns a tidy frame with one row per (edited_set, measured_lang, target): columns
+    ``edited_set, n_neurons, measured_lang, target, mode, n_prompts, relative_change`` (the mean over prompts;
+    NaN when a language has no prompts). One forward pass per prompt serves every set.
+    """
+    if mode not in FACTORS:
+        raise InputError("mode", f"unknown intervention {mode!r}; choose one of {', '.join(FACTORS)}")
+    names = list(neuron_sets)
+    sets = [sorted({(int(n[0]), int(n[1])) for n in neuron_sets[name]}) for name in names]
+    rows = []
+    for target, groups in (("own", prompts), ("unrelated", unrelated)):
+        for lang, lang_prompts in groups.items():
+            changes = np.array([_relative_changes(lm, p, sets, FACTORS[mode]) for p in lang_prompts])
+            changes = changes.reshape(-1, len(sets))
+            means = changes.mean(axis=0) if len(changes) else np.full(len(sets), np.nan)
+            rows += [(name, len(chosen), lang, target, mode, len(changes), float(mean))
+                     for name, chosen, mean in zip(names, sets, means)]
+    return pd.DataFrame(rows, columns=list(EDIT_COLUMNS))

@@ -1,0 +1,518 @@
+"""The persistent result store: AMIG attributions, batch failures and derived JSON documents in SQLite.
+
+One file, ``store.sqlite``, under ``$KN_EXPLORER_HOME`` (default: the platform's user cache folder).
+A result is keyed by everything that determines it (:class:`ResultKey`): the model's name and weights
+fingerprint, the prompt's token ids, template, subject, object, the language, the baseline, the number of
+steps, the layers and :data:`METHOD_VERSION`. The engine is not part of the key (the engines agree to 1e-4).
+Scores are stored exactly, as float32 blobs with their shape.
+
+Safety:
+- concurrency: WAL journal (readers never block the writer), one connection per thread and process, a
+  30 s busy timeout, and every write in its own ``BEGIN IMMEDIATE`` transaction (one writer at a time);
+  inserting a result that is already stored is a no-op, so racing writers never duplicate anything.
+- faults: a process killed mid-write loses at most its open transaction; committed results stay intact.
+- a corrupt, foreign, newer or read-only file raises :class:`~kn_core.errors.StoreError` naming the path
+  and the remedy; a user's file is never deleted or rewritten automatically.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import stat
+import threading
+import weakref
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import torch
+from platformdirs import user_cache_dir
+
+from kn_core.attribution import Attribution, AttributionConfig, attribute
+from kn_core.errors import StoreError
+from kn_core.prompts import Prompt
+
+log = logging.getLogger(__name__)
+
+METHOD_VERSION = 1  # bump whenever the attribution maths changes: old results then stop matching
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x4B4E4558  # "KNEX", in the SQLite header: tells our files from other SQLite databases
+HOME_VARIABLE = "KN_EXPLORER_HOME"
+FILE_NAME = "store.sqlite"
+BUSY_TIMEOUT_S = 30.0
+EXPORT_BATCH = 64
+REMEDY = f"move or delete it, or set {HOME_VARIABLE} (or pass --store) to use another location"
+
+SCHEMA = tuple(statement.strip() for statement in """
+CREATE TABLE results (
+    key TEXT PRIMARY KEY,            -- sha256 of the ResultKey
+    model TEXT NOT NULL, fingerprint TEXT NOT NULL, lang TEXT NOT NULL,
+    template TEXT NOT NULL, subject TEXT NOT NULL, object TEXT NOT NULL,
+    baseline TEXT NOT NULL, steps INTEGER NOT NULL, layers TEXT NOT NULL, method_version INTEGER NOT NULL,
+    engine TEXT NOT NULL, p_object REAL NOT NULL, n_layers INTEGER NOT NULL, d_ff INTEGER NOT NULL,
+    scores BLOB NOT NULL, convergence_delta BLOB NOT NULL, baseline_probs BLOB NOT NULL,
+    record TEXT NOT NULL,            -- JSON: prompt, token_probs, config, layers, meta
+    created TEXT NOT NULL
+);
+CREATE INDEX results_model ON results (model);
+CREATE TABLE failures (
+    model TEXT NOT NULL, fingerprint TEXT NOT NULL, fact_id TEXT NOT NULL, lang TEXT NOT NULL,
+    template TEXT NOT NULL, baseline TEXT NOT NULL, steps INTEGER NOT NULL,
+    reason TEXT NOT NULL, created TEXT NOT NULL,
+    PRIMARY KEY (model, fingerprint, fact_id, lang, template, baseline, steps)
+);
+CREATE TABLE documents (
+    kind TEXT NOT NULL, key TEXT NOT NULL, payload TEXT NOT NULL, created TEXT NOT NULL,
+    PRIMARY KEY (kind, key)
+)
+""".split(";"))
+SUMMARY_COLUMNS = "key, model, lang, subject, object, template, baseline, steps, p_object, created"
+EXPORT_COLUMNS = ("key", "model", "fingerprint", "lang", "template", "subject", "object", "baseline", "steps",
+                  "engine", "layers", "method_version", "p_object", "n_layers", "d_ff", "created")
+
+
+# -- model fingerprints ---------------------------------------------------------------------------
+_FINGERPRINT_LOCK = threading.Lock()
+_FILE_FINGERPRINTS: dict[tuple, str] = {}
+_MODULE_FINGERPRINTS: "weakref.WeakKeyDictionary[object, str]" = weakref.WeakKeyDictionary()
+
+
+def _weight_files(lm) -> list[Path]:
+    return sorted(Path(lm.source).glob("*.safetensors")) if lm.source is not None else []
+
+
+def _hash_files(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.name.encode("utf-8") + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _hash_state_dict(model) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\0".encode("utf-8"))
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def model_fingerprint(lm) -> str:
+    """sha256 of the model's weights: its safetensors files when it was loaded from a folder (cached per
+    process by path, size and modification time), else of its state_dict tensors (cached per model object)."""
+    files = _weight_files(lm)
+    with _FINGERPRINT_LOCK:
+        if files:
+            signature = tuple((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+            if signature not in _FILE_FINGERPRINTS:
+                _FILE_FINGERPRINTS[signature] = _hash_files(files)
+            return _FILE_FINGERPRINTS[signature]
+        if lm.model not in _MODULE_FINGERPRINTS:
+            _MODULE_FINGERPRINTS[lm.model] = _hash_state_dict(lm.model)
+        return _MODULE_FINGERPRINTS[lm.model]
+
+
+# -- records --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ResultKey:
+    """Everything that determines an attribution; :attr:`digest` is the store's primary key."""
+
+    fingerprint: str
+    model: str
+    lang: str
+    template: str
+    subject: str
+    object: str
+    input_ids: tuple[int, ...]
+    target_positions: tuple[int, ...]
+    object_ids: tuple[int, ...]
+    baseline: str
+    steps: int
+    layers: tuple[int, ...]
+    method_version: int = METHOD_VERSION
+
+    @classmethod
+    def of(cls, lm, prompt: Prompt, config: AttributionConfig, lang: str) -> "ResultKey":
+        """The key of ``prompt`` on ``lm`` under ``config`` (all layers when ``config.layers`` is None)."""
+        layers = tuple(range(lm.n_layers)) if config.layers is None else tuple(config.layers)
+        return cls(fingerprint=model_fingerprint(lm), model=lm.name, lang=lang, template=prompt.template,
+                   subject=prompt.subject, object=prompt.object, input_ids=tuple(prompt.input_ids),
+                   target_positions=tuple(prompt.target_positions), object_ids=tuple(prompt.object_ids),
+                   baseline=config.baseline, steps=config.steps, layers=layers)
+
+    @property
+    def digest(self) -> str:
+        text = json.dumps(asdict(self), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ResultSummary:
+    """One stored result, without its arrays (for listings)."""
+
+    key: str
+    model: str
+    lang: str
+    subject: str
+    object: str
+    template: str
+    baseline: str
+    steps: int
+    p_object: float
+    created: str
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A prompt a batch could not compute, with the reason."""
+
+    model: str
+    fingerprint: str
+    fact_id: str
+    lang: str
+    template: str
+    baseline: str
+    steps: int
+    reason: str = ""
+    created: str = ""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _blob(array: np.ndarray) -> bytes:
+    return np.ascontiguousarray(array, dtype=np.float32).tobytes()
+
+
+def _array(blob: bytes, shape: tuple[int, ...]) -> np.ndarray:
+    return np.frombuffer(blob, dtype=np.float32).reshape(shape).copy()
+
+
+def _tuples(mapping: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in mapping.items()}
+
+
+def _encode(key: ResultKey, result: Attribution) -> dict:
+    """The ``results`` row of ``result`` stored under ``key``."""
+    if result.scores.ndim != 2:
+        raise StoreError(f"cannot store scores of shape {result.scores.shape}; expected [n_layers, d_ff]")
+    record = {"prompt": asdict(result.prompt), "token_probs": list(result.token_probs),
+              "config": asdict(result.config), "layers": list(result.layers), "meta": result.meta}
+    return {"key": key.digest, "model": key.model, "fingerprint": key.fingerprint, "lang": key.lang,
+            "template": key.template, "subject": key.subject, "object": key.object, "baseline": key.baseline,
+            "steps": key.steps, "layers": json.dumps(list(key.layers)), "method_version": key.method_version,
+            "engine": result.config.engine, "p_object": result.p_object, "n_layers": result.n_layers,
+            "d_ff": result.d_ff, "scores": _blob(result.scores), "convergence_delta": _blob(result.convergence_delta),
+            "baseline_probs": _blob(result.baseline_probs), "record": json.dumps(record, ensure_ascii=False),
+            "created": _now()}
+
+
+def _decode(row: sqlite3.Row) -> Attribution:
+    record = json.loads(row["record"])
+    n_layers = row["n_layers"]
+    return Attribution(prompt=Prompt(**_tuples(record["prompt"])),
+                       scores=_array(row["scores"], (n_layers, row["d_ff"])),
+                       convergence_delta=_array(row["convergence_delta"], (n_layers,)),
+                       token_probs=tuple(record["token_probs"]),
+                       baseline_probs=_array(row["baseline_probs"], (n_layers,)),
+                       config=AttributionConfig(**_tuples(record["config"])), model=row["model"],
+                       layers=tuple(record["layers"]), meta=record["meta"])
+
+
+# -- location and checks --------------------------------------------------------------------------
+def default_path() -> Path:
+    """``$KN_EXPLORER_HOME/store.sqlite``, else the user cache folder's ``kn-explorer/store.sqlite``."""
+    home = os.environ.get(HOME_VARIABLE)
+    return Path(home).expanduser() / FILE_NAME if home else Path(user_cache_dir("kn-explorer")) / FILE_NAME
+
+
+def _writable(path: Path) -> bool:
+    """Writable for this process *and* not marked read-only (no write bit), which root would ignore."""
+    return os.access(path, os.W_OK) and bool(path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _check_location(path: Path) -> None:
+    if path.is_dir():
+        raise StoreError(f"the store path {path} is a folder; give a file path such as {path / FILE_NAME}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the store folder {path.parent}: {exc.strerror}; set {HOME_VARIABLE} "
+                         "(or pass --store) to a writable location") from None
+    for target in (path.parent, path) if path.exists() else (path.parent,):
+        if not _writable(target):
+            raise StoreError(f"the store at {path} is read-only ({target} is not writable); make it writable, "
+                             f"or set {HOME_VARIABLE} (or pass --store) to a writable location")
+
+
+def _explain(path: Path, exc: sqlite3.Error) -> StoreError:
+    """A StoreError saying what went wrong with the file at ``path`` and what to do."""
+    message = str(exc)
+    lowered = message.lower()
+    if "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
+        return StoreError(f"the store file {path} is corrupt or not a database ({message}); {REMEDY}")
+    if "locked" in lowered or "busy" in lowered:
+        return StoreError(f"the store {path} stayed locked by another process for {BUSY_TIMEOUT_S:.0f} s; "
+                          "retry when the other job has finished")
+    if "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
+        return StoreError(f"cannot write the store {path} ({message}); make it writable, or set "
+                          f"{HOME_VARIABLE} (or pass --store) to a writable location")
+    return StoreError(f"the store {path} failed: {message}")
+
+
+# -- the store ------------------------------------------------------------------------------------
+class ResultStore:
+    """Attributions, batch failures and JSON documents in one SQLite file (see the module docstring).
+
+    Safe to share between threads (each thread gets its own connection) and between processes.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = Path(path).expanduser() if path is not None else default_path()
+        self._local = threading.local()
+        _check_location(self.path)
+        with self._guard():
+            self._open()
+
+    # connections and transactions
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their threads end)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise _explain(self.path, exc) from None
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taking the write lock up front (no deadlock on upgrade)."""
+        with self._guard():
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        with self._guard():
+            return self._connection().execute(sql, params).fetchall()
+
+    def _open(self) -> None:
+        """Check the file is ours (or new and empty) and create the schema on first use."""
+        conn = self._connection()
+        if self._identify(conn) == "new":
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if self._identify(conn) == "new":  # another process may have created it meanwhile
+                    for statement in SCHEMA:
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            log.info("created the result store %s", self.path)
+
+    def _identify(self, conn: sqlite3.Connection) -> Literal["ours", "new"]:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if app_id == APPLICATION_ID:
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"the store {self.path} was written by a newer KN Explorer (schema {version}, "
+                                 f"this one reads {SCHEMA_VERSION}); upgrade, or {REMEDY}")
+            return "ours"
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id != 0 or tables:
+            raise StoreError(f"{self.path} is an SQLite database but not a KN Explorer store; {REMEDY}")
+        return "new"
+
+    # attributions
+    def attribution(self, lm, prompt: Prompt, config: AttributionConfig, lang: str,
+                    progress: Callable[[float], None] | None = None, compute: bool = True) -> Attribution | None:
+        """The stored attribution of ``prompt``; when absent, compute and store it (``compute=False``: None)."""
+        key = ResultKey.of(lm, prompt, config, lang)
+        found = self.get(key)
+        if found is not None or not compute:
+            return found
+        result = attribute(lm, prompt, config, progress=progress, meta={"lang": lang})
+        self.put(key, result)
+        return result
+
+    def get(self, key: ResultKey) -> Attribution | None:
+        rows = self._query("SELECT * FROM results WHERE key = ?", (key.digest,))
+        if not rows:
+            return None
+        try:
+            return _decode(rows[0])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"the stored result {key.digest[:12]} in {self.path} is damaged ({exc}); "
+                             f"prune the model {key.model!r} or {REMEDY}") from None
+
+    def has(self, key: ResultKey) -> bool:
+        """Whether ``key`` is stored (without reading its arrays)."""
+        return bool(self._query("SELECT 1 FROM results WHERE key = ?", (key.digest,)))
+
+    def put(self, key: ResultKey, attribution: Attribution) -> None:
+        """Store ``attribution`` under ``key``; a result already stored under that key is kept as it is."""
+        row = _encode(key, attribution)
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        with self._write() as conn:
+            conn.execute(f"INSERT INTO results ({columns}) VALUES ({marks}) ON CONFLICT (key) DO NOTHING",
+                         tuple(row.values()))
+
+    def results(self, model: str | None = None) -> list[ResultSummary]:
+        """What is stored (of ``model``, or all), oldest first."""
+        where, params = ("WHERE model = ?", (model,)) if model is not None else ("", ())
+        rows = self._query(f"SELECT {SUMMARY_COLUMNS} FROM results {where} ORDER BY created, rowid", params)
+        return [ResultSummary(**dict(row)) for row in rows]
+
+    # JSON documents (derived neuron sets, calibrations, ...)
+    def put_json(self, kind: str, key: str, payload: dict) -> None:
+        """Store ``payload`` under (kind, key), replacing what was there."""
+        text = json.dumps(payload, ensure_ascii=False)
+        with self._write() as conn:
+            conn.execute("INSERT INTO documents (kind, key, payload, created) VALUES (?, ?, ?, ?) "
+                         "ON CONFLICT (kind, key) DO UPDATE SET payload = excluded.payload, "
+                         "created = excluded.created", (kind, key, text, _now()))
+
+    def get_json(self, kind: str, key: str) -> dict | None:
+        rows = self._query("SELECT payload FROM documents WHERE kind = ? AND key = ?", (kind, key))
+        return json.loads(rows[0]["payload"]) if rows else None
+
+    # batch failures
+    def record_failure(self, failure: Failure) -> None:
+        """Record (or update) why a batch prompt failed."""
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO failures (model, fingerprint, fact_id, lang, template, baseline, "
+                         "steps, reason, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (*_failure_id(failure), failure.reason, _now()))
+
+    def clear_failure(self, failure: Failure) -> None:
+        """Forget an earlier failure of the same prompt (its reason is ignored)."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM failures WHERE model = ? AND fingerprint = ? AND fact_id = ? AND lang = ? "
+                         "AND template = ? AND baseline = ? AND steps = ?", _failure_id(failure))
+
+    def failures(self, model: str | None = None) -> list[Failure]:
+        where, params = ("WHERE model = ?", (model,)) if model is not None else ("", ())
+        rows = self._query(f"SELECT * FROM failures {where} ORDER BY created, rowid", params)
+        return [Failure(**dict(row)) for row in rows]
+
+    # maintenance
+    def info(self) -> dict:
+        """Location, counts, size on disk (database + WAL) and results per model."""
+        counts = {table: self._query(f"SELECT count(*) AS n FROM {table}")[0]["n"]
+                  for table in ("results", "failures", "documents")}
+        models = {row["model"]: row["n"] for row in
+                  self._query("SELECT model, count(*) AS n FROM results GROUP BY model ORDER BY model")}
+        return {"path": str(self.path), "results": counts["results"], "bytes": self.size(),
+                "failures": counts["failures"], "documents": counts["documents"], "models": models,
+                "schema_version": SCHEMA_VERSION, "method_version": METHOD_VERSION}
+
+    def size(self) -> int:
+        """Bytes on disk: the database file and its WAL and shared-memory files."""
+        files = (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm"))
+        return sum(f.stat().st_size for f in files if f.exists())
+
+    def check(self) -> str:
+        """SQLite's integrity check: "ok", or the problems found."""
+        rows = self._query("PRAGMA integrity_check")
+        return "\n".join(str(row[0]) for row in rows)
+
+    def prune(self, model: str) -> int:
+        """Remove every result and failure of ``model``; returns the number of results removed."""
+        with self._write() as conn:
+            removed = conn.execute("DELETE FROM results WHERE model = ?", (model,)).rowcount
+            conn.execute("DELETE FROM failures WHERE model = ?", (model,))
+        with self._guard():
+            self._connection().execute("PRAGMA incremental_vacuum")
+        log.info("pruned %d result(s) of %s from %s", removed, model, self.path)
+        return removed
+
+    def export(self, out: str | os.PathLike, fmt: Literal["parquet", "csv"] = "parquet",
+               model: str | None = None) -> Path:
+        """Write the stored results (of ``model``, or all) as one row each.
+
+        Parquet rows carry the scores (``scores``: float32 list, row-major [n_layers × d_ff]); CSV rows carry
+        the key fields, P(object) and the shapes only. The file appears complete or not at all.
+        """
+        if fmt not in ("parquet", "csv"):
+            raise StoreError(f"unknown export format {fmt!r}; choose parquet or csv")
+        out = Path(out)
+        partial = out.with_name(out.name + ".partial")
+        try:
+            _write_table(partial, fmt, self._export_batches(fmt == "parquet", model))
+            os.replace(partial, out)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise StoreError(f"cannot write the export {out}: {exc.strerror or exc}") from None
+        return out
+
+    def _export_batches(self, with_scores: bool, model: str | None) -> Iterator[pa.RecordBatch]:
+        columns = ", ".join(EXPORT_COLUMNS + (("scores",) if with_scores else ()))
+        where, params = ("WHERE model = ?", (model,)) if model is not None else ("", ())
+        schema = _export_schema(with_scores)
+        with self._guard():
+            cursor = self._connection().execute(f"SELECT {columns} FROM results {where} ORDER BY rowid", params)
+            while rows := cursor.fetchmany(EXPORT_BATCH):
+                data = {name: [row[name] for row in rows] for name in EXPORT_COLUMNS}
+                if with_scores:
+                    data["scores"] = [np.frombuffer(row["scores"], dtype=np.float32) for row in rows]
+                yield pa.RecordBatch.from_pydict(data, schema=schema)
+
+
+def _failure_id(failure: Failure) -> tuple:
+    return (failure.model, failure.fingerprint, failure.fact_id, failure.lang, failure.template,
+            failure.baseline, failure.steps)
+
+
+def _export_schema(with_scores: bool) -> pa.Schema:
+    types = {"steps": pa.int32(), "method_version": pa.int32(), "n_layers": pa.int32(), "d_ff": pa.int32(),
+             "p_object": pa.float64()}
+    fields = [pa.field(name, types.get(name, pa.string())) for name in EXPORT_COLUMNS]
+    if with_scores:
+        fields.append(pa.field("scores", pa.list_(pa.float32())))
+    return pa.schema(fields)
+
+
+def _write_table(path: Path, fmt: str, batches: Iterator[pa.RecordBatch]) -> None:
+    schema = _export_schema(fmt == "parquet")
+    writer = pq.ParquetWriter(path, schema) if fmt == "parquet" else pa_csv.CSVWriter(str(path), schema)
+    with writer:
+        for batch in batches:
+            writer.write_batch(batch)

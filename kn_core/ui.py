@@ -1,0 +1,294 @@
+"""The one module that imports Streamlit: cached resources, the sidebar, the error guard and the views
+shared by several pages. Pages stay thin: guard, form, one kn_core call, render through this module."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from kn_core import figures
+from kn_core.attribution import Attribution, AttributionConfig
+from kn_core.baselines import BASELINES
+from kn_core.errors import KNError
+from kn_core.factcheck import FactChecker, calibrate, evaluate
+from kn_core.facts import FactSet, load_bundled
+from kn_core.interventions import verify
+from kn_core.loading import DEMO_MODELS, LanguageModel, load_model
+from kn_core.neurons import TAU, knowledge_neurons, per_layer_counts
+from kn_core.prompts import Prompt
+from kn_core.store import ResultStore, model_fingerprint
+from kn_core.vocab import promoted_tokens
+
+log = logging.getLogger(__name__)
+OTHER = "Other: Hugging Face id or folder…"
+_LOAD_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the sidebar chose."""
+
+    model_name: str
+    config: AttributionConfig
+
+
+# -- cached resources (one per process) -----------------------------------------------------------
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _load(name: str) -> LanguageModel:
+    return load_model(name)
+
+
+def model(name: str) -> LanguageModel:
+    """The model, loaded once per process (a lock keeps two sessions from loading it twice)."""
+    with _LOAD_LOCK, st.spinner(f"Loading {name}…"):
+        return _load(name)
+
+
+@st.cache_resource(show_spinner=False)
+def store() -> ResultStore:
+    return ResultStore()
+
+
+@st.cache_resource(show_spinner=False)
+def facts() -> FactSet:
+    return load_bundled()
+
+
+# -- errors and waiting ---------------------------------------------------------------------------
+@contextmanager
+def guard() -> Iterator[None]:
+    """Show user errors as ``st.error`` with their remedy; anything else as a short message, never a traceback."""
+    try:
+        yield
+    except KNError as exc:
+        st.error(str(exc))
+    except Exception as exc:  # the page must never show a traceback
+        log.exception("unexpected error in the app")
+        st.error(f"Something went wrong ({type(exc).__name__}). The details are in the server log; "
+                 "your stored results are unaffected.")
+
+
+@contextmanager
+def model_turn(lm: LanguageModel) -> Iterator[None]:
+    """Hold the model's lock, telling the user when another session has it (work is queued, not refused)."""
+    if not lm.lock.acquire(blocking=False):
+        note = st.info("Another session is using this model; your request is queued…")
+        lm.lock.acquire()
+        note.empty()
+    try:
+        yield
+    finally:
+        lm.lock.release()
+
+
+# -- sidebar ---------------------------------------------------------------------------------------
+def sidebar() -> Settings:
+    with st.sidebar:
+        st.header("Model")
+        choice = st.selectbox("Model", [*DEMO_MODELS, OTHER], key="model_choice",
+                              help="Bundled demo models first; any Hugging Face id or local folder works too.")
+        name = st.text_input("Hugging Face id or folder", key="model_other",
+                             placeholder="bert-base-multilingual-cased") if choice == OTHER else choice
+        with st.expander("Attribution settings"):
+            baseline = st.selectbox("IG baseline", list(BASELINES), key="baseline",
+                                    help="masked = minimal-information baseline (AMIG); zero = Dai et al.")
+            steps = st.slider("Integration steps m", 1, 100, 20, key="steps")
+    return Settings(model_name=(name or "").strip(), config=AttributionConfig(baseline=baseline, steps=steps))
+
+
+def current_model(settings: Settings) -> LanguageModel:
+    """The chosen model, or stop the page with a message explaining how to pick one."""
+    if not settings.model_name:
+        st.info("Enter a Hugging Face id or a local model folder in the sidebar.")
+        st.stop()
+    return model(settings.model_name)
+
+
+# -- compute through the store, with progress ------------------------------------------------------
+def attributions(lm: LanguageModel, prompts: Sequence[Prompt], config: AttributionConfig,
+                 lang: str) -> list[Attribution]:
+    """Each prompt's attribution: read from the store when present, else computed (with a progress bar) and stored."""
+    results = [store().attribution(lm, p, config, lang, compute=False) for p in prompts]
+    missing = [i for i, r in enumerate(results) if r is None]
+    if missing:
+        bar = st.progress(0.0, text="Integrating gradients…")
+        with model_turn(lm):
+            for n, i in enumerate(missing):
+                def report(fraction: float, n: int = n) -> None:
+                    bar.progress(min(1.0, (n + fraction) / len(missing)),
+                                 text=f"Integrating gradients: prompt {n + 1} of {len(missing)}")
+                results[i] = store().attribution(lm, prompts[i], config, lang, progress=report)
+        bar.empty()
+    return results
+
+
+# -- shared views ------------------------------------------------------------------------------------
+def prompt_table(results: Sequence[Attribution]) -> None:
+    rows = [{"prompt": r.prompt.query, "object": r.prompt.object, "object tokens": r.prompt.n_object_tokens,
+             "P(object)": r.p_object, "max |residual| / |ΔP|": float(np.nanmax(r.relative_delta()))}
+            for r in results]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                 column_config={"P(object)": st.column_config.NumberColumn(format="%.4f"),
+                                "max |residual| / |ΔP|": st.column_config.NumberColumn(format="%.2e")})
+
+
+def thresholds(lang: str, key: str) -> tuple[float, float]:
+    """τ and p sliders; re-selection from stored scores is instant."""
+    left, right = st.columns(2)
+    default = TAU.get(lang, 0.3)
+    if lang not in TAU:
+        left.caption(f"No paper threshold for {lang!r}; starting from τ = {default}.")
+    tau = left.slider("τ (share of the maximum attribution)", 0.05, 1.0, default, 0.05, key=f"{key}_tau")
+    p = right.slider("p (share of prompts a neuron must be coarse in)", 0.0, 1.0, 0.7, 0.05, key=f"{key}_p")
+    return tau, p
+
+
+def neuron_frame(neurons: Sequence[tuple[int, int, float]]) -> pd.DataFrame:
+    return pd.DataFrame(neurons, columns=["layer", "index", "score"])
+
+
+def fact_views(lm: LanguageModel, results: Sequence[Attribution], lang: str, key: str,
+               others: Sequence[Attribution] = ()) -> list[tuple[int, int, float]]:
+    """P(object) per prompt, heatmap, per-layer histogram, the neuron table with detail, and edit effects.
+
+    ``others``: attributions of the same fact in other languages, shown in a neuron's detail.
+    Returns the selected knowledge neurons.
+    """
+    st.subheader("Prompts")
+    prompt_table(results)
+    tau, p = thresholds(lang, key)
+    neurons = knowledge_neurons([r.scores for r in results], tau, p)
+    labels = ["mean over prompts"] + [r.prompt.query for r in results]
+    shown = st.selectbox("Heatmap of", labels, key=f"{key}_which")
+    scores = np.mean([r.scores for r in results], axis=0) if shown == labels[0] else results[labels.index(shown) - 1].scores
+    marked = [(l, i) for l, i, _ in neurons]
+    st.plotly_chart(figures.neuron_heatmap(scores, f"Attribution, {shown}", marked=marked), key=f"{key}_heat")
+    st.plotly_chart(figures.layer_histogram({"knowledge neurons": per_layer_counts(neurons, lm.n_layers)}),
+                    key=f"{key}_hist")
+    st.subheader(f"Knowledge neurons ({len(neurons)})")
+    if not neurons:
+        st.info("No neuron passes these thresholds; lower τ or p.")
+        return neurons
+    frame = neuron_frame(neurons)
+    event = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="single-row",
+                         key=f"{key}_table", width="stretch")
+    st.download_button("Download CSV", frame.to_csv(index=False).encode(), "knowledge_neurons.csv", "text/csv",
+                       key=f"{key}_csv")
+    rows = event.selection.rows if event is not None else []
+    picked = neurons[rows[0]] if rows else neurons[0]
+    neuron_detail(lm, picked[:2], [*results, *others])
+    edit_effect(lm, [r.prompt for r in results], [(l, i) for l, i, _ in neurons], key)
+    return neurons
+
+
+def neuron_detail(lm: LanguageModel, neuron: tuple[int, int], results: Sequence[Attribution]) -> None:
+    layer, index = neuron
+    st.subheader(f"Neuron {layer}:{index}")
+    st.caption("Select a row of the table to inspect another neuron.")
+    left, right = st.columns(2)
+    labels = [f"[{r.meta.get('lang', '?')}] {r.prompt.query}" for r in results]
+    left.plotly_chart(figures.prompt_scores(labels, [float(r.scores[layer, index]) for r in results],
+                                            "Its score in each prompt and language"), key=f"detail_{layer}_{index}")
+    right.markdown("**Tokens its output weights promote most**")
+    right.dataframe(pd.DataFrame(promoted_tokens(lm, layer, index), columns=["token", "logit per unit"]),
+                    hide_index=True)
+
+
+def edit_effect(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[tuple[int, int]], key: str) -> None:
+    st.subheader("Edit effect")
+    mode = st.radio("Intervention", ["suppress", "enhance"], horizontal=True, key=f"{key}_mode",
+                    help="suppress sets the neurons to 0, enhance doubles them, at the object positions")
+    with model_turn(lm):
+        result = verify(lm, prompts, neurons, mode, seed=0)
+    cols = st.columns(2)
+    cols[0].metric("P(object), knowledge neurons", f"{result.own:+.1%}")
+    cols[1].metric("P(object), as many random neurons in the same layers", f"{result.random:+.1%}")
+
+
+def settings() -> Settings:
+    """The sidebar's choices for this run (set by app.py before the page runs)."""
+    return st.session_state["settings"]
+
+
+def fact_label(fact, lang: str | None = None) -> str:
+    langs = [lang] if lang else list(fact.languages)
+    return " / ".join(f"{fact.subject(l)} → {fact.object(l)}" for l in langs)
+
+
+def saved_triples(lm: LanguageModel) -> list[tuple[str, str, str, tuple[str, ...]]]:
+    """Stored results of this model grouped as (subject, object, lang, templates)."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for row in store().results(model=lm.name):
+        groups.setdefault((row.subject, row.object, row.lang), []).append(row.template)
+    return [(*k, tuple(dict.fromkeys(v))) for k, v in sorted(groups.items())]
+
+
+def stored_only(lm: LanguageModel, facts_by_lang, config: AttributionConfig) -> list[Attribution]:
+    """Attributions already in the store for (lang, templates, subject, object) entries; nothing is computed."""
+    found = []
+    for lang, templates, subject, obj in facts_by_lang:
+        for template in templates:
+            try:
+                prompt = lm.prompt(getattr(template, "text", template), subject, obj)
+            except KNError:
+                continue
+            result = store().attribution(lm, prompt, config, lang, compute=False)
+            if result is not None:
+                found.append(result)
+    return found
+
+
+def check_prompts(lm: LanguageModel, templates: Sequence[str], subject: str, obj: str) -> tuple[list[Prompt], list[str]]:
+    """Build every prompt; return the prompts and one message per template that fails (validate as you type)."""
+    prompts, problems = [], []
+    for template in templates:
+        try:
+            prompts.append(lm.prompt(template, subject, obj))
+        except KNError as exc:
+            problems.append(f"{template!r}: {exc}")
+    return prompts, problems
+
+
+def _progress_bar(text: str):
+    bar = st.progress(0.0, text=text)
+    return bar, (lambda fraction: bar.progress(min(1.0, max(0.0, fraction)), text=text))
+
+
+def _checker_key(lm: LanguageModel, relation: str, lang: str, config: AttributionConfig) -> str:
+    return f"{model_fingerprint(lm)}|{lm.name}|{relation}|{lang}|{config.baseline}|{config.steps}"
+
+
+def fact_checker(lm: LanguageModel, relation: str, lang: str, config: AttributionConfig) -> FactChecker:
+    """The relation's calibrated checker: from the store, or calibrated now (with progress) and stored."""
+    key = _checker_key(lm, relation, lang, config)
+    cached = store().get_json("factcheck", key)
+    if cached is not None:
+        return FactChecker.from_json(cached)
+    bar, report = _progress_bar(f"Finding the degenerate neurons of {relation} ({lang}) and calibrating λ…")
+    with model_turn(lm):
+        checker = calibrate(lm, facts(), relation, lang, config=config, progress=report)
+    bar.empty()
+    store().put_json("factcheck", key, json.loads(checker.to_json()))
+    return checker
+
+
+def fact_check_table(lm: LanguageModel, checker: FactChecker, relation: str, lang: str,
+                     config: AttributionConfig) -> pd.DataFrame:
+    """The held-out evaluation (with and without DKN), from the store or computed now and stored."""
+    key = _checker_key(lm, relation, lang, config)
+    cached = store().get_json("factcheck-evaluation", key)
+    if cached is None:
+        bar, report = _progress_bar("Judging the held-out claims…")
+        with model_turn(lm):
+            result = evaluate(lm, checker, checker.held_out_claims(facts()), progress=report)
+        bar.empty()
+        cached = {"rows": result.table().to_dict(orient="records")}
+        store().put_json("factcheck-evaluation", key, cached)
+    return pd.DataFrame(cached["rows"])

@@ -1,0 +1,36 @@
+"""About: what each page shows, the method in brief, and the current model's card."""
+import streamlit as st
+
+from kn_core import ui
+
+st.title("About KN Explorer")
+st.markdown("""
+KN Explorer locates **knowledge neurons**, the FFN units that carry a fact, following Chen et al.,
+*Journey to the Center of the Knowledge Neurons* (AAAI 2024).
+
+**Pages**
+- **Fact browser**: a fact from the bundled bilingual set (or a saved result): P(object) per prompt, the
+  layers × neurons attribution heatmap, knowledge neurons per layer, the neuron table (CSV), a neuron's detail
+  (its score in every prompt and language, the tokens it promotes) and the suppress / enhance effect.
+- **Custom triple**: your own subject, object and templates, validated as you type, run with progress and stored.
+- **Language comparison**: the same fact in English and Chinese: both heatmaps on one scale, the shared
+  (language-independent) neurons, Jaccard, per-layer counts and the cross-lingual edit effect.
+- **Fact-check**: a relation's degenerate knowledge neurons, the calibrated threshold λ, a live verdict for
+  a claim next to the model's own judgement, and the evaluation table.
+
+**Method in brief**
+1. *AMIG*: integrated gradients of P(object) with respect to each FFN post-activation at the object position,
+   from a minimal-information baseline (the prompt with each token in turn replaced by [MASK] or end-of-text,
+   averaged), m steps, right Riemann rule; multi-token objects average their tokens.
+2. *Knowledge neurons*: attribution above τ·max (τ = 0.3 English, 0.2 Chinese) in more than a share p of the
+   fact's prompts; verified by suppressing (×0) and enhancing (×2) them against random neurons in the same layers.
+3. *Language-independent neurons*: the knowledge neurons shared by the English and Chinese prompts of a fact.
+4. *Degenerate neurons*: pairs of neurons each dispensable alone (≤ 20 % drop) but not together (> 25 %);
+   the relation's most frequent ones score claims for fact-checking.
+""")
+
+with ui.guard():
+    lm = ui.current_model(ui.settings())
+    st.header(f"Model card: {lm.name}")
+    with st.container(border=True):
+        st.markdown(lm.model_card())

@@ -1,0 +1,35 @@
+"""Fact browser: a bundled (or saved) fact, its prompts, heatmap, knowledge neurons and edit effects."""
+import streamlit as st
+
+from kn_core import ui
+
+st.title("Fact browser")
+st.caption("Where does the model keep a fact? AMIG attributions over every FFN neuron, per prompt.")
+
+with ui.guard():
+    settings = ui.settings()
+    lm = ui.current_model(settings)
+    source = st.radio("Facts", ["Bundled fact set", "Saved results"], horizontal=True, key="browser_source")
+    if source == "Bundled fact set":
+        factset = ui.facts()
+        relation = st.selectbox("Relation", list(factset.relations), key="browser_relation",
+                                format_func=lambda r: f"{r} · {factset.relations[r].name}")
+        fact = st.selectbox("Fact (type to search)", factset.facts_of(relation), key="browser_fact",
+                            format_func=ui.fact_label)
+        lang = st.radio("Language", list(factset.languages), horizontal=True, key="browser_lang")
+        templates = [t.text for t in factset.relations[relation].templates_for(lang)]
+        subject, obj = fact.subject(lang), fact.object(lang)
+        other_langs = [(l, factset.relations[relation].templates_for(l), fact.subject(l), fact.object(l))
+                       for l in factset.languages if l != lang]
+    else:
+        saved = ui.saved_triples(lm)
+        if not saved:
+            st.info("Nothing saved for this model yet: run one on the Custom triple page.")
+            st.stop()
+        subject, obj, lang, templates = st.selectbox("Saved triple", saved, key="browser_saved",
+                                                     format_func=lambda s: f"[{s[2]}] {s[0]} → {s[1]}")
+        other_langs = []
+    prompts = [lm.prompt(t, subject, obj) for t in templates]
+    results = ui.attributions(lm, prompts, settings.config, lang)
+    others = ui.stored_only(lm, other_langs, settings.config)
+    ui.fact_views(lm, results, lang, key="browser", others=others)

@@ -1,0 +1,62 @@
+"""Fact-check: a relation's degenerate knowledge neurons judge claims; the model's own answer beside them."""
+import pandas as pd
+import streamlit as st
+
+from kn_core import figures, ui
+from kn_core.prompts import match_template
+
+st.title("Fact-check")
+st.caption("Degenerate knowledge neurons (DKN) of a relation score a claim; it is judged correct when the score "
+           "reaches the threshold λ calibrated on the relation's training facts.")
+
+with ui.guard():
+    settings = ui.settings()
+    lm = ui.current_model(settings)
+    factset = ui.facts()
+    left, right = st.columns([3, 1])
+    relation = left.selectbox("Relation", list(factset.relations), key="fc_relation",
+                              format_func=lambda r: f"{r} · {factset.relations[r].name}")
+    lang = right.radio("Language", list(factset.languages), horizontal=True, key="fc_lang")
+    checker = ui.fact_checker(lm, relation, lang, settings.config)
+    cols = st.columns(4)
+    cols[0].metric("DKN neurons", len(checker.dkn))
+    cols[1].metric("λ", f"{checker.lam:.3e}")
+    cols[2].metric("train accept rate, true claims", f"{checker.train_accept_true:.0%}")
+    cols[3].metric("train accept rate, wrong claims", f"{checker.train_accept_wrong:.0%}")
+
+    st.subheader("Judge a claim")
+    templates = [t.text for t in factset.relations[relation].templates_for(lang)]
+    example = factset.facts_of(relation)[0]
+    how = st.radio("Claim as", ["subject + candidate object", "a sentence"], horizontal=True, key="fc_how")
+    if how == "a sentence":
+        sentence = st.text_input("Sentence using one of the relation's templates",
+                                 templates[0].replace("[X]", example.subject(lang)).replace("[Y]", example.object(lang)),
+                                 key="fc_sentence")
+        parsed = match_template(sentence, templates)
+        if parsed is None:
+            st.error("The sentence matches none of this relation's templates: " + "; ".join(templates))
+            st.stop()
+        template, subject, candidate = parsed
+    else:
+        a, b = st.columns(2)
+        subject = a.text_input("Subject", example.subject(lang), key="fc_subject")
+        candidate = b.text_input("Candidate object", example.object(lang), key="fc_candidate")
+        template = st.selectbox("Template", templates, key="fc_template")
+    with ui.model_turn(lm):
+        verdict = checker.judge(lm, subject, candidate, template)
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(figures.verdict_gauge(verdict.score, verdict.lam, verdict.correct), key="fc_gauge")
+        (st.success if verdict.correct else st.error)(
+            f"with DKN: **{'correct' if verdict.correct else 'wrong'}** (score {verdict.score:.3e} "
+            f"{'≥' if verdict.correct else '<'} λ {verdict.lam:.3e})")
+        (st.success if verdict.model_agrees else st.warning)(
+            f"wo_DKN, the model itself: it predicts “{verdict.model_prediction}”, so the claim is "
+            f"**{'correct' if verdict.model_agrees else 'wrong'}** by its own greedy answer")
+    with right:
+        st.markdown("**The neurons that voted** (DKN set, attribution toward the candidate)")
+        st.dataframe(pd.DataFrame(verdict.voters, columns=["layer", "index", "attribution"]), hide_index=True,
+                     width="stretch")
+
+    st.subheader("Evaluation on the held-out 20 % of the relation")
+    st.dataframe(ui.fact_check_table(lm, checker, relation, lang, settings.config), hide_index=True, width="stretch")

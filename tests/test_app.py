@@ -1,0 +1,71 @@
+"""The Streamlit app through AppTest on the demo models: every page renders without exceptions."""
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from kn_core.loading import DEMO_MODELS
+
+pytestmark = pytest.mark.skipif(not all((p / "config.json").is_file() for p in DEMO_MODELS.values()),
+                                reason="demo models missing: run `python -m kn_core.demo train`")
+TIMEOUT = 300
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    monkeypatch.setenv("KN_EXPLORER_HOME", str(tmp_path))
+    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def visit(at: AppTest, page: str) -> AppTest:
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def charts(at: AppTest) -> list:
+    return at.get("plotly_chart")
+
+
+def test_fact_browser_shows_heatmap(app):
+    assert app.title[0].value == "Fact browser"
+    assert not app.error, [e.value for e in app.error]
+    assert len(charts(app)) >= 2  # heatmap + layer histogram (+ neuron detail)
+
+
+@pytest.mark.parametrize("model", list(DEMO_MODELS))
+def test_every_page_renders(app, model):
+    app.sidebar.selectbox(key="model_choice").set_value(model)
+    app.run()
+    for page in ("pages/fact_browser.py", "pages/custom_triple.py", "pages/languages.py", "pages/about.py"):
+        visit(app, page)
+        assert not app.error, (page, [e.value for e in app.error])
+
+
+def test_custom_triple_bad_template_shows_error(app):
+    visit(app, "pages/custom_triple.py")
+    app.radio(key="custom_how").set_value("My own").run()
+    app.text_area(key="custom_text").set_value("The capital of Tanzania is Dodoma.").run()
+    assert any("no [X] slot" in e.value for e in app.error), [e.value for e in app.error]
+    assert app.button(key="custom_run_button").disabled
+
+
+def test_custom_triple_runs_and_is_saved(app):
+    visit(app, "pages/custom_triple.py")
+    app.button(key="custom_run_button").click().run()
+    assert not app.exception and any("Stored" in s.value for s in app.success)
+    visit(app, "pages/fact_browser.py")
+    app.radio(key="browser_source").set_value("Saved results").run()
+    assert not app.exception and len(charts(app)) >= 2
+
+
+def test_fact_check_gives_a_verdict(app):
+    visit(app, "pages/fact_check.py")
+    app.radio(key="fc_how").set_value("subject + candidate object").run()
+    texts = [m.value for m in (*app.success, *app.error, *app.warning)]
+    assert any("with DKN" in t for t in texts), texts
+    assert any("wo_DKN" in t for t in texts), texts

@@ -1,0 +1,109 @@
+"""A real browser (Debian's chromium via Playwright) through every page of the running app; screenshots go
+to screenshots/ (ignored by git)."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from kn_core.loading import DEMO_MODELS
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = ROOT / "screenshots"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+PAGES = {"fact_browser": "", "custom_triple": "custom_triple", "languages": "languages",
+         "fact_check": "fact_check", "about": "about"}
+XSS = "<img src=x onerror=alert(1)>"
+
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
+pytestmark = [
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium missing: `apt-get install -y chromium`"),
+    pytest.mark.skipif(not all((p / "config.json").is_file() for p in DEMO_MODELS.values()),
+                       reason="demo models missing: run `python -m kn_core.demo train`"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = free_port()
+    env = {**os.environ, "KN_EXPLORER_HOME": str(tmp_path_factory.mktemp("home"))}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                             "--server.address", "127.0.0.1"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the app did not answer /_stcore/health within 60 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def page():
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        dialogs: list[str] = []
+        tab.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        tab.dialogs = dialogs
+        yield tab
+        browser.close()
+
+
+def settle(tab) -> None:
+    """Wait until Streamlit has finished running the script."""
+    tab.wait_for_selector('[data-testid="stApp"]', timeout=60_000)
+    tab.wait_for_timeout(500)
+    tab.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=240_000)
+    tab.wait_for_timeout(500)
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_page_renders_chart_without_exception(server, page, name):
+    page.goto(f"{server}/{PAGES[name]}")
+    settle(page)
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    if name != "about":
+        page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=60_000)
+
+
+def test_user_text_is_escaped(server, page):
+    page.goto(f"{server}/custom_triple")
+    settle(page)
+    box = page.get_by_label("Subject [X]")
+    box.fill(XSS)
+    box.press("Enter")
+    settle(page)
+    page.get_by_role("button", name="Run AMIG").click()
+    settle(page)
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / "custom_triple_xss.png"), full_page=True)
+    assert page.dialogs == []
+    assert page.locator("img[src='x']").count() == 0
+    assert page.get_by_text(XSS, exact=False).count() > 0 or XSS in page.content().replace("&lt;", "<").replace("&gt;", ">")

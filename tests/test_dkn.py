@@ -1,0 +1,129 @@
+"""DKN: the returned pairs and groups satisfy both conditions when the suppressions are re-run one by one, and
+the search runs exactly the forward passes it reports."""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from itertools import combinations
+
+import numpy as np
+import pytest
+
+from kn_core.attribution import AttributionConfig, attribute
+from kn_core.dkn import degenerate, dkn_set, pair_counts, top_candidates
+from kn_core.errors import InputError
+from kn_core.interventions import effect
+
+TEMPLATE = "The capital of [X] is [Y]."
+FACTS = [("Japan", "Tokyo"), ("France", "Paris"), ("Tanzania", "Dodoma"), ("Kenya", "Nairobi")]
+
+
+def drop(lm, prompt, neurons) -> float:
+    """Relative drop of P(object) when ``neurons`` are suppressed, from an independent forward pass."""
+    return -effect(lm, prompt, list(neurons), "suppress").relative
+
+
+def searched(lm, subject, obj, **kw):
+    prompt = lm.prompt(TEMPLATE, subject, obj)
+    scores = attribute(lm, prompt, AttributionConfig(steps=8)).scores
+    return prompt, scores, degenerate(lm, prompt, scores, **kw)
+
+
+@pytest.fixture
+def forward_counter(lm):
+    """Counts the model's real forward passes (a hook on the top module)."""
+    calls = []
+    handle = lm.model.register_forward_hook(lambda *_: calls.append(1))
+    yield calls
+    handle.remove()
+
+
+def test_pairs_satisfy_both_conditions_when_rerun(lm):
+    t_low, t_high = 0.2, 0.25
+    prompt, _, result = searched(lm, "Japan", "Tokyo", t_low=t_low, t_high=t_high)
+    assert result.pairs, "the test prompt must have degenerate pairs"
+    tol = 1e-4
+    for neuron in result.kept:
+        assert drop(lm, prompt, [neuron]) <= t_low + tol
+    for layer, index, _ in result.candidates:
+        if (layer, index) not in result.kept:
+            assert drop(lm, prompt, [(layer, index)]) > t_low - tol
+    for a, b in result.pairs:
+        assert a in result.kept and b in result.kept
+        assert drop(lm, prompt, [a, b]) > t_high - tol
+    for pair in combinations(sorted(result.kept), 2):  # every other pair of kept neurons is not degenerate
+        if pair not in result.pairs:
+            assert drop(lm, prompt, pair) <= t_high + tol
+    assert result.p0 == pytest.approx(effect(lm, prompt, []).before, rel=1e-5)
+
+
+def test_groups_are_minimal_and_degenerate_when_rerun(lm):
+    t_low, t_high = 0.2, 0.25
+    found = 0
+    for subject, obj in FACTS:
+        prompt, _, result = searched(lm, subject, obj, t_low=t_low, t_high=t_high, max_size=3)
+        for group in result.groups:
+            found += 1
+            assert len(group) == 3 and drop(lm, prompt, group) > t_high - 1e-4
+            for sub in (s for size in (1, 2) for s in combinations(group, size)):
+                assert drop(lm, prompt, sub) <= t_low + 1e-4
+    assert found, "some test prompt must have a degenerate triple"
+
+
+def test_forward_passes_are_counted_and_never_repeated(lm, forward_counter):
+    prompt = lm.prompt(TEMPLATE, "Japan", "Tokyo")
+    scores = attribute(lm, prompt, AttributionConfig(steps=8)).scores
+    chunk = 7
+    forward_counter.clear()
+    result = degenerate(lm, prompt, scores, top_k=20, chunk=chunk)
+    n_kept = len(result.kept)
+    expected = math.ceil((len(result.candidates) + 1) / chunk) + math.ceil(math.comb(n_kept, 2) / chunk)
+    assert result.forward_passes == expected == len(forward_counter)
+    assert len(result.group_drop) == math.comb(n_kept, 2)  # every pair once
+    batched = degenerate(lm, prompt, scores, top_k=20)  # default chunk: one pass for singles, one for pairs
+    assert batched.forward_passes == 1 + math.ceil(math.comb(n_kept, 2) / 128)
+    assert batched.pairs == result.pairs
+
+
+def test_group_drops_match_independent_runs(lm):
+    prompt, _, result = searched(lm, "France", "Paris", top_k=8)
+    for group, value in list(result.group_drop.items())[:6]:
+        assert value == pytest.approx(drop(lm, prompt, group), abs=1e-4)
+    for neuron, value in result.single_drop.items():
+        assert value == pytest.approx(drop(lm, prompt, [neuron]), abs=1e-4)
+
+
+def test_top_candidates_positive_best_first():
+    scores = np.zeros((3, 5), dtype=np.float32)
+    scores[2, 1], scores[0, 4], scores[1, 0], scores[1, 3] = 0.9, 0.5, 0.5, -1.0
+    assert top_candidates(scores, 3) == ((2, 1, pytest.approx(0.9)), (0, 4, 0.5), (1, 0, 0.5))
+    assert len(top_candidates(scores, 10)) == 3  # zero and negative scores are never candidates
+
+
+def test_pair_counts_and_dkn_set():
+    class Found:  # the only field pair_counts reads
+        def __init__(self, pairs):
+            self.pairs = pairs
+
+    a, b, c, d = (0, 1), (0, 2), (1, 1), (2, 2)
+    counts = pair_counts([Found(((a, b), (a, c))), Found(((a, b), (b, c), (a, d))), Found(((a, c),))])
+    assert counts == Counter({a: 5, b: 3, c: 3, d: 1})
+    assert dkn_set(counts, t=0.7) == (a,)  # count > floor(0.7 · 5) = 3
+    assert dkn_set(counts, t=0.5) == (a, b, c)  # count > floor(2.5) = 2, most frequent first, ties by position
+    assert dkn_set({a: 10, b: 8, c: 7, d: 2}, t=0.7) == (a, b)  # > floor(7.0) = 7
+    assert dkn_set({}, t=0.7) == ()
+    assert dkn_set({a: 1, b: 1}, t=0.7) == (a, b)  # > floor(0.7) = 0
+
+
+def test_bad_parameters(lm):
+    prompt = lm.prompt(TEMPLATE, "Japan", "Tokyo")
+    scores = np.zeros((lm.n_layers, lm.d_ff), dtype=np.float32)
+    for kw in ({"top_k": 0}, {"t_low": 0.3, "t_high": 0.2}, {"max_size": 1}, {"max_size": 9}):
+        with pytest.raises(InputError):
+            degenerate(lm, prompt, scores, **kw)
+    with pytest.raises(InputError):
+        degenerate(lm, prompt, scores[:, :3])
+    with pytest.raises(InputError):
+        dkn_set({(0, 0): 1}, t=1.5)
+    empty = degenerate(lm, prompt, scores)  # no positive score: nothing to search, one pass for P0
+    assert empty.candidates == () and empty.pairs == () and empty.forward_passes == 1

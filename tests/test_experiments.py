@@ -1,0 +1,98 @@
+"""Experiments end to end on a tiny model and a tiny bilingual fact folder, plus the report helpers."""
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import pytest
+
+from kn_core.cli import main
+from kn_core.errors import InputError
+from kn_core.experiments import NAMES, Settings
+from kn_core.experiments.common import select_facts, unrelated_fact
+from kn_core.experiments.report import fmt, markdown_table
+from kn_core.facts import load_dataset
+from kn_core.factcheck import FactChecker
+
+RELATIONS = "id\tname\tdescription\nP36\tcapital\tcapital city\nP30\tcontinent\tcontinent\n"
+TEMPLATES = ("relation\tlang\tsplit\ttemplate\n"
+             "P36\ten\ttrain\tThe capital of [X] is [Y].\nP36\ten\ttrain\tThe capital city of [X] is [Y].\n"
+             "P36\tzh\ttrain\t[X]的首都是[Y]。\n"
+             "P30\ten\ttrain\t[X] is in [Y].\nP30\tzh\ttrain\t[X]是[Y]。\n")
+HEADER = "subject_en\tobject_en\tsubject_zh\tobject_zh\n"
+P36 = [("Tanzania", "Dodoma", "坦国", "东京"), ("France", "Paris", "法国", "巴黎"),
+       ("Japan", "Tokyo", "日本", "东京"), ("Kenya", "Nairobi", "肯国", "巴黎"),
+       ("Peru", "Lima", "秘国", "黎"),
+       ("Argentina", "Buenos Aires", "阿国", "东京")]
+P30 = [("Tanzania", "Africa", "坦国", "日本"), ("Kenya", "Africa", "肯国", "日本"),
+       ("France", "Europe", "法国", "法国"), ("Japan", "Asia", "日本", "东京")]
+# (the Chinese objects are nonsense: the tiny vocabulary knows few characters)
+
+
+@pytest.fixture(scope="module")
+def facts_dir(tmp_path_factory):
+    """A bundled-format folder whose objects the tiny models' vocabulary knows."""
+    folder = tmp_path_factory.mktemp("tiny-facts")
+    (folder / "relations.tsv").write_text(RELATIONS, encoding="utf-8")
+    (folder / "templates.tsv").write_text(TEMPLATES, encoding="utf-8")
+    for name, rows in (("P36", P36), ("P30", P30)):
+        (folder / f"{name}.tsv").write_text(HEADER + "".join("\t".join(r) + "\n" for r in rows), encoding="utf-8")
+    return folder
+
+
+def test_factcheck_end_to_end(bert_dir, facts_dir, tmp_path, capsys):
+    start = time.perf_counter()
+    code = main(["experiment", "factcheck", "--model", str(bert_dir), "--data", str(facts_dir), "--langs", "en",
+                 "--relations", "P36,P30", "--max-facts", "5", "--steps", "8", "--out", str(tmp_path)])
+    assert code == 0
+    assert time.perf_counter() - start < 30
+    printed = capsys.readouterr().out
+    for column in ("wo_DKN P / R / F1", "with_DKN authors' P / R", "with_DKN accept true / wrong", "English"):
+        assert column in printed
+    table3 = pd.read_csv(tmp_path / "table3.csv")
+    assert list(table3["method"]) == ["wo_DKN", "with_DKN"]
+    claims = pd.read_csv(tmp_path / "claims.csv")
+    assert int(table3.iloc[0][["tp", "fp", "fn", "tn"]].sum()) == len(claims)
+    assert claims["is_true"].sum() == (~claims["is_true"]).sum()
+    report = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "## Headline" in report and "![f1](f1.png)" in report and (tmp_path / "f1.png").stat().st_size > 0
+    stored = sorted((tmp_path / "checkers").glob("*.json"))
+    assert len(stored) == 2 and FactChecker.from_json(stored[0].read_text(encoding="utf-8")).lang == "en"
+
+
+@pytest.mark.parametrize("name", ["localize", "likn", "dkn"])
+def test_other_experiments_run(name, gpt2_dir, facts_dir, tmp_path, capsys):
+    code = main(["experiment", name, "--model", str(gpt2_dir), "--data", str(facts_dir), "--langs", "en,zh",
+                 "--max-facts", "2", "--steps", "4", "--out", str(tmp_path)])
+    assert code == 0
+    assert "report:" in capsys.readouterr().out
+    headline = pd.read_csv(tmp_path / "headline.csv")
+    assert len(headline) >= 1 and (tmp_path / "report.md").is_file()
+    assert any(p.suffix == ".png" for p in tmp_path.iterdir())
+
+
+def test_likn_needs_two_languages(gpt2_dir, facts_dir, tmp_path, capsys):
+    code = main(["experiment", "likn", "--model", str(gpt2_dir), "--data", str(facts_dir), "--langs", "en",
+                 "--out", str(tmp_path)])
+    assert code == 2 and "exactly two languages" in capsys.readouterr().err
+
+
+def test_fact_selection_is_seeded_and_capped(facts_dir, tmp_path):
+    factset = load_dataset(str(facts_dir))
+    settings = Settings(models=("x",), out=tmp_path, data=str(facts_dir), max_facts=3, seed=1)
+    picked = select_facts(factset, settings, default_cap=10)
+    assert picked == select_facts(factset, settings, default_cap=10)
+    assert {rid: len(f) for rid, f in picked.items()} == {"P36": 3, "P30": 3}
+    everything = select_facts(factset, Settings(models=("x",), out=tmp_path, max_facts=0), default_cap=2)
+    assert len(everything["P36"]) == len(P36)
+    fact = picked["P36"][0]
+    assert unrelated_fact(picked, fact).relation == "P30"
+    with pytest.raises(InputError):
+        Settings(models=(), out=tmp_path)
+
+
+def test_report_helpers():
+    assert fmt(0.12345) == "0.123" and fmt(1.5e-6) == "1.500e-06" and fmt(float("nan")) == "–" and fmt(3) == "3"
+    table = markdown_table(pd.DataFrame({"a": [1, 2], "b|c": ["x|y", float("nan")]}))
+    assert table.splitlines() == ["| a | b\\|c |", "|---|---|", "| 1 | x\\|y |", "| 2 | – |"]
+    assert set(NAMES) == {"localize", "likn", "dkn", "factcheck"}

@@ -1,0 +1,166 @@
+"""The fast engine equals the reference (Captum) engine on tiny models of every family, and falls back to it
+explicitly where it cannot run; the benchmark script runs."""
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, RobertaConfig,
+                          RobertaForMaskedLM)
+
+from kn_core.attribution import Attribution, AttributionConfig, attribute
+from kn_core.hooks import count_hooks
+from kn_core.loading import load_model
+from tiny import INIT, bert_tokenizer, gpt2_tokenizer
+
+TEMPLATE = "The capital of [X] is [Y]."
+STEPS = 8
+REPO = Path(__file__).resolve().parent.parent
+
+
+def relative_error(value: np.ndarray, expected: np.ndarray, scale: float = 0.0) -> float:
+    """Largest deviation relative to the largest magnitude of ``expected`` (or ``scale`` when larger)."""
+    return float(np.max(np.abs(value - expected)) / max(np.max(np.abs(expected)), scale))
+
+
+def assert_same(fast: Attribution, ref: Attribution, tol: float = 1e-4) -> None:
+    """Scores, deltas and baseline probabilities within ``tol``. A delta is a residual, Σ attr − (P(a) −
+    P(b)), far smaller than its terms: its error is measured against their size, P(object) (the baseline
+    probabilities, which carry the same terms, are held to their own size)."""
+    rows = list(ref.layers)
+    assert relative_error(fast.scores, ref.scores) <= tol
+    p_object = float(np.mean(ref.token_probs))
+    assert relative_error(fast.convergence_delta[rows], ref.convergence_delta[rows], p_object) <= tol
+    assert relative_error(fast.baseline_probs[rows], ref.baseline_probs[rows]) <= tol
+    np.testing.assert_allclose(fast.token_probs, ref.token_probs, rtol=1e-6)
+
+
+def both(lm, obj: str, **config) -> tuple[Attribution, Attribution]:
+    prompt = lm.prompt(TEMPLATE, "Tanzania", obj)
+    return (attribute(lm, prompt, AttributionConfig(engine="fast", steps=STEPS, **config)),
+            attribute(lm, prompt, AttributionConfig(engine="reference", steps=STEPS, **config)))
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    """A tiny gated-MLP causal LM with grouped keys/values and rotary positions."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = gpt2_tokenizer()
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=24, num_hidden_layers=3, num_attention_heads=4,
+                         num_key_value_heads=2, intermediate_size=37, max_position_embeddings=40,
+                         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         initializer_range=INIT)
+    LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return load_model(str(folder))
+
+
+@pytest.fixture(scope="module")
+def roberta(tmp_path_factory):
+    """A tiny RoBERTa (BERT blocks, its own head and position numbering)."""
+    folder = tmp_path_factory.mktemp("tiny-roberta")
+    tokenizer = bert_tokenizer(folder)
+    torch.manual_seed(0)
+    config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=24, num_hidden_layers=3, num_attention_heads=2,
+                           intermediate_size=37, max_position_embeddings=48, type_vocab_size=1,
+                           pad_token_id=tokenizer.pad_token_id, initializer_range=INIT)
+    RobertaForMaskedLM(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return load_model(str(folder))
+
+
+@pytest.mark.parametrize("base", ["masked", "zero"])
+@pytest.mark.parametrize("obj", ["Paris", "Dar es Salaam"])
+def test_fast_equals_reference(lm, base, obj):
+    fast, ref = both(lm, obj, baseline=base)
+    assert fast.prompt.n_object_tokens >= (1 if obj == "Paris" else 2)
+    assert_same(fast, ref)
+    assert count_hooks(lm) == 0
+
+
+@pytest.mark.parametrize("family", ["llama", "roberta"])
+@pytest.mark.parametrize("base", ["masked", "zero"])
+def test_fast_equals_reference_other_families(family, base, request):
+    lm = request.getfixturevalue(family)
+    fast, ref = both(lm, "Dar es Salaam", baseline=base)
+    assert fast.prompt.n_object_tokens >= 2
+    assert_same(fast, ref)
+    assert count_hooks(lm) == 0
+
+
+def test_fast_target_at_the_first_position(gpt2):
+    """A causal prompt of one token: the first target has no earlier positions to attend to."""
+    prompt = gpt2.prompt("[X] [Y]", "The", "Dar es Salaam")
+    assert prompt.target_positions[0] == 0
+    fast, ref = (attribute(gpt2, prompt, AttributionConfig(engine=engine, steps=STEPS, baseline="zero"))
+                 for engine in ("fast", "reference"))
+    assert_same(fast, ref)
+
+
+def test_fast_layer_subset(lm):
+    fast, ref = both(lm, "Dar es Salaam", layers=(2, 0))
+    assert fast.layers == (0, 2)
+    assert not fast.scores[1].any() and fast.convergence_delta[1] == 0
+    assert_same(fast, ref)
+
+
+def test_fast_is_default_and_reports_progress(gpt2):
+    assert AttributionConfig().engine == "fast"
+    seen = []
+    attribute(gpt2, gpt2.prompt(TEMPLATE, "Tanzania", "Dar es Salaam"), AttributionConfig(steps=3),
+              progress=seen.append)
+    assert seen and seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
+
+
+def test_fast_falls_back_to_reference_when_pieces_disagree(bert, monkeypatch, caplog):
+    prompt = bert.prompt(TEMPLATE, "Tanzania", "Paris")
+    ref = attribute(bert, prompt, AttributionConfig(engine="reference", steps=STEPS))
+    adapter = type(bert.adapter)
+    wrong = adapter.neurons
+    monkeypatch.setattr(adapter, "neurons", lambda self, *a: 1.01 * wrong(self, *a))
+    with caplog.at_level(logging.WARNING, logger="kn_core.attribution.fast"):
+        fast = attribute(bert, prompt, AttributionConfig(engine="fast", steps=STEPS))
+    assert "using the reference engine" in caplog.text
+    assert_same(fast, ref, tol=1e-6)
+
+
+def test_fast_falls_back_for_a_sliding_window_shorter_than_the_prompt(tmp_path, caplog):
+    """Mistral attends to the last 4 positions only, which the pieces do not implement: the self-check
+    notices and the reference engine answers."""
+    tokenizer = gpt2_tokenizer()
+    torch.manual_seed(0)
+    config = MistralConfig(vocab_size=len(tokenizer), hidden_size=24, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2, intermediate_size=37, max_position_embeddings=40, sliding_window=4,
+                           bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+                           initializer_range=INIT)
+    MistralForCausalLM(config).save_pretrained(tmp_path, safe_serialization=True)
+    tokenizer.save_pretrained(tmp_path)
+    lm = load_model(str(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="kn_core.attribution.fast"):
+        fast, ref = both(lm, "Dar es Salaam")
+    assert "do not reproduce the model" in caplog.text
+    assert_same(fast, ref, tol=1e-6)
+
+
+def test_fast_falls_back_in_training_mode(gpt2, caplog):
+    prompt = gpt2.prompt(TEMPLATE, "Tanzania", "Paris")
+    gpt2.model.train()
+    try:
+        with caplog.at_level(logging.WARNING, logger="kn_core.attribution.fast"):
+            attribute(gpt2, prompt, AttributionConfig(engine="fast", steps=2, baseline="zero"))
+    finally:
+        gpt2.model.eval()
+    assert "training mode" in caplog.text
+
+
+def test_bench_quick_runs():
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "bench_amig.py"), "--quick"], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "speed-up" in out.stdout and "bert" in out.stdout and "gpt2" in out.stdout

@@ -22,6 +22,15 @@ FACTS = (Fact("P36-tanzania", "P36", {"en": ("Tanzania", "Dodoma")}),
          Fact("P36-peru", "P36", {"en": ("Peru", "Lima ☃")}))  # the tiny WordPiece vocabulary has no snowman
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Models this small run fastest on one thread (and two threads crawl on a busy two-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def small_set() -> FactSet:
     return FactSet({"P36": Relation("P36", "capital", "", TEMPLATES)}, FACTS)

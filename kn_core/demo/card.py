@@ -210,8 +210,8 @@ neurons, on facts the model provably knows. Also the fixture of the project's te
   so suppressing the top few removes only part of it.
 - Language-independent knowledge neurons are few: the English and Chinese knowledge neurons of a fact
   share a neuron or two at most (more than different facts share, far fewer than in the paper's m-BERT),
-  because Chinese objects are spelt in characters that other names share (巴 in 巴黎, 巴西, 巴基斯坦), so the
-  neurons that write the object differ between the languages.
+  probably because Chinese objects are spelt in characters that other names share (巴 in 巴黎, 巴西,
+  巴基斯坦), so the neurons that write the object differ between the languages.
 - Trained with label smoothing {config.label_smoothing}, so it is never fully sure (P(object) ≈ 0.9–0.97
   per token); without smoothing, suppressing knowledge neurons barely shows.
 - Not a model of real-world language: no general vocabulary, no facts beyond the list, no safety tuning.

@@ -89,7 +89,7 @@ def test_page_renders_chart_without_exception(server, page, name):
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
     assert page.locator('[data-testid="stException"]').count() == 0
-    if name != "about":
+    if name not in ("about", "custom_triple"):  # custom triple draws charts once run (see the XSS test)
         page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=60_000)
 
 

@@ -50,15 +50,22 @@ def build_prompts(lm, templates: Sequence[str], subject: str, obj: str) -> list[
 def locate(lm, templates: Sequence[str], subject: str, obj: str, lang: str,
            config: AttributionConfig = AttributionConfig(), tau: float | None = None, p: float = DEFAULT_P,
            unrelated: Sequence[Prompt] = (), seed: int = 0,
-           progress: Callable[[float], None] | None = None) -> LocateResult:
-    """Attribute the fact ⟨subject, ·, obj⟩ under each template and return its knowledge neurons."""
+           progress: Callable[[float], None] | None = None, store=None) -> LocateResult:
+    """Attribute the fact ⟨subject, ·, obj⟩ under each template and return its knowledge neurons.
+
+    With a ``store`` (:class:`kn_core.store.ResultStore`), each prompt's attribution is read from it when
+    present and stored after it is computed; without one, everything is computed and nothing is kept.
+    """
     tau = default_tau(lang) if tau is None else check_tau(tau)
     p = check_p(p)
     prompts = build_prompts(lm, templates, subject, obj)
     attributions = []
     for i, prompt in enumerate(prompts):
         report = None if progress is None else (lambda f, i=i: progress((i + f) / len(prompts)))
-        attributions.append(attribute(lm, prompt, config, progress=report, meta={"lang": lang}))
+        if store is None:
+            attributions.append(attribute(lm, prompt, config, progress=report, meta={"lang": lang}))
+        else:
+            attributions.append(store.attribution(lm, prompt, config, lang, progress=report))
     coarse = tuple(tuple(coarse_neurons(a.scores, tau)) for a in attributions)
     neurons = tuple(knowledge_neurons([a.scores for a in attributions], tau, p))
     chosen = [(n[0], n[1]) for n in neurons]

@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -8,6 +9,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tiny import make_bert, make_gpt2  # noqa: E402
 
 from kn_core.loading import load_model  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_home(tmp_path_factory) -> Path:
+    """No test reads or writes the user's real result store: $KN_EXPLORER_HOME points into a temp folder."""
+    home = tmp_path_factory.mktemp("kn-home")
+    previous = os.environ.get("KN_EXPLORER_HOME")
+    os.environ["KN_EXPLORER_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("KN_EXPLORER_HOME", None)
+    else:
+        os.environ["KN_EXPLORER_HOME"] = previous
 
 
 @pytest.fixture(scope="session")

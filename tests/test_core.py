@@ -188,3 +188,28 @@ def test_cli_locate_json(bert_dir, tmp_path, capsys):
     code = main(["locate", "--model", str(bert_dir), "--lang", "en", "--template", "no slots", "--subject", "a",
                  "--object", "b"])
     assert code == 2 and "template" in capsys.readouterr().err
+
+
+def test_cli_locate_uses_the_store_unless_no_cache(bert_dir, tmp_path, monkeypatch, capsys):
+    import kn_core.store
+    from kn_core.store import ResultStore
+
+    db = tmp_path / "store.sqlite"
+    base = ["locate", "--model", str(bert_dir), "--lang", "en", "--template", TEMPLATE, "--template",
+            "[X] has its capital at [Y].", "--subject", "Tanzania", "--object", "Dodoma", "--steps", "4"]
+    assert main(base + ["--no-cache", "--store", str(db)]) == 0
+    assert not db.exists() or ResultStore(db).info()["results"] == 0
+    capsys.readouterr()
+    assert main(base + ["--store", str(db), "--json", str(tmp_path / "a.json")]) == 0
+    assert ResultStore(db).info()["results"] == 2
+    first = capsys.readouterr().out
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("a stored result was computed again")
+
+    monkeypatch.setattr(kn_core.store, "attribute", no_compute)
+    assert main(base + ["--store", str(db), "--json", str(tmp_path / "b.json")]) == 0
+    assert ResultStore(db).info()["results"] == 2
+    a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
+    assert a["neurons"] == b["neurons"] and a["prompts"] == b["prompts"]
+    assert capsys.readouterr().out == first

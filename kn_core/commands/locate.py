@@ -10,6 +10,7 @@ from kn_core.attribution import ENGINES, AttributionConfig
 from kn_core.baselines import BASELINES
 from kn_core.loading import load_model
 from kn_core.locate import LocateResult, locate
+from kn_core.store import ResultStore
 
 
 def register(subparsers) -> None:
@@ -27,14 +28,23 @@ def register(subparsers) -> None:
     p.add_argument("--top", type=int, default=10, help="how many neurons to print")
     p.add_argument("--seed", type=int, default=0, help="seed of the random-neuron control")
     p.add_argument("--json", type=Path, default=None, help="write the full result as JSON")
+    p.add_argument("--store", type=Path, default=None,
+                   help="result store file (default: $KN_EXPLORER_HOME/store.sqlite or the user cache folder)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="neither read nor write the result store: compute every attribution afresh")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     lm = load_model(args.model)
     config = AttributionConfig(baseline=args.baseline, steps=args.steps, engine=args.engine)
-    result = locate(lm, args.template, args.subject, args.obj, args.lang, config, tau=args.tau, p=args.p,
-                    seed=args.seed)
+    store = None if args.no_cache else ResultStore(args.store)
+    try:
+        result = locate(lm, args.template, args.subject, args.obj, args.lang, config, tau=args.tau, p=args.p,
+                        seed=args.seed, store=store)
+    finally:
+        if store is not None:
+            store.close()
     print(render(result, args.top))
     if args.json is not None:
         args.json.write_text(json.dumps(to_json(result)), encoding="utf-8")

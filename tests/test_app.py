@@ -69,3 +69,37 @@ def test_fact_check_gives_a_verdict(app):
     texts = [m.value for m in (*app.success, *app.error, *app.warning)]
     assert any("with DKN" in t for t in texts), texts
     assert any("wo_DKN" in t for t in texts), texts
+
+
+def test_batched_facts_open_without_recomputation(tmp_path, monkeypatch):
+    """Issue 7: after a batch run, a fact opens in the app from the store (no attribution is computed)."""
+    import kn_core.attribution
+    import kn_core.store
+    from kn_core.attribution import AttributionConfig
+    from kn_core.batch import run_batch
+    from kn_core.facts import load_bundled
+    from kn_core.store import ResultStore
+
+    monkeypatch.setenv("KN_EXPLORER_HOME", str(tmp_path))
+    factset = load_bundled()
+    relation = next(iter(factset.relations))
+    fact = factset.facts_of(relation)[0]
+    store = ResultStore()
+    report = run_batch("demo-mlm", factset, ["en", "zh"], AttributionConfig(), store, relations=[relation],
+                       max_facts=1, progress=False)
+    store.close()
+    assert report.done > 0 and not report.failed
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("the app recomputed a result the batch had stored")
+
+    monkeypatch.setattr(kn_core.store, "attribute", no_compute)
+    monkeypatch.setattr(kn_core.attribution, "attribute", no_compute)
+    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception and not at.error, ([e.value for e in at.exception], [e.value for e in at.error])
+    assert at.selectbox(key="browser_fact").value == fact
+    for lang in ("en", "zh"):
+        at.radio(key="browser_lang").set_value(lang).run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        assert len(charts(at)) >= 2

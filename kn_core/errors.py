@@ -14,8 +14,11 @@ class InputError(KNError, ValueError):
     """A user-supplied value (template, subject, object, number, language) is invalid."""
 
     def __init__(self, field: str, message: str):
-        self.field = field
+        self.field, self.message = field, message
         super().__init__(f"{field}: {message}")
+
+    def __reduce__(self):  # survive pickling (worker processes, Ray tasks)
+        return type(self), (self.field, self.message)
 
 
 class TemplateError(InputError):
@@ -23,6 +26,9 @@ class TemplateError(InputError):
 
     def __init__(self, message: str, field: str = "template"):
         super().__init__(field, message)
+
+    def __reduce__(self):
+        return type(self), (self.message, self.field)
 
 
 class ModelLoadError(KNError):
@@ -40,6 +46,9 @@ class DataError(KNError):
         self.path, self.line, self.reason = str(path), line, reason
         where = f"{path}:{line}" if line is not None else str(path)
         super().__init__(f"{where}: {reason}")
+
+    def __reduce__(self):
+        return DataError, (self.path, self.line, self.reason)
 
 
 class StoreError(KNError):

@@ -1,24 +1,28 @@
-"""``python -m kn_core.demo train [--model demo-mlm|demo-clm|all] [--steps N] [--out DIR] [--seed S]``.
+"""``python -m kn_core.demo train [--model demo-mlm|demo-clm|all] [--steps N] [--out DIR] [--seed S] [--jobs J]``.
 
 - ``train`` trains the demo models into ``DIR/<model>`` (default: ``assets/models``), then measures them on
   the bundled fact set and writes each folder's model card (README.md);
 - ``card [--model ...] [--out DIR]`` measures already trained models again and rewrites their cards from
   the training record (``training.json``) saved with them.
+
+With ``--model all`` the models are built in ``--jobs`` processes at once (default: one per model, at most one
+per CPU core), each on ``--threads`` threads; a model's weights depend only on its config (seed and thread
+count included), not on what runs beside it.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
+import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
-from kn_core.demo import card
-from kn_core.demo.train import DEFAULT_STEPS, TrainConfig, train
-from kn_core.errors import KNError
-from kn_core.facts import FactSet, load_bundled
+from kn_core.demo.build import build, build_in_worker
+from kn_core.demo.train import DEFAULT_STEPS, TrainConfig
+from kn_core.errors import InputError, KNError
 from kn_core.loading import MODELS_DIR
 
 log = logging.getLogger("kn_core.demo")
@@ -38,28 +42,27 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--steps", type=int, default=None, help="optimisation steps (default: " +
                          ", ".join(f"{model} {steps}" for model, steps in DEFAULT_STEPS.items()) + ")")
     trainer.add_argument("--seed", type=int, default=TrainConfig.seed)
+    for p in (trainer, cards):
+        p.add_argument("--jobs", type=int, default=None,
+                       help="models built at once, each in its own process (default: one per model, at most "
+                            "one per CPU core)")
     return parser
 
 
-def describe(folder: Path, factset: FactSet) -> None:
-    """Measure the model in ``folder``, write its card and log the tables."""
-    measured = card.write(folder, factset)
-    log.info("%s: model card written\n%s\n%s", folder.name, card.accuracy_table(measured.accuracy),
-             card.effects_table(measured.effects))
-
-
 def run(args: argparse.Namespace) -> int:
-    """Run ``train`` or ``card`` on each requested model; the whole command uses ``--threads`` threads
-    (more threads than free cores slow small models down badly)."""
-    torch.set_num_threads(args.threads)
-    factset = load_bundled()
-    for model in list(DEFAULT_STEPS) if args.model == "all" else [args.model]:
-        if args.command == "train":
-            steps = {} if args.steps is None else {"steps": args.steps}
-            config = TrainConfig.for_model(model, seed=args.seed, threads=args.threads, **steps)
-            result = train(config, args.out / model, factset)
-            log.info("%s: trained in %.1f min", model, result.record.seconds / 60)
-        describe(args.out / model, factset)
+    models = list(DEFAULT_STEPS) if args.model == "all" else [args.model]
+    jobs = args.jobs if args.jobs is not None else min(len(models), max(1, (os.cpu_count() or 1) // args.threads))
+    if jobs < 1:
+        raise InputError("jobs", "--jobs must be at least 1")
+    settings = dict(command=args.command, out=args.out, threads=args.threads, seed=getattr(args, "seed", None),
+                    steps=getattr(args, "steps", None))
+    if jobs == 1 or len(models) == 1:
+        for model in models:
+            build(model, **settings)
+        return 0
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for future in [pool.submit(build_in_worker, model, **settings) for model in models]:
+            future.result()
     return 0
 
 

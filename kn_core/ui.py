@@ -16,8 +16,9 @@ import streamlit as st
 from kn_core import figures
 from kn_core.attribution import Attribution, AttributionConfig
 from kn_core.baselines import BASELINES
-from kn_core.errors import KNError
-from kn_core.factcheck import FactChecker, calibrate, evaluate
+from kn_core.dkn import T_HIGH, T_LOW, TOP_K
+from kn_core.errors import InputError, KNError
+from kn_core.factcheck import DEFAULT_T, FactChecker, calibrate, evaluate
 from kn_core.facts import FactSet, load_bundled
 from kn_core.interventions import verify
 from kn_core.loading import DEMO_MODELS, LanguageModel, load_model
@@ -261,28 +262,57 @@ def _progress_bar(text: str):
     return bar, (lambda fraction: bar.progress(min(1.0, max(0.0, fraction)), text=text))
 
 
-def _checker_key(lm: LanguageModel, relation: str, lang: str, config: AttributionConfig) -> str:
-    return f"{model_fingerprint(lm)}|{lm.name}|{relation}|{lang}|{config.baseline}|{config.steps}"
+@dataclass(frozen=True)
+class DKNSettings:
+    """How the fact-check page searches degenerate neurons (METHOD.md §4–5); defaults are the paper's."""
+
+    t_low: float = T_LOW
+    t_high: float = T_HIGH
+    t: float = DEFAULT_T
+    top_k: int = TOP_K
 
 
-def fact_checker(lm: LanguageModel, relation: str, lang: str, config: AttributionConfig) -> FactChecker:
+def dkn_settings(key: str) -> DKNSettings:
+    """Sliders for T_low, T_high, t and K (the paper's values first)."""
+    paper = DKNSettings()
+    with st.expander(f"DKN search settings (paper: T_low {paper.t_low}, T_high {paper.t_high}, t {paper.t}, "
+                     f"K {paper.top_k})"):
+        a, b, c, d = st.columns(4)
+        t_low = a.slider("T_low: largest drop of one neuron alone", 0.0, 0.95, paper.t_low, 0.01, key=f"{key}_t_low")
+        t_high = b.slider("T_high: smallest drop of the pair", 0.0, 0.99, paper.t_high, 0.01, key=f"{key}_t_high")
+        t = c.slider("t: DKN set = count > ⌊t·max⌋", 0.0, 1.0, paper.t, 0.05, key=f"{key}_t")
+        top_k = d.slider("K candidates per prompt", 2, 50, paper.top_k, 1, key=f"{key}_top_k")
+    if t_high < t_low:
+        raise InputError("T_high", f"T_high ({t_high:.2f}) must be at least T_low ({t_low:.2f}): raise T_high "
+                                   "or lower T_low")
+    return DKNSettings(t_low=t_low, t_high=t_high, t=t, top_k=top_k)
+
+
+def _checker_key(lm: LanguageModel, relation: str, lang: str, config: AttributionConfig, dkn: DKNSettings) -> str:
+    return (f"{model_fingerprint(lm)}|{lm.name}|{relation}|{lang}|{config.baseline}|{config.steps}|"
+            f"{dkn.t_low}|{dkn.t_high}|{dkn.t}|{dkn.top_k}")
+
+
+def fact_checker(lm: LanguageModel, relation: str, lang: str, config: AttributionConfig,
+                 dkn: DKNSettings = DKNSettings()) -> FactChecker:
     """The relation's calibrated checker: from the store, or calibrated now (with progress) and stored."""
-    key = _checker_key(lm, relation, lang, config)
+    key = _checker_key(lm, relation, lang, config, dkn)
     cached = store().get_json("factcheck", key)
     if cached is not None:
         return FactChecker.from_json(cached)
     bar, report = _progress_bar(f"Finding the degenerate neurons of {relation} ({lang}) and calibrating λ…")
     with model_turn(lm):
-        checker = calibrate(lm, facts(), relation, lang, config=config, progress=report)
+        checker = calibrate(lm, facts(), relation, lang, config=config, top_k=dkn.top_k, t=dkn.t,
+                            t_low=dkn.t_low, t_high=dkn.t_high, progress=report)
     bar.empty()
     store().put_json("factcheck", key, json.loads(checker.to_json()))
     return checker
 
 
 def fact_check_table(lm: LanguageModel, checker: FactChecker, relation: str, lang: str,
-                     config: AttributionConfig) -> pd.DataFrame:
+                     config: AttributionConfig, dkn: DKNSettings = DKNSettings()) -> pd.DataFrame:
     """The held-out evaluation (with and without DKN), from the store or computed now and stored."""
-    key = _checker_key(lm, relation, lang, config)
+    key = _checker_key(lm, relation, lang, config, dkn)
     cached = store().get_json("factcheck-evaluation", key)
     if cached is None:
         bar, report = _progress_bar("Judging the held-out claims…")

@@ -17,7 +17,13 @@ with ui.guard():
     relation = left.selectbox("Relation", list(factset.relations), key="fc_relation",
                               format_func=lambda r: f"{r} · {factset.relations[r].name}")
     lang = right.radio("Language", list(factset.languages), horizontal=True, key="fc_lang")
-    checker = ui.fact_checker(lm, relation, lang, settings.config)
+    search = ui.dkn_settings("fc")
+    checker = ui.fact_checker(lm, relation, lang, settings.config, search)
+    if not checker.dkn:
+        st.warning(f"No degenerate pair among {checker.n_prompts} training prompts at T_low {search.t_low:.2f} / "
+                   f"T_high {search.t_high:.2f}: the DKN set is empty, every score is 0 and the with-DKN verdict "
+                   "cannot separate claims. Small models rarely have a neuron pair that drops P(object) by more "
+                   "than T_high; lower both thresholds in the DKN search settings (e.g. 0.05 / 0.08).")
     cols = st.columns(4)
     cols[0].metric("DKN neurons", len(checker.dkn))
     cols[1].metric("λ", f"{checker.lam:.3e}")
@@ -59,4 +65,4 @@ with ui.guard():
                      width="stretch")
 
     st.subheader("Evaluation on the held-out 20 % of the relation")
-    st.dataframe(ui.fact_check_table(lm, checker, relation, lang, settings.config), hide_index=True, width="stretch")
+    st.dataframe(ui.fact_check_table(lm, checker, relation, lang, settings.config, search), hide_index=True, width="stretch")

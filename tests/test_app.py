@@ -103,3 +103,10 @@ def test_batched_facts_open_without_recomputation(tmp_path, monkeypatch):
         at.radio(key="browser_lang").set_value(lang).run()
         assert not at.exception and not at.error, [e.value for e in at.error]
         assert len(charts(at)) >= 2
+
+
+def test_fact_check_dkn_thresholds_are_validated(app):
+    visit(app, "pages/fact_check.py")
+    app.slider(key="fc_t_low").set_value(0.5).run()
+    assert not app.exception
+    assert any("T_high" in e.value and "T_low" in e.value for e in app.error), [e.value for e in app.error]

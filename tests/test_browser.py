@@ -20,8 +20,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = ROOT / "screenshots"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
-PAGES = {"fact_browser": "", "custom_triple": "custom_triple", "languages": "languages",
-         "fact_check": "fact_check", "about": "about"}
+PAGES = {"fact_browser": ("", "Fact browser"), "custom_triple": ("custom_triple", "Custom triple"),
+         "languages": ("languages", "Language comparison"), "fact_check": ("fact_check", "Fact-check"),
+         "about": ("about", "About")}
 XSS = "<img src=x onerror=alert(1)>"
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
@@ -74,28 +75,41 @@ def page():
         browser.close()
 
 
-def settle(tab) -> None:
-    """Wait until Streamlit has finished running the script."""
+IDLE = """() => {
+    const busy = document.querySelector('[data-testid="stStatusWidget"]') ||
+                 document.querySelector('[data-testid="stSkeleton"]');
+    if (busy) { window.__knIdle = null; return false; }
+    window.__knIdle = window.__knIdle || Date.now();
+    return Date.now() - window.__knIdle > 1500;
+}"""
+
+
+def settle(tab, title: str | None = None) -> None:
+    """Wait until Streamlit has run the script to its end: the page's title is shown (when given) and no
+    "running" indicator has been seen for 1.5 s (a run can start a moment after the page loads)."""
     tab.wait_for_selector('[data-testid="stApp"]', timeout=60_000)
-    tab.wait_for_timeout(500)
-    tab.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=240_000)
-    tab.wait_for_timeout(500)
+    if title is not None:
+        tab.get_by_role("heading", name=title).first.wait_for(state="visible", timeout=240_000)
+    tab.evaluate("window.__knIdle = null")
+    tab.wait_for_function(IDLE, polling=250, timeout=240_000)
 
 
 @pytest.mark.parametrize("name", list(PAGES))
 def test_page_renders_chart_without_exception(server, page, name):
-    page.goto(f"{server}/{PAGES[name]}")
-    settle(page)
+    path, title = PAGES[name]
+    page.goto(f"{server}/{path}")
+    settle(page, title)
+    if name not in ("about", "custom_triple"):  # custom triple draws charts once run (see the XSS test)
+        page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=60_000)
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
     assert page.locator('[data-testid="stException"]').count() == 0
-    if name not in ("about", "custom_triple"):  # custom triple draws charts once run (see the XSS test)
-        page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=60_000)
+    assert page.get_by_text("Something went wrong").count() == 0
 
 
 def test_user_text_is_escaped(server, page):
     page.goto(f"{server}/custom_triple")
-    settle(page)
+    settle(page, "Custom triple")
     box = page.get_by_label("Subject [X]")
     box.fill(XSS)
     box.press("Enter")

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
 DEMO_MODELS: dict[str, Path] = {"demo-mlm": MODELS_DIR / "demo-mlm", "demo-clm": MODELS_DIR / "demo-clm"}
+MAX_BYTES_VARIABLE = "KN_EXPLORER_MAX_MODEL_BYTES"  # cap on a model's estimated fp32 weight bytes
 AUTO_CLASSES = {"masked": AutoModelForMaskedLM, "causal": AutoModelForCausalLM}
 
 
@@ -127,8 +128,11 @@ def check_fits(name: str, config) -> None:
     """Refuse, before loading, a model whose fp32 weights would not fit in the memory available."""
     need = estimate_parameters(config) * 4
     have = available_memory()
-    limit = os.environ.get("KN_EXPLORER_MAX_MODEL_BYTES")
-    cap = int(limit) if limit and limit.isdigit() else (int(have * 0.8) if have else None)
+    limit = os.environ.get(MAX_BYTES_VARIABLE, "").strip()
+    if limit and not (limit.isascii() and limit.isdigit()):
+        raise InputError(MAX_BYTES_VARIABLE, f"must be a whole number of bytes (got {limit[:40]!r}), "
+                                             "e.g. 8000000000 for 8 GB; unset it to use 80 % of the free memory")
+    cap = int(limit) if limit else (int(have * 0.8) if have else None)
     if cap is not None and need > cap:
         raise ModelLoadError(f"{name!r} needs about {need / 2**30:.1f} GiB for its weights but only "
                              f"{cap / 2**30:.1f} GiB are available; pick a smaller model or free memory")
@@ -155,3 +159,18 @@ def load_model(name_or_path: str, device: str | torch.device | None = None) -> L
         model.to(device)
     log.info("loaded %s (%s, %d layers)", name, adapter.family, adapter.n_layers(model))
     return LanguageModel(name=name, model=model, tokenizer=tokenizer, adapter=adapter, source=path)
+
+
+THREADS_VARIABLE = "KN_EXPLORER_THREADS"  # torch CPU threads of the CLI and the app
+
+
+def default_threads() -> int:
+    """``$KN_EXPLORER_THREADS`` when set, else 1."""
+    value = os.environ.get(THREADS_VARIABLE, "1")
+    try:
+        threads = int(value)
+    except ValueError:
+        raise InputError(THREADS_VARIABLE, f"must be a whole number of threads (got {value!r})") from None
+    if threads < 1:
+        raise InputError(THREADS_VARIABLE, f"must be at least 1 (got {threads})")
+    return threads

@@ -12,16 +12,17 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 import streamlit as st
+import torch
 
 from kn_core import figures
 from kn_core.attribution import Attribution, AttributionConfig
 from kn_core.baselines import BASELINES
 from kn_core.dkn import T_HIGH, T_LOW, TOP_K
 from kn_core.errors import InputError, KNError
-from kn_core.factcheck import DEFAULT_T, FactChecker, calibrate, evaluate
+from kn_core.factcheck import DEFAULT_T, OBJECTIVES, FactChecker, calibrate, evaluate
 from kn_core.facts import FactSet, load_bundled
 from kn_core.interventions import verify
-from kn_core.loading import DEMO_MODELS, LanguageModel, load_model
+from kn_core.loading import DEMO_MODELS, LanguageModel, default_threads, load_model
 from kn_core.neurons import TAU, knowledge_neurons, per_layer_counts
 from kn_core.prompts import Prompt
 from kn_core.store import ResultStore, model_fingerprint
@@ -43,6 +44,7 @@ class Settings:
 # -- cached resources (one per process) -----------------------------------------------------------
 @st.cache_resource(show_spinner=False, max_entries=2)
 def _load(name: str) -> LanguageModel:
+    torch.set_num_threads(default_threads())  # the process's torch threads: $KN_EXPLORER_THREADS, else 1
     return load_model(name)
 
 
@@ -270,6 +272,7 @@ class DKNSettings:
     t_high: float = T_HIGH
     t: float = DEFAULT_T
     top_k: int = TOP_K
+    objective: str = "f1"
 
 
 def dkn_settings(key: str) -> DKNSettings:
@@ -277,20 +280,22 @@ def dkn_settings(key: str) -> DKNSettings:
     paper = DKNSettings()
     with st.expander(f"DKN search settings (paper: T_low {paper.t_low}, T_high {paper.t_high}, t {paper.t}, "
                      f"K {paper.top_k})"):
-        a, b, c, d = st.columns(4)
+        a, b, c, d, e = st.columns(5)
         t_low = a.slider("T_low: largest drop of one neuron alone", 0.0, 0.95, paper.t_low, 0.01, key=f"{key}_t_low")
         t_high = b.slider("T_high: smallest drop of the pair", 0.0, 0.99, paper.t_high, 0.01, key=f"{key}_t_high")
         t = c.slider("t: DKN set = count > ⌊t·max⌋", 0.0, 1.0, paper.t, 0.05, key=f"{key}_t")
         top_k = d.slider("K candidates per prompt", 2, 50, paper.top_k, 1, key=f"{key}_top_k")
+        objective = e.selectbox("λ maximises", list(OBJECTIVES), key=f"{key}_objective",
+                                help="on the training claims: F1 of 'correct', or balanced accuracy")
     if t_high < t_low:
         raise InputError("T_high", f"T_high ({t_high:.2f}) must be at least T_low ({t_low:.2f}): raise T_high "
                                    "or lower T_low")
-    return DKNSettings(t_low=t_low, t_high=t_high, t=t, top_k=top_k)
+    return DKNSettings(t_low=t_low, t_high=t_high, t=t, top_k=top_k, objective=objective)
 
 
 def _checker_key(lm: LanguageModel, relation: str, lang: str, config: AttributionConfig, dkn: DKNSettings) -> str:
     return (f"{model_fingerprint(lm)}|{lm.name}|{relation}|{lang}|{config.baseline}|{config.steps}|"
-            f"{dkn.t_low}|{dkn.t_high}|{dkn.t}|{dkn.top_k}")
+            f"{dkn.t_low}|{dkn.t_high}|{dkn.t}|{dkn.top_k}|{dkn.objective}")
 
 
 def fact_checker(lm: LanguageModel, relation: str, lang: str, config: AttributionConfig,
@@ -303,7 +308,8 @@ def fact_checker(lm: LanguageModel, relation: str, lang: str, config: Attributio
     bar, report = _progress_bar(f"Finding the degenerate neurons of {relation} ({lang}) and calibrating λ…")
     with model_turn(lm):
         checker = calibrate(lm, facts(), relation, lang, config=config, top_k=dkn.top_k, t=dkn.t,
-                            t_low=dkn.t_low, t_high=dkn.t_high, progress=report)
+                            t_low=dkn.t_low, t_high=dkn.t_high, objective=dkn.objective,
+                            progress=report)
     bar.empty()
     store().put_json("factcheck", key, json.loads(checker.to_json()))
     return checker

@@ -24,6 +24,10 @@ with ui.guard():
                    f"T_high {search.t_high:.2f}: the DKN set is empty, every score is 0 and the with-DKN verdict "
                    "cannot separate claims. Small models rarely have a neuron pair that drops P(object) by more "
                    "than T_high; lower both thresholds in the DKN search settings (e.g. 0.05 / 0.08).")
+    elif checker.train_accept_true - checker.train_accept_wrong < 0.1:
+        st.warning(f"On the training claims, λ accepts {checker.train_accept_true:.0%} of true and "
+                   f"{checker.train_accept_wrong:.0%} of wrong claims: this DKN set hardly separates them. Try "
+                   "other DKN search settings, or λ by balanced accuracy.")
     cols = st.columns(4)
     cols[0].metric("DKN neurons", len(checker.dkn))
     cols[1].metric("λ", f"{checker.lam:.3e}")

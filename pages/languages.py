@@ -42,6 +42,9 @@ with ui.guard():
     right.plotly_chart(figures.layer_histogram({langs[0]: shared.per_layer_a, langs[1]: shared.per_layer_b,
                                                 "shared": shared.per_layer_shared}), key="lang_layers")
     st.subheader("Cross-lingual edit effect")
+    if not shared.shared:
+        st.info("This fact has no language-independent neuron at these thresholds (lower p to loosen them). "
+                "The table edits each language's own knowledge neurons and measures both languages.")
     mode = st.radio("Intervention", ["suppress", "enhance"], horizontal=True, key="lang_mode")
     sets = {name: chosen for name, chosen in edit_sets(neurons[langs[0]], neurons[langs[1]], *langs,
                                                       lm.n_layers).items() if chosen}

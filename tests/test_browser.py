@@ -67,7 +67,7 @@ def server(tmp_path_factory):
 def page():
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        tab = browser.new_page(viewport={"width": 1400, "height": 2600})
         dialogs: list[str] = []
         tab.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         tab.dialogs = dialogs
@@ -102,7 +102,7 @@ def test_page_renders_chart_without_exception(server, page, name):
     if name not in ("about", "custom_triple"):  # custom triple draws charts once run (see the XSS test)
         page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=60_000)
     SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)  # tall viewport: the app scrolls inside
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.get_by_text("Something went wrong").count() == 0
 

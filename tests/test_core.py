@@ -213,3 +213,19 @@ def test_cli_locate_uses_the_store_unless_no_cache(bert_dir, tmp_path, monkeypat
     a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
     assert a["neurons"] == b["neurons"] and a["prompts"] == b["prompts"]
     assert capsys.readouterr().out == first
+
+
+def test_cli_threads_option_and_environment(bert_dir, monkeypatch, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    args = ["locate", "--model", str(bert_dir), "--lang", "en", "--template", TEMPLATE, "--subject", "Tanzania",
+            "--object", "Dodoma", "--steps", "2", "--no-cache"]
+    try:
+        assert main(args + ["--threads", "0"]) == 2 and "threads" in capsys.readouterr().err
+        monkeypatch.setenv("KN_EXPLORER_THREADS", "many")
+        assert main(args) == 2 and "KN_EXPLORER_THREADS" in capsys.readouterr().err
+        monkeypatch.setenv("KN_EXPLORER_THREADS", "1")
+        assert main(args) == 0 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"kn_core.commands.{info.name}")
         module.register(sub)
     for command in sub.choices.values():
-        if not any("--threads" in action.option_strings for action in command._actions):
+        actions = command._actions
+        if not any("--threads" in a.option_strings or isinstance(a, argparse._SubParsersAction) for a in actions):
             command.add_argument("--threads", type=int, default=None,
                                  help=f"torch CPU threads (default: ${THREADS_VARIABLE}, else 1)")
     return parser

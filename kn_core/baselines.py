@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 
 from kn_core.errors import InputError
-from kn_core.hooks import recorded, run
+from kn_core.hooks import recorded, run_body
 from kn_core.prompts import Prompt
 
 
@@ -20,12 +20,13 @@ CHUNK = 16  # prompts per forward pass when building the baseline
 
 
 def activations(lm, input_ids: torch.Tensor, positions) -> torch.Tensor:
-    """Neuron activations at ``positions`` for every layer: [batch, k, n_layers, d_ff]."""
+    """Neuron activations at ``positions`` for every layer: [batch, k, n_layers, d_ff]. The LM head does not
+    run (no logits are needed)."""
     layers = range(lm.n_layers)
     parts = []
     for chunk in input_ids.split(CHUNK):
         with torch.inference_mode(), recorded(lm, layers, positions) as acts:
-            run(lm, chunk)
+            run_body(lm, chunk)
         parts.append(torch.stack([acts[layer].float() for layer in layers], dim=2))
     return torch.cat(parts)
 

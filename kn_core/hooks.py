@@ -49,11 +49,22 @@ def recorded(lm, layers: Sequence[int], positions: Sequence[int] | None = None) 
         yield store
 
 
+def _forward(lm, module, input_ids: torch.Tensor):
+    kwargs = {"use_cache": False} if lm.kind == "causal" else {}
+    return module(input_ids=input_ids.to(lm.device), attention_mask=torch.ones_like(input_ids, device=lm.device),
+                  **kwargs)
+
+
 def run(lm, input_ids: torch.Tensor) -> torch.Tensor:
     """Logits [batch, seq, vocab] of a plain forward pass (no KV cache)."""
-    kwargs = {"use_cache": False} if lm.kind == "causal" else {}
-    return lm.model(input_ids=input_ids.to(lm.device), attention_mask=torch.ones_like(input_ids, device=lm.device),
-                    **kwargs).logits
+    return _forward(lm, lm.model, input_ids).logits
+
+
+def run_body(lm, input_ids: torch.Tensor) -> None:
+    """A forward pass through the embeddings and blocks only, without the LM head (no logits), for reading
+    neuron activations with :func:`recorded`: the head's [batch, seq, vocab] product is the largest single
+    matmul of a small model's pass, and nothing here needs it."""
+    _forward(lm, lm.adapter.body(lm.model), input_ids)
 
 
 def gold_probs(logits: torch.Tensor, positions: Sequence[int], tokens: Sequence[int]) -> torch.Tensor:

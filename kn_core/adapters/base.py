@@ -48,6 +48,11 @@ class Adapter(ABC):
     def output_rows(self, model: nn.Module, layer: int) -> torch.Tensor:
         """FFN output projection of ``layer`` as [d_ff, hidden]: row i is what neuron i writes."""
 
+    def body(self, model: nn.Module) -> nn.Module:
+        """The model without its LM head (embeddings and blocks: transformers' ``base_model``), for passes
+        that only read neuron activations; it must hold every neuron site."""
+        return model.base_model
+
     def n_layers(self, model: nn.Module) -> int:
         return len(self.layers(model))
 

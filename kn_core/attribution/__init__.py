@@ -13,9 +13,9 @@ import torch
 
 from kn_core.attribution import fast, reference
 from kn_core.attribution.result import Attribution, AttributionConfig
-from kn_core.baselines import activations, baseline
+from kn_core.baselines import baseline
 from kn_core.errors import InputError
-from kn_core.hooks import gold_probs, run
+from kn_core.hooks import gold_probs, recorded, run
 from kn_core.prompts import Prompt
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,14 @@ def _engine(name: str) -> Callable:
         raise InputError("engine", f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}") from None
 
 
+def _clean_pass(lm, ids: torch.Tensor, prompt: Prompt) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass of the prompt: P(o_i) at each target [k] and the activations there [k, n_layers, d_ff]."""
+    layers = range(lm.n_layers)
+    with torch.inference_mode(), recorded(lm, layers, prompt.target_positions) as acts:
+        token_probs = gold_probs(run(lm, ids), prompt.target_positions, prompt.object_ids)[0]
+    return token_probs, torch.stack([acts[layer][0].float() for layer in layers], dim=1)
+
+
 def attribute(lm, prompt: Prompt, config: AttributionConfig = AttributionConfig(),
               progress: Progress | None = None, meta: dict | None = None) -> Attribution:
     """AMIG attribution of ``prompt`` on ``lm`` (see :class:`Attribution` for shapes)."""
@@ -44,9 +52,7 @@ def attribute(lm, prompt: Prompt, config: AttributionConfig = AttributionConfig(
         raise InputError("layers", f"layers must lie in 0..{lm.n_layers - 1}")
     with lm.lock:
         ids = torch.tensor(prompt.input_ids, device=lm.device)[None]
-        with torch.inference_mode():
-            token_probs = gold_probs(run(lm, ids), prompt.target_positions, prompt.object_ids)[0]
-        clean = activations(lm, ids, prompt.target_positions)[0]
+        token_probs, clean = _clean_pass(lm, ids, prompt)
         start = baseline(lm, prompt, config.baseline)
         attrs, deltas = engine(lm, prompt, clean, start, layers, config.steps, progress or _no_progress)
     scores = np.zeros((lm.n_layers, lm.d_ff), dtype=np.float32)

@@ -21,6 +21,23 @@ def _replace_at(position: int, z: torch.Tensor) -> Callable[[torch.Tensor], torc
     return fn
 
 
+def _integrated_gradients(forward: Callable[[torch.Tensor], torch.Tensor], a: torch.Tensor, b: torch.Tensor,
+                          steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Captum's right-Riemann IG of ``forward`` from ``b`` to ``a`` ([1, d_ff] each), with its convergence delta.
+
+    Captum's Riemann rules assert m > 1, although the right rule is well defined for m = 1 (one point,
+    α = 1, weight 1: the gradient at ``a`` times a − b). For m = 1 the same Captum computation runs with that
+    step list given explicitly (the argument Captum's own batching passes), and the delta comes from
+    Captum's public completeness check.
+    """
+    ig = IntegratedGradients(forward)
+    if steps > 1:
+        return ig.attribute(a, baselines=b, n_steps=steps, method="riemann_right", internal_batch_size=steps,
+                            return_convergence_delta=True)
+    (attr,) = ig._attribute((a,), (b,), n_steps=1, step_sizes_and_alphas=([1.0], [1.0]))
+    return attr, ig.compute_convergence_delta(attr, b, a)
+
+
 def integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, layers, steps: int,
               progress: Callable[[float], None]) -> tuple[torch.Tensor, torch.Tensor]:
     """IG of every (object token, layer): attributions [k, len(layers), d_ff] and deltas [k, len(layers)].
@@ -39,9 +56,7 @@ def integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, laye
                     logits = run(lm, ids.expand(z.shape[0], -1))
                 return gold_probs(logits, [position], [token])[:, 0]
 
-            attr, delta = IntegratedGradients(forward).attribute(
-                clean[i, layer][None], baselines=start[i, layer][None], n_steps=steps, method="riemann_right",
-                internal_batch_size=steps, return_convergence_delta=True)
+            attr, delta = _integrated_gradients(forward, clean[i, layer][None], start[i, layer][None], steps)
             attrs[i, row], deltas[i, row] = attr[0].detach().cpu(), delta.detach().cpu()[0]
             done += 1
             progress(done / total)

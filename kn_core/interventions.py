@@ -49,6 +49,8 @@ def scaled(lm, neuron_sets: Sequence[Iterable[Neuron]], factor: float, positions
 def object_probs(lm, prompt: Prompt, neuron_sets: Sequence[Iterable[Neuron]], factor: float) -> np.ndarray:
     """Joint P(object) with each neuron set scaled by ``factor``: float [len(neuron_sets)], one forward pass."""
     sets = [list(s) for s in neuron_sets]
+    if not sets:
+        return np.zeros(0, dtype=np.float64)
     ids = torch.tensor(prompt.input_ids, device=lm.device)[None].expand(len(sets), -1)
     with torch.inference_mode(), scaled(lm, sets, factor, prompt.target_positions):
         probs = gold_probs(run(lm, ids), prompt.target_positions, prompt.object_ids)

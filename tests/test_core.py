@@ -229,3 +229,12 @@ def test_cli_threads_option_and_environment(bert_dir, monkeypatch, capsys):
         assert main(args) == 0 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_object_probs_of_no_neuron_set_is_empty(bert):
+    from kn_core.interventions import object_probs
+
+    prompt = bert.prompt(TEMPLATE, "Tanzania", "Dodoma")
+    assert object_probs(bert, prompt, [], 0.0).shape == (0,)
+    both = object_probs(bert, prompt, [[], [(0, 1)]], 0.0)
+    assert both.shape == (2,) and 0 < both[0] <= 1

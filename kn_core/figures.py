@@ -5,6 +5,7 @@ Every text that may come from a user is escaped before it reaches a figure's HTM
 from __future__ import annotations
 
 import html
+import math
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -65,8 +66,11 @@ def layer_histogram(counts: Mapping[str, Sequence[int]], title: str = "Knowledge
     fig = go.Figure()
     for name, values in counts.items():
         fig.add_trace(go.Bar(x=list(range(len(values))), y=list(values), name=esc(name)))
+    top = max((max(values, default=0) for values in counts.values()), default=0)
     fig.update_layout(title=esc(title), xaxis_title="layer", yaxis_title="neurons", barmode="group",
-                      xaxis={"dtick": 1}, height=320, margin={"t": 50, "b": 40})
+                      xaxis={"dtick": 1}, yaxis={"rangemode": "nonnegative", "dtick": max(1, math.ceil(top / 6)),
+                                                 "range": None if top else [0, 1]},
+                      height=320, margin={"t": 50, "b": 40})
     return fig
 
 

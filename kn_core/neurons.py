@@ -5,6 +5,7 @@ score first.
 """
 from __future__ import annotations
 
+import numbers
 from collections import Counter
 from typing import Iterable, Sequence
 
@@ -28,14 +29,18 @@ def default_tau(lang: str) -> float:
                                  f"{', '.join(TAU)} or pass τ explicitly") from None
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_tau(tau: float) -> float:
-    if not isinstance(tau, (int, float)) or not 0 < tau <= 1:
+    if not _is_number(tau) or not 0 < tau <= 1:
         raise InputError("tau", f"must lie in (0, 1] (got {tau!r}); the paper uses 0.2–0.3")
     return float(tau)
 
 
 def check_p(p: float) -> float:
-    if not isinstance(p, (int, float)) or not 0 <= p <= 1:
+    if not _is_number(p) or not 0 <= p <= 1:
         raise InputError("p", f"must lie in [0, 1] (got {p!r}); the paper uses 0.7")
     return float(p)
 

@@ -38,12 +38,17 @@ def test_fact_browser_shows_heatmap(app):
 
 
 @pytest.mark.parametrize("model", list(DEMO_MODELS))
-def test_every_page_renders(app, model):
-    app.sidebar.selectbox(key="model_choice").set_value(model)
-    app.run()
+def test_every_page_renders(tmp_path, monkeypatch, model):
+    # the choice goes into session state before the first run: AppTest forgets sidebar widget values set
+    # with set_value() on the next run of an st.navigation app
+    monkeypatch.setenv("KN_EXPLORER_HOME", str(tmp_path))
+    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
+    at.session_state["model_choice"] = model
+    at.run()
     for page in ("pages/fact_browser.py", "pages/custom_triple.py", "pages/languages.py", "pages/about.py"):
-        visit(app, page)
-        assert not app.error, (page, [e.value for e in app.error])
+        visit(at, page)
+        assert not at.error, (page, [e.value for e in at.error])
+    assert any(f"Model card: {model}" in h.value for h in at.header), "another model was shown"
 
 
 def test_custom_triple_bad_template_shows_error(app):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,13 +66,22 @@ def facts() -> FactSet:
 
 
 # -- errors and waiting ---------------------------------------------------------------------------
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def plain(text: object) -> str:
+    """``text`` with Markdown's special characters escaped, so that user text inside a message shows as
+    typed (``**x**`` stays ``**x**``, ``$x$`` is no formula). Streamlit never renders it as HTML anyway."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
+
+
 @contextmanager
 def guard() -> Iterator[None]:
     """Show user errors as ``st.error`` with their remedy; anything else as a short message, never a traceback."""
     try:
         yield
     except KNError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
     except Exception as exc:  # the page must never show a traceback
         log.exception("unexpected error in the app")
         st.error(f"Something went wrong ({type(exc).__name__}). The details are in the server log; "

@@ -31,6 +31,6 @@ KN Explorer locates **knowledge neurons**, the FFN units that carry a fact, foll
 
 with ui.guard():
     lm = ui.current_model(ui.settings())
-    st.header(f"Model card: {lm.name}")
+    st.header(f"Model card: {ui.plain(lm.name)}")
     with st.container(border=True):
         st.markdown(lm.model_card())

@@ -34,7 +34,7 @@ with ui.guard():
     if not templates:
         st.warning("Add at least one template.")
     elif not problems:
-        st.caption(" · ".join(f"{p.query!r}: {p.n_object_tokens} object token(s)" for p in prompts))
+        st.caption(" · ".join(f"{ui.plain(repr(p.query))}: {p.n_object_tokens} object token(s)" for p in prompts))
     if st.button("Run AMIG", type="primary", disabled=bool(problems) or not templates, key="custom_run_button"):
         st.session_state["custom_run"] = (subject, obj, lang, tuple(templates))
     run = st.session_state.get("custom_run")
@@ -42,5 +42,5 @@ with ui.guard():
         subject, obj, lang, templates = run
         prompts, problems = ui.check_prompts(lm, templates, subject, obj)
         results = ui.attributions(lm, prompts, settings.config, lang)
-        st.success(f"Stored: ⟨{subject}, {obj}⟩ in {lang}, {len(results)} prompt(s).")
+        st.success(f"Stored: ⟨{ui.plain(subject)}, {ui.plain(obj)}⟩ in {lang}, {len(results)} prompt(s).")
         ui.fact_views(lm, results, lang, key="custom")

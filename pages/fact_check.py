@@ -44,7 +44,7 @@ with ui.guard():
                                  key="fc_sentence")
         parsed = match_template(sentence, templates)
         if parsed is None:
-            st.error("The sentence matches none of this relation's templates: " + "; ".join(templates))
+            st.error("The sentence matches none of this relation's templates: " + ui.plain("; ".join(templates)))
             st.stop()
         template, subject, candidate = parsed
     else:
@@ -61,7 +61,7 @@ with ui.guard():
             f"with DKN: **{'correct' if verdict.correct else 'wrong'}** (score {verdict.score:.3e} "
             f"{'≥' if verdict.correct else '<'} λ {verdict.lam:.3e})")
         (st.success if verdict.model_agrees else st.warning)(
-            f"wo_DKN, the model itself: it predicts “{verdict.model_prediction}”, so the claim is "
+            f"wo_DKN, the model itself: it predicts “{ui.plain(verdict.model_prediction)}”, so the claim is "
             f"**{'correct' if verdict.model_agrees else 'wrong'}** by its own greedy answer")
     with right:
         st.markdown("**The neurons that voted** (DKN set, attribution toward the candidate)")

@@ -1,9 +1,14 @@
 """The Streamlit app through AppTest on the demo models: every page renders without exceptions."""
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
 
+from apptext import shown
 from kn_core.loading import DEMO_MODELS
 
 pytestmark = pytest.mark.skipif(not all((p / "config.json").is_file() for p in DEMO_MODELS.values()),
@@ -48,14 +53,14 @@ def test_every_page_renders(tmp_path, monkeypatch, model):
     for page in ("pages/fact_browser.py", "pages/custom_triple.py", "pages/languages.py", "pages/about.py"):
         visit(at, page)
         assert not at.error, (page, [e.value for e in at.error])
-    assert any(f"Model card: {model}" in h.value for h in at.header), "another model was shown"
+    assert any(f"Model card: {model}" in shown(h) for h in at.header), "another model was shown"
 
 
 def test_custom_triple_bad_template_shows_error(app):
     visit(app, "pages/custom_triple.py")
     app.radio(key="custom_how").set_value("My own").run()
     app.text_area(key="custom_text").set_value("The capital of Tanzania is Dodoma.").run()
-    assert any("no [X] slot" in e.value for e in app.error), [e.value for e in app.error]
+    assert any("no [X] slot" in shown(e) for e in app.error), [e.value for e in app.error]
     assert app.button(key="custom_run_button").disabled
 
 
@@ -71,7 +76,7 @@ def test_custom_triple_runs_and_is_saved(app):
 def test_fact_check_gives_a_verdict(app):
     visit(app, "pages/fact_check.py")
     app.radio(key="fc_how").set_value("subject + candidate object").run()
-    texts = [m.value for m in (*app.success, *app.error, *app.warning)]
+    texts = [shown(m) for m in (*app.success, *app.error, *app.warning)]
     assert any("with DKN" in t for t in texts), texts
     assert any("wo_DKN" in t for t in texts), texts
 
@@ -114,4 +119,17 @@ def test_fact_check_dkn_thresholds_are_validated(app):
     visit(app, "pages/fact_check.py")
     app.slider(key="fc_t_low").set_value(0.5).run()
     assert not app.exception
-    assert any("T_high" in e.value and "T_low" in e.value for e in app.error), [e.value for e in app.error]
+    assert any("T_high" in shown(e) and "T_low" in shown(e) for e in app.error), [e.value for e in app.error]
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=40))
+def test_user_text_in_messages_shows_as_typed(text):
+    """ui.plain escapes every Markdown character: what the page shows is exactly what the user typed."""
+    from types import SimpleNamespace
+
+    from kn_core.ui import plain
+
+    escaped = plain(text)
+    assert shown(SimpleNamespace(value=escaped)) == text
+    assert not re.search(r"(?<!\\)[*_`$\[\]<>#|~]", escaped.replace("\\\\", ""))

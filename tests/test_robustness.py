@@ -29,6 +29,7 @@ from kn_core.locate import MAX_TEMPLATES, locate
 from kn_core.neurons import check_p, check_tau, default_tau
 from kn_core.prompts import MAX_LABEL_CHARS, match_template, validate_template
 from kn_core.store import ResultStore
+from apptext import shown
 from tiny import make_bert
 
 TEMPLATE = "The capital of [X] is [Y]."
@@ -407,7 +408,7 @@ def test_app_refuses_bad_input_and_stores_nothing(app_store):
         good = widget.value
         widget.set_value(value).run()
         assert not at.exception, [e.value for e in at.exception]
-        assert any(message in e.value for e in at.error), (key, value[:40], [e.value for e in at.error])
+        assert any(message in shown(e) for e in at.error), (key, value[:40], [e.value for e in at.error])
         assert at.button(key="custom_run_button").disabled  # AppTest, like a browser, cannot click it
         assert contents(app_store) == (0, 0, 0)
         (at.text_area(key=key) if key == "custom_text" else at.text_input(key=key)).set_value(good).run()
@@ -422,7 +423,7 @@ def test_app_refuses_bad_input_and_stores_nothing(app_store):
 def test_app_refuses_bad_model_without_traceback(app_store, offline, tmp_path, source, message):
     from kn_core import ui
     at = open_app(model_choice=ui.OTHER, model_other=source.format(tmp=tmp_path))
-    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert any(message in shown(e) for e in at.error), [e.value for e in at.error]
     assert contents(app_store) == (0, 0, 0)
 
 

@@ -204,7 +204,8 @@ def fact_views(lm: LanguageModel, results: Sequence[Attribution], lang: str, key
 def neuron_detail(lm: LanguageModel, neuron: tuple[int, int], results: Sequence[Attribution]) -> None:
     layer, index = neuron
     st.subheader(f"Neuron {layer}:{index}")
-    st.caption("Select a row of the table to inspect another neuron.")
+    st.caption("Select a row of the table to inspect another neuron. The fact's prompts in other languages "
+               "are shown once they are stored (open the fact in that language, or run `python -m kn_core batch`).")
     left, right = st.columns(2)
     labels = [f"[{r.meta.get('lang', '?')}] {r.prompt.query}" for r in results]
     left.plotly_chart(figures.prompt_scores(labels, [float(r.scores[layer, index]) for r in results],

@@ -130,6 +130,29 @@ def test_fast_falls_back_to_reference_when_pieces_disagree(bert, monkeypatch, ca
     assert_same(fast, ref, tol=1e-6)
 
 
+@pytest.mark.parametrize("piece", ["start", "attend_row", "attend_all", "block"])
+def test_fast_falls_back_when_a_stream_piece_is_wrong(lm, piece, monkeypatch, caplog):
+    """The streams' self-check (P at α = 1 of the shared stream and of the top layers' streams) notices a
+    stream piece that no longer matches the model, whichever path through the pieces it lies on."""
+    from kn_core.attribution import fast as engine
+
+    if piece == "attend_all" and lm.kind == "causal":
+        pytest.skip("causal streams never run whole sequences")
+    prompt = lm.prompt(TEMPLATE, "Tanzania", "Paris")
+    ref = attribute(lm, prompt, AttributionConfig(engine="reference", steps=STEPS))
+    right = getattr(engine.Streams, piece)
+
+    def wrong(self, *args):  # a change that layer norms do not undo (unlike a scale or a shift)
+        out = right(self, *args)
+        return out + 0.05 * out.flip(-1)
+
+    monkeypatch.setattr(engine.Streams, piece, wrong)
+    with caplog.at_level(logging.WARNING, logger="kn_core.attribution.fast"):
+        fast = attribute(lm, prompt, AttributionConfig(engine="fast", steps=STEPS))
+    assert "the streams do not reproduce the clean pass" in caplog.text
+    assert_same(fast, ref, tol=1e-6)
+
+
 def test_fast_falls_back_for_a_sliding_window_shorter_than_the_prompt(tmp_path, caplog):
     """Mistral attends to the last 4 positions only, which the pieces do not implement: the self-check
     notices and the reference engine answers."""

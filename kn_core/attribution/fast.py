@@ -5,7 +5,7 @@ nothing before t either. So, after one clean pass through the model taken apart 
 its input, the residual stream after attention, the queries, keys and values):
 
 - a *stream* (target t, layer l) starts from the clean residual stream after layer l's attention at t, adds
-  the FFN output of the path points z(α) = b + α(a − b), α = 1/m … 1, and runs only blocks l+1..L-1;
+  the FFN output of the path points z(α) = b + α(a − b), α = 1/m … (m−1)/m, and runs only blocks l+1..L-1;
 - causal LM: one token per path point, attending to the clean keys and values of positions < t (m
   single-token passes instead of m whole prompts); masked LM: the whole sequence (every position changes
   above l), except that the first block recomputes queries, keys and values of row t only and the top block
@@ -13,12 +13,15 @@ its input, the residual stream after attention, the queries, keys and values):
 - the LM head runs on the target row only, and P(o) = softmax[o] has a hand-written backward pass;
 - the weights take no gradients; streams of several layers run as one batch (as many as fit in
   ``GROUP_BYTES`` of saved activations), and one backward pass gives every path point its gradient;
+- α = 1 is the one point that every layer's path shares (z(1) = a, the clean activation): its gradients,
+  for all layers at once, come from the clean pass itself (one backward pass per target);
 - P at the baseline (α = 0), which the completeness residual needs, takes no backward pass.
 
 Self-checks guard against a piece that does not match the real model: the clean pass must reproduce the
 activations the caller recorded through hooks, its P(object) that of a plain forward pass (once per loaded
-model), and every stream's P at α = 1 that of the clean pass. A model that fails, or whose adapter has no
-pieces, is attributed by the reference engine instead, with a warning in the log.
+model), and the P at α = 1 of the lowest and of the two top layers' streams (between them they take every
+path through the pieces) that of the clean pass. A model that fails, or whose adapter has no pieces,
+is attributed by the reference engine instead, with a warning in the log.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from kn_core.prompts import Prompt
 log = logging.getLogger(__name__)
 
 GROUP_BYTES = 512 * 2**20  # activations one batch of streams may keep for its backward pass
+SHORT = 64  # keys up to which attention runs as plain matmuls (see :func:`attention`)
 RTOL = 1e-3  # self-checks: largest deviation from the real model, relative to the largest value
 _MATCHING_HEADS: weakref.WeakSet = weakref.WeakSet()  # models whose head piece has matched the model once
 
@@ -45,21 +49,42 @@ _MATCHING_HEADS: weakref.WeakSet = weakref.WeakSet()  # models whose head piece 
 class CleanPass:
     """The prompt through the model's pieces. Per block: its input ``hidden`` [1, T, H] (entry L is the top
     output), the residual stream after attention ``mid`` [1, T, H], its ``queries`` and ``keys_values``
-    [1, heads, T, d]; and the neuron activations at the targets ``acts`` [k, L, d_ff]."""
+    [1, heads, T, d]; the neuron activations at the targets ``acts`` [k, L, d_ff]; P(object token) at each
+    target ``probs`` [k]; and ``grads`` [k, len(layers), d_ff], ∂P(o_i)/∂z at α = 1 for each requested
+    layer (z(1) = a whatever the layer: the one path point that every layer shares)."""
 
     hidden: list[torch.Tensor]
     mid: list[torch.Tensor]
     queries: list[torch.Tensor]
     keys_values: list[tuple[torch.Tensor, torch.Tensor]]
     acts: torch.Tensor
+    probs: torch.Tensor
+    grads: torch.Tensor
 
 
 def attention(lm, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor,
               causal: bool = False) -> torch.Tensor:
     """Residual stream after the attention sub-block of ``layer``: q [B, heads, S, d] attends to k, v
-    [B, kv_heads, S', d]; ``residual`` [B, S, H] is the block's input at the query rows."""
+    [B, kv_heads, S', d] (S = S' when ``causal``); ``residual`` [B, S, H] is the block's input at the query
+    rows.
+
+    Up to ``SHORT`` keys, plain matmuls: with prompts this short the fused kernel's per-head overhead
+    dominates (measured 1.8x slower, forward and backward, on [120, 12, 14, 64] on 2 cores); beyond, the
+    fused kernel, which does not hold the [S, S'] weights of every head.
+    """
     scale = lm.adapter.attention_scale(lm.model, layer)
-    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale, enable_gqa=q.shape[1] != k.shape[1])
+    batch, heads, rows, d = q.shape
+    kv_heads, keys = k.shape[1], k.shape[2]
+    if keys > SHORT:
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale, enable_gqa=heads != kv_heads)
+    else:  # the heads that share a key/value head (grouped-query attention) as one matrix of rows
+        group = heads // kv_heads
+        scores = torch.matmul(q.reshape(batch, kv_heads, group * rows, d), k.transpose(-1, -2)) * scale
+        if causal:
+            later = torch.ones(rows, keys, dtype=torch.bool, device=q.device).triu(1)
+            scores = scores.view(batch, kv_heads, group, rows, keys).masked_fill(later, float("-inf"))
+        out = torch.matmul(scores.view(batch, kv_heads, group * rows, keys).softmax(-1), v)
+        out = out.view(batch, heads, rows, d)
     return lm.adapter.attention_output(lm.model, layer, out.transpose(1, 2).flatten(2), residual)
 
 
@@ -77,22 +102,37 @@ def attention_on_prefix(lm, layer: int, q: torch.Tensor, k: torch.Tensor, v: tor
     return lm.adapter.attention_output(lm.model, layer, out.reshape(rows, 1, -1), residual)
 
 
-def clean_pass(lm, input_ids: torch.Tensor, targets: tuple[int, ...]) -> CleanPass:
-    """Run ``input_ids`` [1, T] through the adapter's pieces, keeping what the streams start from."""
+def clean_pass(lm, prompt: Prompt, layers: list[int]) -> CleanPass:
+    """Run the prompt through the adapter's pieces, keeping what the streams start from, P(object) and its
+    gradients at α = 1: a zero vector is added to the activations at the targets of each layer of ``layers``
+    to take them by (one backward pass per target)."""
     adapter, model = lm.adapter, lm.model
-    positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+    input_ids = torch.tensor(prompt.input_ids, device=lm.device)[None]
+    targets, k = list(prompt.target_positions), prompt.n_object_tokens
+    positions = torch.arange(input_ids.shape[1], device=lm.device)
     hidden, mids, queries, keys_values, acts = [adapter.embed(model, input_ids)], [], [], [], []
-    for layer in range(lm.n_layers):
-        h = hidden[-1]
-        q, (k, v) = adapter.queries(model, layer, h, positions), adapter.keys_values(model, layer, h, positions)
-        mid = attention(lm, layer, q, k, v, h, causal=lm.kind == "causal")
-        act = adapter.neurons(model, layer, mid)
-        hidden.append(adapter.ffn_output(model, layer, act, mid))
-        mids.append(mid)
-        queries.append(q)
-        keys_values.append((k, v))
-        acts.append(act[0, list(targets)].float())
-    return CleanPass(hidden, mids, queries, keys_values, torch.stack(acts, dim=1))
+    dtype = hidden[0].dtype
+    at_targets = torch.zeros(1, len(positions), k, dtype=dtype, device=lm.device)
+    at_targets[0, targets, torch.arange(k)] = 1
+    shifts = torch.zeros(k, len(layers), lm.d_ff, dtype=dtype, device=lm.device, requires_grad=True)
+    with torch.enable_grad():
+        h = hidden[0]
+        for layer in range(lm.n_layers):
+            q, (keys, values) = adapter.queries(model, layer, h, positions), adapter.keys_values(model, layer, h, positions)
+            mid = attention(lm, layer, q, keys, values, h, causal=lm.kind == "causal")
+            act = adapter.neurons(model, layer, mid)
+            acts.append(act[0, targets].detach().float())
+            if layer in layers:
+                act = act + at_targets @ shifts[:, layers.index(layer)]
+            h = adapter.ffn_output(model, layer, act, mid)
+            hidden.append(h.detach())
+            mids.append(mid.detach())
+            queries.append(q.detach())
+            keys_values.append((keys.detach(), values.detach()))
+        probs = adapter.head(model, h[0, targets]).float().softmax(-1)[torch.arange(k), list(prompt.object_ids)]
+        grads = torch.stack([torch.autograd.grad(probs[i], shifts, retain_graph=i < k - 1)[0][i] for i in range(k)])
+    return CleanPass(hidden, mids, queries, keys_values, torch.stack(acts, dim=1), probs.detach().cpu(),
+                     grads.float())
 
 
 def _close(value: torch.Tensor, expected: torch.Tensor) -> bool:
@@ -210,8 +250,8 @@ class Streams:
         return adapter.ffn_output(model, layer, adapter.neurons(model, layer, mid), mid)
 
     def run(self, points: dict[int, torch.Tensor]) -> torch.Tensor:
-        """P(token) [len(points), rows] at the path points ``points`` {layer: z [rows, d_ff]}: every layer's
-        stream in one batch, each joining above its layer."""
+        """P(token) at the path points ``points`` {layer: z [rows, d_ff]}, every layer's stream in one batch,
+        each joining above its layer: [Σ rows], by ascending layer, then in the order of the rows."""
         n_layers, x = self.lm.n_layers, None
         for layer in range(min(points) + 1, n_layers):
             joining = self.start(layer - 1, points[layer - 1]) if layer - 1 in points else None
@@ -220,33 +260,25 @@ class Streams:
             top = self.start(n_layers - 1, points[n_layers - 1])
             x = top if x is None else torch.cat([x, top])
         logits = self.lm.adapter.head(self.lm.model, x[:, 0])
-        return GoldProbability.apply(logits.float(), self.token).view(len(points), -1)
+        return GoldProbability.apply(logits.float(), self.token)
 
 
 def _ig(streams: Streams, a: torch.Tensor, b: torch.Tensor, layers: list[int], steps: int, with_start: bool):
-    """IG of ``layers`` for one target from the path points α = 1/m … 1, and α = 0 when ``with_start`` (in
-    the loss, α > 0 only). Returns attributions [n, d_ff], P at α = 1 [n] and P at α = 0 [n] (or None)."""
-    alphas = torch.arange(0 if with_start else 1, steps + 1, device=a.device)[:, None] / steps
+    """Σ of ∂P/∂z over the path points α = 1/m … (m−1)/m (m ≥ 2; α = 1 comes from the clean pass) for
+    ``layers``, one target: [n, d_ff]; and P at α = 0 [n] when ``with_start`` (a point riding along in the
+    batch, outside the loss), else None."""
+    alphas = torch.arange(0 if with_start else 1, steps, device=a.device)[:, None] / steps
     points = {layer: (b[layer] + alphas * (a[layer] - b[layer])).requires_grad_(True) for layer in layers}
     with torch.enable_grad():
-        probs = streams.run(points)
-        grads = torch.autograd.grad(probs[:, -steps:].sum(), [points[layer] for layer in layers])
-    attrs = torch.stack([(a[layer] - b[layer]) * grad[-steps:].sum(dim=0) / steps
-                         for layer, grad in zip(layers, grads)])
-    probs = probs.detach()
-    return attrs, probs[:, -1], probs[:, 0] if with_start else None
+        probs = streams.run(points).view(len(layers), -1)
+        grads = torch.autograd.grad(probs[:, -(steps - 1):].sum(), [points[layer] for layer in layers])
+    sums = torch.stack([grad[-(steps - 1):].sum(dim=0) for grad in grads])
+    return sums, probs.detach()[:, 0] if with_start else None
 
 
 def _fallback(lm, why: str, *args) -> tuple[torch.Tensor, torch.Tensor]:
     log.warning("fast engine: %s for %s; using the reference engine", why, lm.name)
     return reference.integrate(lm, *args)
-
-
-def _pieces_probs(lm, state: CleanPass, prompt: Prompt) -> torch.Tensor:
-    """P(object token) at each target from the clean pass: [k]."""
-    top = state.hidden[-1][0, list(prompt.target_positions)]
-    probs = lm.adapter.head(lm.model, top).float().softmax(-1)
-    return probs[torch.arange(len(top)), list(prompt.object_ids)].cpu()
 
 
 def _head_matches(lm, ids: torch.Tensor, prompt: Prompt, probs: torch.Tensor) -> bool:
@@ -266,33 +298,51 @@ def integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, laye
     issue = lm.adapter.fast_path_issue(lm.model)
     if issue is not None:
         return _fallback(lm, issue, *args)
-    ids = torch.tensor(prompt.input_ids, device=lm.device)[None]
-    with torch.no_grad():
-        state = clean_pass(lm, ids, prompt.target_positions)
-        p_clean = _pieces_probs(lm, state, prompt)
-        if not (_close(state.acts, clean) and _head_matches(lm, ids, prompt, p_clean)):
-            return _fallback(lm, "the pieces do not reproduce the model", *args)
     layers = list(layers)
+    with torch.no_grad():
+        state = clean_pass(lm, prompt, layers)
+        ids = torch.tensor(prompt.input_ids, device=lm.device)[None]
+        if not (_close(state.acts, clean) and _head_matches(lm, ids, prompt, state.probs)):
+            return _fallback(lm, "the pieces do not reproduce the model", *args)
     # P at the baseline (α = 0) needs no gradient. Single-token streams (causal LMs) cost little more than
-    # reading the weights, so α = 0 rides along in their batch; whole sequences get a pass without gradients.
+    # reading the weights, so α = 0 rides along in their batch; whole sequences get a pass without gradients,
+    # which also runs the self-check: α = 1 for the lowest and the two top layers (every path through the
+    # pieces between them), whose P must be the clean pass's.
     single = lm.kind == "causal"
-    batches = groups(lm, layers, 1 if single else len(prompt.input_ids), steps)
-    attrs = torch.zeros(prompt.n_object_tokens, len(layers), clean.shape[-1])
-    p_start, p_end = torch.zeros(2, prompt.n_object_tokens, len(layers))
-    done, total = 0, len(batches) * prompt.n_object_tokens
+    points = steps if single else steps - 1  # per layer and batch: α = 1/m … (m−1)/m, and α = 0 riding along
+    batches = groups(lm, layers, 1 if single else len(prompt.input_ids), points) if steps > 1 else []
+    checked = sorted({layers[0], *layers[-2:]})
+    rows = sorted(([] if single and batches else [(layer, "start") for layer in layers])
+                  + [(layer, "check") for layer in checked], key=lambda row: row[0])  # the order Streams.run keeps
+    k = prompt.n_object_tokens
+    attrs = torch.zeros(k, len(layers), clean.shape[-1])
+    p_start, p_checked = torch.zeros(k, len(layers)), torch.zeros(k, len(checked))
+    done, total = 0, k * (1 + len(batches))
     for i, (target, token) in enumerate(zip(prompt.target_positions, prompt.object_ids)):
         streams = Streams(lm, state, target, token)
-        if not single:
-            with torch.no_grad():
-                p_start[i] = streams.run({layer: start[i, layer][None] for layer in layers})[:, 0].cpu()
+        with torch.no_grad():
+            at: dict[int, list[torch.Tensor]] = {}
+            for layer, what in rows:
+                at.setdefault(layer, []).append((start if what == "start" else clean)[i, layer])
+            probs = streams.run({layer: torch.stack(z) for layer, z in at.items()}).cpu()
+        for (layer, what), p in zip(rows, probs):
+            if what == "start":
+                p_start[i, layers.index(layer)] = p
+            else:
+                p_checked[i, checked.index(layer)] = p
+        done += 1
+        progress(done / total)
+        grads = state.grads[i].clone()
         for batch in batches:
             index = [layers.index(layer) for layer in batch]
-            attr, p, p0 = _ig(streams, clean[i], start[i], batch, steps, with_start=single)
-            attrs[i, index], p_end[i, index] = attr.cpu(), p.cpu()
+            sums, p0 = _ig(streams, clean[i], start[i], batch, steps, with_start=single)
+            grads[index] += sums
             if single:
                 p_start[i, index] = p0.cpu()
             done += 1
             progress(done / total)
-    if not _close(p_end, p_clean[:, None].expand_as(p_end)):
+        attrs[i] = ((clean[i, layers] - start[i, layers]) * grads / steps).cpu()
+    p_end = state.probs[:, None]
+    if not _close(p_checked, p_end.expand_as(p_checked)):
         return _fallback(lm, "the streams do not reproduce the clean pass", *args)
     return attrs, attrs.sum(dim=-1) - (p_end - p_start)

@@ -441,3 +441,10 @@ def test_loader_never_trusts_remote_code_nor_pickles():
     text = (Path(__file__).resolve().parent.parent / "kn_core" / "loading.py").read_text(encoding="utf-8")
     assert "trust_remote_code=True" not in text and "use_safetensors=True" in text
     assert "torch.load" not in text and "pickle" not in text.replace("unpickl", "")
+
+
+@pytest.mark.parametrize("layers", [["x"], 5, [1.5], [True], [], "01"], ids=repr)
+def test_layers_must_be_whole_layer_numbers(layers):
+    with pytest.raises(InputError) as info:
+        AttributionConfig(layers=layers)
+    assert info.value.field == "layers"

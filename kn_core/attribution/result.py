@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,7 +34,14 @@ class AttributionConfig:
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
             raise InputError("steps", f"must be a whole number from 1 to {MAX_STEPS} (got {self.steps!r}); 20 is usual")
         if self.layers is not None:
-            object.__setattr__(self, "layers", tuple(sorted(set(int(x) for x in self.layers))))
+            items = [self.layers] if isinstance(self.layers, (str, bytes)) else self.layers
+            try:
+                items = list(items)
+            except TypeError:
+                raise InputError("layers", f"give a list of layer numbers, e.g. 0,1,2 (got {self.layers!r})") from None
+            if not items or any(isinstance(x, bool) or not isinstance(x, numbers.Integral) for x in items):
+                raise InputError("layers", f"must be whole layer numbers, e.g. 0,1,2 (got {self.layers!r})")
+            object.__setattr__(self, "layers", tuple(sorted(set(int(x) for x in items))))
 
 
 @dataclass(frozen=True, eq=False)

@@ -23,6 +23,7 @@ from kn_core.errors import InputError, KNError
 from kn_core.factcheck import DEFAULT_T, OBJECTIVES, FactChecker, calibrate, evaluate
 from kn_core.facts import FactSet, load_bundled
 from kn_core.interventions import verify
+from kn_core.likn import overlap
 from kn_core.loading import DEMO_MODELS, LanguageModel, default_threads, load_model
 from kn_core.neurons import TAU, knowledge_neurons, per_layer_counts
 from kn_core.prompts import Prompt
@@ -257,6 +258,29 @@ def stored_only(lm: LanguageModel, facts_by_lang, config: AttributionConfig) -> 
             if result is not None:
                 found.append(result)
     return found
+
+
+def overlap_ranking(lm: LanguageModel, factset: FactSet, relation: str, langs: Sequence[str],
+                    config: AttributionConfig, p: float) -> pd.DataFrame:
+    """The relation's facts whose prompts are stored in both ``langs``, ranked by shared knowledge neurons
+    (τ per language, refinement share ``p``); nothing is computed."""
+    rows = []
+    for fact in factset.facts_of(relation):
+        if not all(lang in fact.labels for lang in langs):
+            continue
+        chosen = []
+        for lang in langs:
+            templates = factset.relations[relation].templates_for(lang)
+            stored = stored_only(lm, [(lang, templates, fact.subject(lang), fact.object(lang))], config)
+            if len(stored) < len(templates):
+                break
+            chosen.append(knowledge_neurons([r.scores for r in stored], TAU.get(lang, 0.3), p))
+        else:
+            shared = overlap(chosen[0], chosen[1], lm.n_layers)
+            rows.append({"fact": fact_label(fact), f"KN {langs[0]}": len(chosen[0]), f"KN {langs[1]}": len(chosen[1]),
+                         "shared": len(shared.shared), "Jaccard": shared.jaccard})
+    frame = pd.DataFrame(rows, columns=["fact", f"KN {langs[0]}", f"KN {langs[1]}", "shared", "Jaccard"])
+    return frame.sort_values(["shared", "Jaccard"], ascending=False, kind="stable").reset_index(drop=True)
 
 
 def check_prompts(lm: LanguageModel, templates: Sequence[str], subject: str, obj: str) -> tuple[list[Prompt], list[str]]:

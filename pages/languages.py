@@ -15,9 +15,17 @@ with ui.guard():
     factset = ui.facts()
     relation = st.selectbox("Relation", list(factset.relations), key="lang_relation",
                             format_func=lambda r: f"{r} · {factset.relations[r].name}")
-    fact = st.selectbox("Fact (type to search)", factset.facts_of(relation), key="lang_fact", format_func=ui.fact_label)
     langs = list(factset.languages)[:2]
     p = st.slider("p (share of prompts a neuron must be coarse in)", 0.0, 1.0, 0.7, 0.05, key="lang_p")
+    with st.expander("Which facts of this relation share neurons? (stored results only)"):
+        ranking = ui.overlap_ranking(lm, factset, relation, langs, settings.config, p)
+        if ranking.empty:
+            st.caption("No fact of this relation is stored in both languages yet: open facts here, or run "
+                       "`python -m kn_core batch --model … --langs en,zh` to fill the store.")
+        else:
+            st.dataframe(ranking, hide_index=True, width="stretch",
+                         column_config={"Jaccard": st.column_config.NumberColumn(format="%.3f")})
+    fact = st.selectbox("Fact (type to search)", factset.facts_of(relation), key="lang_fact", format_func=ui.fact_label)
     prompts, results, neurons = {}, {}, {}
     for lang in langs:
         templates = [t.text for t in factset.relations[relation].templates_for(lang)]

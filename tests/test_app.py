@@ -89,6 +89,7 @@ def test_batched_facts_open_without_recomputation(tmp_path, monkeypatch):
     from kn_core.batch import run_batch
     from kn_core.facts import load_bundled
     from kn_core.store import ResultStore
+    from kn_core.ui import fact_label
 
     monkeypatch.setenv("KN_EXPLORER_HOME", str(tmp_path))
     factset = load_bundled()
@@ -113,6 +114,9 @@ def test_batched_facts_open_without_recomputation(tmp_path, monkeypatch):
         at.radio(key="browser_lang").set_value(lang).run()
         assert not at.exception and not at.error, [e.value for e in at.error]
         assert len(charts(at)) >= 2
+    visit(at, "pages/languages.py")  # the stored fact, both languages: ranked by shared neurons, nothing computed
+    ranking = at.dataframe[0].value
+    assert list(ranking["fact"]) == [fact_label(fact)] and {"shared", "Jaccard"} <= set(ranking.columns)
 
 
 def test_fact_check_dkn_thresholds_are_validated(app):

@@ -164,6 +164,13 @@ def thresholds(lang: str, key: str) -> tuple[float, float]:
     return tau, p
 
 
+def scores_csv(scores: np.ndarray) -> bytes:
+    """A [n_layers, d_ff] score matrix as CSV rows ``layer,index,score``."""
+    layers, indices = np.indices(scores.shape)
+    frame = pd.DataFrame({"layer": layers.ravel(), "index": indices.ravel(), "score": scores.ravel()})
+    return frame.to_csv(index=False).encode()
+
+
 def neuron_frame(neurons: Sequence[tuple[int, int, float]]) -> pd.DataFrame:
     return pd.DataFrame(neurons, columns=["layer", "index", "score"])
 
@@ -184,6 +191,8 @@ def fact_views(lm: LanguageModel, results: Sequence[Attribution], lang: str, key
     scores = np.mean([r.scores for r in results], axis=0) if shown == labels[0] else results[labels.index(shown) - 1].scores
     marked = [(l, i) for l, i, _ in neurons]
     st.plotly_chart(figures.neuron_heatmap(scores, f"Attribution, {shown}", marked=marked), key=f"{key}_heat")
+    st.download_button("Download these scores (CSV: layer, index, score)", scores_csv(scores),
+                       "attribution_scores.csv", "text/csv", key=f"{key}_scores_csv")
     st.plotly_chart(figures.layer_histogram({"knowledge neurons": per_layer_counts(neurons, lm.n_layers)}),
                     key=f"{key}_hist")
     st.subheader(f"Knowledge neurons ({len(neurons)})")

@@ -31,6 +31,9 @@ KN Explorer locates **knowledge neurons**, the FFN units that carry a fact, foll
 
 with ui.guard():
     lm = ui.current_model(ui.settings())
+    info = ui.store().info()
+    st.caption(f"Result store: {ui.plain(info['path'])}, {info['results']} stored attribution(s) "
+               f"({info['bytes'] / 2**20:.1f} MiB); `python -m kn_core store info|export|prune` manages it.")
     st.header(f"Model card: {ui.plain(lm.name)}")
     with st.container(border=True):
         st.markdown(lm.model_card())

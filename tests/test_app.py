@@ -40,6 +40,7 @@ def test_fact_browser_shows_heatmap(app):
     assert app.title[0].value == "Fact browser"
     assert not app.error, [e.value for e in app.error]
     assert len(charts(app)) >= 2  # heatmap + layer histogram (+ neuron detail)
+    assert len(app.get("download_button")) == 2  # the shown scores and the knowledge-neuron table, as CSV
 
 
 @pytest.mark.parametrize("model", list(DEMO_MODELS))
@@ -137,3 +138,17 @@ def test_user_text_in_messages_shows_as_typed(text):
     escaped = plain(text)
     assert shown(SimpleNamespace(value=escaped)) == text
     assert not re.search(r"(?<!\\)[*_`$\[\]<>#|~]", escaped.replace("\\\\", ""))
+
+
+def test_scores_csv_round_trips_the_matrix():
+    import io
+
+    import numpy as np
+    import pandas as pd
+
+    from kn_core.ui import scores_csv
+
+    scores = np.random.default_rng(0).normal(size=(3, 37)).astype(np.float32)
+    frame = pd.read_csv(io.BytesIO(scores_csv(scores)))
+    back = frame.pivot(index="layer", columns="index", values="score").to_numpy()
+    assert back.shape == (3, 37) and np.allclose(back, scores)

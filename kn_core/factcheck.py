@@ -337,13 +337,15 @@ def _prompt_or_none(lm, template: str, subject: str, obj: str) -> Prompt | None:
 
 
 def _train_dkn(lm, facts: Sequence[Fact], templates: Sequence[str], lang: str, config: AttributionConfig,
-               top_k: int, t_low: float, t_high: float, progress: Progress) -> list[DKNResult]:
+               top_k: int, t_low: float, t_high: float, progress: Progress, store=None) -> list[DKNResult]:
     """Degenerate-pair search on every (training fact, template) prompt the model can take."""
     results = []
     prompts = [p for f in facts for tpl in templates
                if (p := _prompt_or_none(lm, tpl, f.subject(lang), f.object(lang))) is not None]
+    full = replace(config, layers=None)
     for i, prompt in enumerate(prompts):
-        scores = attribute(lm, prompt, replace(config, layers=None)).scores
+        scores = (attribute(lm, prompt, full, meta={"lang": lang}) if store is None
+                  else store.attribution(lm, prompt, full, lang)).scores
         results.append(degenerate(lm, prompt, scores, top_k, t_low, t_high))
         progress((i + 1) / len(prompts))
     return results
@@ -366,7 +368,7 @@ def calibrate(lm, factset: FactSet, relation: str, lang: str, templates: Sequenc
               config: AttributionConfig = AttributionConfig(), seed: int = 0, top_k: int = TOP_K,
               t: float = DEFAULT_T, t_low: float = T_LOW, t_high: float = T_HIGH, objective: str = "f1",
               train: float = TRAIN_SHARE, facts: Sequence[Fact] | None = None,
-              progress: Progress | None = None) -> FactChecker:
+              progress: Progress | None = None, store=None) -> FactChecker:
     """Split ``relation``'s facts, find the DKN set on the training part and calibrate λ on its claims.
 
     templates: the prompts searched for degenerate pairs (default: the relation's train templates in
@@ -374,6 +376,9 @@ def calibrate(lm, factset: FactSet, relation: str, lang: str, templates: Sequenc
     facts: the facts to split (default: every fact of the relation with ``lang`` labels); wrong objects are
     still drawn from the whole relation.
     progress: called with the fraction done (0–1).
+    store: a :class:`kn_core.store.ResultStore`: the training prompts' attributions are read from it when
+    stored (e.g. by a batch run) and stored after they are computed; claims are never stored (wrong ones are
+    not facts).
     """
     if objective not in OBJECTIVES:
         raise InputError("objective", f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
@@ -385,7 +390,8 @@ def calibrate(lm, factset: FactSet, relation: str, lang: str, templates: Sequenc
     facts = [f for f in (factset.facts_of(relation) if facts is None else facts) if lang in f.labels]
     train_facts, test_facts = split(facts, seed, train)
     report = progress or (lambda _f: None)
-    results = _train_dkn(lm, train_facts, templates, lang, config, top_k, t_low, t_high, lambda f: report(0.7 * f))
+    results = _train_dkn(lm, train_facts, templates, lang, config, top_k, t_low, t_high, lambda f: report(0.7 * f),
+                         store)
     if not results:
         raise InputError("relation", f"no training prompt of {relation} in {lang!r} can be put to {lm.name} "
                                      "(its labels fall outside the model's vocabulary)")

@@ -353,7 +353,7 @@ def fact_checker(lm: LanguageModel, relation: str, lang: str, config: Attributio
     with model_turn(lm):
         checker = calibrate(lm, facts(), relation, lang, config=config, top_k=dkn.top_k, t=dkn.t,
                             t_low=dkn.t_low, t_high=dkn.t_high, objective=dkn.objective,
-                            progress=report)
+                            progress=report, store=store())
     bar.empty()
     store().put_json("factcheck", key, json.loads(checker.to_json()))
     return checker

@@ -96,3 +96,29 @@ def test_report_helpers():
     table = markdown_table(pd.DataFrame({"a": [1, 2], "b|c": ["x|y", float("nan")]}))
     assert table.splitlines() == ["| a | b\\|c |", "|---|---|", "| 1 | x\\|y |", "| 2 | – |"]
     assert set(NAMES) == {"localize", "likn", "dkn", "factcheck"}
+
+
+@pytest.mark.parametrize("name", ["likn", "factcheck"])
+def test_experiments_read_true_facts_from_the_store(name, gpt2_dir, facts_dir, tmp_path, monkeypatch, capsys):
+    """Issue 7: what one run (or a batch) stored is not computed again; --no-cache leaves the store alone."""
+    import kn_core.store
+    from kn_core.store import ResultStore
+
+    db = tmp_path / "store.sqlite"
+    args = ["experiment", name, "--model", str(gpt2_dir), "--data", str(facts_dir), "--langs", "en,zh",
+            "--relations", "P36", "--max-facts", "5", "--steps", "4"]
+    assert main(args + ["--no-cache", "--store", str(db), "--out", str(tmp_path / "a")]) == 0
+    assert not db.exists() or ResultStore(db).info()["results"] == 0
+    assert main(args + ["--store", str(db), "--out", str(tmp_path / "b")]) == 0
+    stored = ResultStore(db).info()["results"]
+    assert stored > 0
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("a stored attribution was computed again")
+
+    monkeypatch.setattr(kn_core.store, "attribute", no_compute)
+    assert main(args + ["--store", str(db), "--out", str(tmp_path / "c")]) == 0
+    assert ResultStore(db).info()["results"] == stored
+    first, again = (pd.read_csv(tmp_path / run / "headline.csv") for run in ("b", "c"))
+    pd.testing.assert_frame_equal(first.drop(columns=[c for c in first if "s / claim" in c]),
+                                  again.drop(columns=[c for c in again if "s / claim" in c]))

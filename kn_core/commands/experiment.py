@@ -18,6 +18,7 @@ from kn_core.errors import InputError
 from kn_core.experiments.common import Settings
 from kn_core.experiments.report import text_table
 from kn_core.factcheck import OBJECTIVES
+from kn_core.store import default_path
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -46,6 +47,10 @@ def register(subparsers) -> None:
     p.add_argument("--max-group", type=int, default=2, help="DKN: largest degenerate group searched (2 = pairs)")
     p.add_argument("--t", type=float, default=0.7, help="fact check: DKN set = pair count > floor(t * max)")
     p.add_argument("--objective", default="f1", choices=OBJECTIVES, help="fact check: what λ maximises")
+    p.add_argument("--store", type=Path, default=None,
+                   help="result store file (default: $KN_EXPLORER_HOME/store.sqlite): true facts' attributions are "
+                        "read from it (e.g. after a batch run) and stored")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the result store")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1; more may help large models on an idle machine)")
     p.set_defaults(func=run)
@@ -58,7 +63,7 @@ def run(args) -> int:
                         relations=args.relations, max_facts=args.max_facts, max_templates=args.max_templates,
                         steps=args.steps, baseline=args.baseline, seed=args.seed, top_k=args.top_k,
                         t_low=args.t_low, t_high=args.t_high, max_group=args.max_group, t=args.t,
-                        objective=args.objective)
+                        objective=args.objective, store=None if args.no_cache else (args.store or default_path()))
     previous = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:

@@ -1,6 +1,7 @@
 """What every experiment shares: its settings, its outcome record, fact selection and prompt building."""
 from __future__ import annotations
 
+import functools
 import logging
 import zlib
 from dataclasses import dataclass, field
@@ -12,12 +13,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from kn_core.attribution import AttributionConfig
+from kn_core.attribution import Attribution, AttributionConfig, attribute
 from kn_core.errors import InputError
 from kn_core.facts import Fact, FactSet
 from kn_core.factcheck import OBJECTIVES
 from kn_core.loading import LanguageModel, load_model
 from kn_core.prompts import Prompt
+from kn_core.store import ResultStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -32,7 +34,8 @@ class Settings:
     max_facts: facts per relation (None = the experiment's default; 0 = all), a seeded sample.
     max_templates: train templates per fact and language (None = all). steps, baseline: the AMIG set-up.
     seed: fact sampling, the 80/20 split, wrong objects and random controls. top_k, t_low, t_high, max_group:
-    the DKN search; t, objective: the fact checker's DKN threshold and λ objective.
+    the DKN search; t, objective: the fact checker's DKN threshold and λ objective. store: the result store
+    file that attributions of true facts are read from and written to (None = compute everything, keep nothing).
     """
 
     models: tuple[str, ...]
@@ -51,6 +54,7 @@ class Settings:
     max_group: int = 2
     t: float = 0.7
     objective: str = "f1"
+    store: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -69,10 +73,26 @@ class Settings:
     def config(self) -> AttributionConfig:
         return AttributionConfig(baseline=self.baseline, steps=self.steps)
 
+    def result_store(self) -> ResultStore | None:
+        """The run's result store (one open store per file and process), or None."""
+        return None if self.store is None else _open_store(Path(self.store))
+
+    def attribution(self, lm: LanguageModel, prompt: Prompt, lang: str) -> Attribution:
+        """The attribution of a true fact's prompt: from the store when given (computed and stored if absent)."""
+        store = self.result_store()
+        if store is None:
+            return attribute(lm, prompt, self.config, meta={"lang": lang})
+        return store.attribution(lm, prompt, self.config, lang)
+
     def facts_per_relation(self, default: int) -> int | None:
         """The cap on facts per relation: ``max_facts``, else the experiment's default; None means no cap."""
         cap = default if self.max_facts is None else self.max_facts
         return cap or None
+
+
+@functools.lru_cache(maxsize=4)
+def _open_store(path: Path) -> ResultStore:
+    return ResultStore(path)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from kn_core.attribution import attribute
 from kn_core.dkn import DKNResult, degenerate, dkn_set, pair_counts
 from kn_core.errors import InputError
 from kn_core.experiments import plots
@@ -94,7 +93,7 @@ def run(settings: Settings) -> Outcome:
                 results = []
                 for fact in facts:
                     for prompt in fact_prompts(lm, templates_of(factset, relation, lang, settings), fact, lang):
-                        scores = attribute(lm, prompt, settings.config).scores
+                        scores = settings.attribution(lm, prompt, lang).scores
                         result = degenerate(lm, prompt, scores, settings.top_k, settings.t_low, settings.t_high,
                                             settings.max_group)
                         results.append(result)

@@ -74,7 +74,8 @@ def _check_relation(lm, factset: FactSet, settings: Settings, relation: str, lan
     try:
         checker = calibrate(lm, factset, relation, lang, templates_of(factset, relation, lang, settings),
                             settings.config, seed=settings.seed, top_k=settings.top_k, t=settings.t,
-                            t_low=settings.t_low, t_high=settings.t_high, objective=settings.objective, facts=facts)
+                            t_low=settings.t_low, t_high=settings.t_high, objective=settings.objective, facts=facts,
+                            store=settings.result_store())
     except InputError as exc:
         log.warning("%s %s %s skipped: %s", lm.name, lang, relation, exc)
         return None

@@ -14,7 +14,6 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from kn_core.attribution import attribute
 from kn_core.errors import InputError
 from kn_core.experiments import plots
 from kn_core.experiments.common import (Outcome, Settings, fact_prompts, models, progress, select_facts,
@@ -52,7 +51,7 @@ def fact_neurons(lm, factset: FactSet, fact: Fact, lang: str, settings: Settings
     prompts = fact_prompts(lm, templates_of(factset, fact.relation, lang, settings), fact, lang)
     if not prompts:
         return None
-    scores = [attribute(lm, p, settings.config).scores for p in prompts]
+    scores = [settings.attribution(lm, p, lang).scores for p in prompts]
     return FactNeurons(prompts, [(layer, index) for layer, index, _ in knowledge_neurons(scores, default_tau(lang))])
 
 

@@ -46,7 +46,7 @@ def locate_fact(lm, factset: FactSet, selection: dict[str, tuple[Fact, ...]], fa
     unrelated = [] if other is None else fact_prompts(lm, templates_of(factset, other.relation, lang, settings)[:1],
                                                       other, lang)
     return locate(lm, [p.template for p in prompts], fact.subject(lang), fact.object(lang), lang, settings.config,
-                  unrelated=unrelated, seed=settings.seed)
+                  unrelated=unrelated, seed=settings.seed, store=settings.result_store())
 
 
 def _fact_row(lm_name: str, fact: Fact, result: LocateResult) -> dict:

@@ -52,7 +52,7 @@ def _load(name: str) -> LanguageModel:
 
 def model(name: str) -> LanguageModel:
     """The model, loaded once per process (a lock keeps two sessions from loading it twice)."""
-    with _LOAD_LOCK, st.spinner(f"Loading {name}…"):
+    with _LOAD_LOCK, st.spinner(f"Loading {plain(name)}…"):
         return _load(name)
 
 
@@ -158,7 +158,7 @@ def thresholds(lang: str, key: str) -> tuple[float, float]:
     left, right = st.columns(2)
     default = TAU.get(lang, 0.3)
     if lang not in TAU:
-        left.caption(f"No paper threshold for {lang!r}; starting from τ = {default}.")
+        left.caption(f"No paper threshold for {plain(repr(lang))}; starting from τ = {default}.")
     tau = left.slider("τ (share of the maximum attribution)", 0.05, 1.0, default, 0.05, key=f"{key}_tau")
     p = right.slider("p (share of prompts a neuron must be coarse in)", 0.0, 1.0, 0.7, 0.05, key=f"{key}_p")
     return tau, p

@@ -30,7 +30,7 @@ with ui.guard():
         templates = [line for line in text.splitlines() if line.strip()]
     prompts, problems = ui.check_prompts(lm, templates, subject, obj)
     for problem in problems:
-        st.error(problem)
+        st.error(ui.plain(problem))
     if not templates:
         st.warning("Add at least one template.")
     elif not problems:
@@ -42,5 +42,5 @@ with ui.guard():
         subject, obj, lang, templates = run
         prompts, problems = ui.check_prompts(lm, templates, subject, obj)
         results = ui.attributions(lm, prompts, settings.config, lang)
-        st.success(f"Stored: ⟨{ui.plain(subject)}, {ui.plain(obj)}⟩ in {lang}, {len(results)} prompt(s).")
+        st.success(f"Stored: ⟨{ui.plain(subject)}, {ui.plain(obj)}⟩ in {ui.plain(lang)}, {len(results)} prompt(s).")
         ui.fact_views(lm, results, lang, key="custom")

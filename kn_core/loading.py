@@ -66,6 +66,11 @@ class LanguageModel:
     def prompt(self, template: str, subject: str, obj: str) -> Prompt:
         """Build a prompt, checking it fits the model's context."""
         prompt = self.adapter.build_prompt(self.tokenizer, template, subject, obj)
+        unk = getattr(self.tokenizer, "unk_token_id", None)
+        if unk is not None and unk in self.tokenizer(subject, add_special_tokens=False)["input_ids"]:
+            raise InputError("subject", f"{subject!r} contains characters unknown to this model's vocabulary (the "
+                                        "model would read them as its unknown token); spell it with characters "
+                                        "the model knows")
         limit = self.adapter.max_positions(self.config)
         if limit is not None and len(prompt.input_ids) > limit:
             raise InputError("template", f"the prompt is {len(prompt.input_ids)} tokens; this model reads at most "

@@ -143,6 +143,7 @@ CASES = [
     Case("subject containing a slot marker", InputError, "subject", subject="[Y]"),
     Case("subject of 100 kB", InputError, "subject", subject="a" * 100_000),
     Case("object unknown to the vocabulary", InputError, "object", obj="\u2603\u2603"),
+    Case("subject unknown to the vocabulary", InputError, "subject", subject="\u2603\u2603"),
     Case("subject longer than the model's context", InputError, "template", subject="a " * 45),
     Case("object longer than the causal model's context", InputError, "template", model="gpt2", obj="xq " * 60),
     Case("subject is not text", InputError, "subject", subject=None, cli=False),
@@ -231,10 +232,19 @@ def test_valid_control_through_the_cli(models, tmp_path, capsys):
 
 @pytest.mark.parametrize("subject", ["Tanzania 坦桑尼亚", "Танзания", "تنزانيا", "😀"])
 def test_mixed_scripts_work_or_fail_clearly(lm, store, subject):
-    """Subjects in other scripts are no error (unknown pieces become the unknown token); each is stored once."""
-    result = locate(lm, ["[X]的首都是[Y]。"], subject, "Paris", "zh", AttributionConfig(steps=2), store=store)
-    assert result.prompts[0].n_object_tokens >= 1
-    assert contents(store) == (1, 0, 0)
+    """A subject in any script works when the vocabulary can spell it (stored once); otherwise it is refused
+    with a message naming the subject, and nothing is stored."""
+    unk = lm.tokenizer.unk_token_id
+    spelled = lm.tokenizer(subject, add_special_tokens=False)["input_ids"]
+    if unk is not None and unk in spelled:
+        with pytest.raises(InputError) as info:
+            locate(lm, ["[X]的首都是[Y]。"], subject, "Paris", "zh", AttributionConfig(steps=2), store=store)
+        assert info.value.field == "subject" and "unknown" in str(info.value)
+        assert contents(store) == (0, 0, 0)
+    else:
+        result = locate(lm, ["[X]的首都是[Y]。"], subject, "Paris", "zh", AttributionConfig(steps=2), store=store)
+        assert result.prompts[0].n_object_tokens >= 1
+        assert contents(store) == (1, 0, 0)
 
 
 def test_long_label_is_refused_before_tokenising(bert):

@@ -9,11 +9,11 @@ logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(messag
 st.set_page_config(page_title="KN Explorer", page_icon="🧠", layout="wide")
 
 PAGES = [
-    st.Page("pages/fact_browser.py", title="Fact browser", icon="🔎", default=True),
-    st.Page("pages/custom_triple.py", title="Custom triple", icon="✏️"),
-    st.Page("pages/languages.py", title="Language comparison", icon="🌐"),
-    st.Page("pages/fact_check.py", title="Fact-check", icon="✅"),
-    st.Page("pages/about.py", title="About", icon="ℹ️"),
+    st.Page("views/fact_browser.py", title="Fact browser", icon="🔎", default=True),
+    st.Page("views/custom_triple.py", title="Custom triple", icon="✏️"),
+    st.Page("views/languages.py", title="Language comparison", icon="🌐"),
+    st.Page("views/fact_check.py", title="Fact-check", icon="✅"),
+    st.Page("views/about.py", title="About", icon="ℹ️"),
 ]
 
 page = st.navigation(PAGES)

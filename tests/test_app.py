@@ -51,14 +51,14 @@ def test_every_page_renders(tmp_path, monkeypatch, model):
     at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
     at.session_state["model_choice"] = model
     at.run()
-    for page in ("pages/fact_browser.py", "pages/custom_triple.py", "pages/languages.py", "pages/about.py"):
+    for page in ("views/fact_browser.py", "views/custom_triple.py", "views/languages.py", "views/about.py"):
         visit(at, page)
         assert not at.error, (page, [e.value for e in at.error])
     assert any(f"Model card: {model}" in shown(h) for h in at.header), "another model was shown"
 
 
 def test_custom_triple_bad_template_shows_error(app):
-    visit(app, "pages/custom_triple.py")
+    visit(app, "views/custom_triple.py")
     app.radio(key="custom_how").set_value("My own").run()
     app.text_area(key="custom_text").set_value("The capital of Tanzania is Dodoma.").run()
     assert any("no [X] slot" in shown(e) for e in app.error), [e.value for e in app.error]
@@ -66,16 +66,16 @@ def test_custom_triple_bad_template_shows_error(app):
 
 
 def test_custom_triple_runs_and_is_saved(app):
-    visit(app, "pages/custom_triple.py")
+    visit(app, "views/custom_triple.py")
     app.button(key="custom_run_button").click().run()
     assert not app.exception and any("Stored" in s.value for s in app.success)
-    visit(app, "pages/fact_browser.py")
+    visit(app, "views/fact_browser.py")
     app.radio(key="browser_source").set_value("Saved results").run()
     assert not app.exception and len(charts(app)) >= 2
 
 
 def test_fact_check_gives_a_verdict(app):
-    visit(app, "pages/fact_check.py")
+    visit(app, "views/fact_check.py")
     app.radio(key="fc_how").set_value("subject + candidate object").run()
     texts = [shown(m) for m in (*app.success, *app.error, *app.warning)]
     assert any("with DKN" in t for t in texts), texts
@@ -115,13 +115,13 @@ def test_batched_facts_open_without_recomputation(tmp_path, monkeypatch):
         at.radio(key="browser_lang").set_value(lang).run()
         assert not at.exception and not at.error, [e.value for e in at.error]
         assert len(charts(at)) >= 2
-    visit(at, "pages/languages.py")  # the stored fact, both languages: ranked by shared neurons, nothing computed
+    visit(at, "views/languages.py")  # the stored fact, both languages: ranked by shared neurons, nothing computed
     ranking = at.dataframe[0].value
     assert list(ranking["fact"]) == [fact_label(fact)] and {"shared", "Jaccard"} <= set(ranking.columns)
 
 
 def test_fact_check_dkn_thresholds_are_validated(app):
-    visit(app, "pages/fact_check.py")
+    visit(app, "views/fact_check.py")
     app.slider(key="fc_t_low").set_value(0.5).run()
     assert not app.exception
     assert any("T_high" in shown(e) and "T_low" in shown(e) for e in app.error), [e.value for e in app.error]

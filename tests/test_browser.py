@@ -20,9 +20,10 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = ROOT / "screenshots"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
-PAGES = {"fact_browser": ("", "Fact browser"), "custom_triple": ("custom_triple", "Custom triple"),
-         "languages": ("languages", "Language comparison"), "fact_check": ("fact_check", "Fact-check"),
-         "about": ("about", "About")}
+PAGES = {  # a page URL first: opened before the entry page has ever run, it must still get app.py's navigation
+    "custom_triple": ("custom_triple", "Custom triple"), "fact_browser": ("", "Fact browser"),
+    "languages": ("languages", "Language comparison"), "fact_check": ("fact_check", "Fact-check"),
+    "about": ("about", "About")}
 XSS = "<img src=x onerror=alert(1)>"
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
@@ -107,17 +108,36 @@ def test_page_renders_chart_without_exception(server, page, name):
     assert page.get_by_text("Something went wrong").count() == 0
 
 
+def shows_literally(page, text: str) -> bool:
+    return page.get_by_text(text, exact=False).count() > 0 or \
+        text in page.content().replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def test_user_text_is_escaped(server, page):
+    """Hostile text as a subject (refused: the demo vocabulary cannot spell it, and the message quotes it) and
+    inside a template (accepted: AMIG runs and its tables, selectors and chart labels show it): always as text."""
     page.goto(f"{server}/custom_triple")
     settle(page, "Custom triple")
     box = page.get_by_label("Subject [X]")
     box.fill(XSS)
     box.press("Enter")
     settle(page)
+    assert page.locator('[data-testid="stAlertContentError"]').count() > 0 and shows_literally(page, XSS)
+    box.fill("Tanzania")
+    box.press("Enter")
+    settle(page)
+    page.get_by_text("My own").click()
+    settle(page)
+    area = page.get_by_label("One template per line")
+    area.fill(f"{XSS} The capital of [X] is [Y].")
+    area.press("Control+Enter")
+    settle(page)
     page.get_by_role("button", name="Run AMIG").click()
     settle(page)
+    page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=60_000)
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / "custom_triple_xss.png"), full_page=True)
     assert page.dialogs == []
     assert page.locator("img[src='x']").count() == 0
-    assert page.get_by_text(XSS, exact=False).count() > 0 or XSS in page.content().replace("&lt;", "<").replace("&gt;", ">")
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert shows_literally(page, XSS)

@@ -410,7 +410,7 @@ APP_INPUTS = [
 @demo_present
 def test_app_refuses_bad_input_and_stores_nothing(app_store):
     at = open_app(browser_source="Saved results")  # nothing saved yet: the first page computes nothing
-    at.switch_page("pages/custom_triple.py").run()
+    at.switch_page("views/custom_triple.py").run()
     at.radio(key="custom_how").set_value("My own").run()
     assert contents(app_store) == (0, 0, 0)
     for key, value, message in APP_INPUTS:
@@ -440,7 +440,7 @@ def test_app_refuses_bad_model_without_traceback(app_store, offline, tmp_path, s
 def test_no_unsafe_html_in_the_app():
     """User text reaches Streamlit only through escaping calls: no page renders raw HTML."""
     root = Path(__file__).resolve().parent.parent
-    sources = [root / "app.py", root / "kn_core" / "ui.py", *sorted((root / "pages").glob("*.py"))]
+    sources = [root / "app.py", root / "kn_core" / "ui.py", *sorted((root / "views").glob("*.py"))]
     for source in sources:
         text = source.read_text(encoding="utf-8")
         for forbidden in ("unsafe_allow_html=True", "st.html(", "components.html(", "components.v1"):

@@ -150,7 +150,14 @@ def load_model(name_or_path: str, device: str | torch.device | None = None) -> L
     try:
         config = AutoConfig.from_pretrained(where, trust_remote_code=False)
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot read the config of {name!r}: {exc}. Valid choices: "
+        hint = ""
+        if path is None:
+            hint = (" If it is a gated model, accept its licence on the Hub and log in (`hf auth login`), or "
+                    "download it and give its folder; offline, only models already in the local cache load."
+                    if "gated" in str(exc).lower() or "401" in str(exc) or "403" in str(exc) else
+                    " Offline, a Hugging Face id loads only from the local cache; a gated model also needs its "
+                    "licence accepted and a login.")
+        raise ModelLoadError(f"cannot read the config of {name!r}: {str(exc).rstrip('. ')}.{hint} Valid choices: "
                              f"{', '.join(DEMO_MODELS)}, a local model folder, or a Hugging Face id") from None
     adapter = adapter_for(config.model_type)
     check_fits(name, config)

@@ -190,7 +190,8 @@ def fact_views(lm: LanguageModel, results: Sequence[Attribution], lang: str, key
     shown = st.selectbox("Heatmap of", labels, key=f"{key}_which")
     scores = np.mean([r.scores for r in results], axis=0) if shown == labels[0] else results[labels.index(shown) - 1].scores
     marked = [(l, i) for l, i, _ in neurons]
-    st.plotly_chart(figures.neuron_heatmap(scores, f"Attribution, {shown}", marked=marked), key=f"{key}_heat")
+    st.plotly_chart(figures.neuron_heatmap(scores, f"Attribution, {shown}", marked=marked), key=f"{key}_heat",
+                    on_select=lambda: _pick_from_heatmap(key, scores.shape), selection_mode="points")
     st.download_button("Download these scores (CSV: layer, index, score)", scores_csv(scores),
                        "attribution_scores.csv", "text/csv", key=f"{key}_scores_csv")
     st.plotly_chart(figures.layer_histogram({"knowledge neurons": per_layer_counts(neurons, lm.n_layers)}),
@@ -200,21 +201,54 @@ def fact_views(lm: LanguageModel, results: Sequence[Attribution], lang: str, key
         st.info("No neuron passes these thresholds; lower τ or p.")
         return neurons
     frame = neuron_frame(neurons)
-    event = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="single-row",
-                         key=f"{key}_table", width="stretch")
+    st.dataframe(frame, hide_index=True, on_select=lambda: _pick_from_table(key, neurons),
+                 selection_mode="single-row", key=f"{key}_table", width="stretch")
     st.download_button("Download CSV", frame.to_csv(index=False).encode(), "knowledge_neurons.csv", "text/csv",
                        key=f"{key}_csv")
-    rows = event.selection.rows if event is not None else []
-    picked = neurons[rows[0]] if rows else neurons[0]
-    neuron_detail(lm, picked[:2], [*results, *others])
+    picked = st.session_state.get(f"{key}_picked")
+    if not picked or not (0 <= picked[0] < lm.n_layers and 0 <= picked[1] < lm.d_ff):  # e.g. another model
+        picked = tuple(neurons[0][:2])
+    neuron_detail(lm, picked, [*results, *others])
     edit_effect(lm, [r.prompt for r in results], [(l, i) for l, i, _ in neurons], key)
     return neurons
+
+
+def clicked_neuron(points: Sequence[dict], shape: tuple[int, int]) -> tuple[int, int] | None:
+    """The (layer, index) of the first clicked point of a neuron heatmap: a heatmap cell carries
+    ``customdata`` [index, layer]; a knowledge-neuron marker its x = index, y = layer. None if out of range."""
+    for point in points:
+        custom = point.get("customdata")
+        if custom is not None and len(custom) == 2:
+            layer, index = int(custom[1]), int(custom[0])
+        elif point.get("x") is not None and point.get("y") is not None:
+            layer, index = int(round(float(point["y"]))), int(round(float(point["x"])))
+        else:
+            continue
+        if 0 <= layer < shape[0] and 0 <= index < shape[1]:
+            return layer, index
+    return None
+
+
+def _pick_from_heatmap(key: str, shape: tuple[int, int]) -> None:
+    state = st.session_state.get(f"{key}_heat")
+    points = state.selection.points if state is not None else []
+    picked = clicked_neuron(points, shape)
+    if picked is not None:
+        st.session_state[f"{key}_picked"] = picked
+
+
+def _pick_from_table(key: str, neurons: Sequence[tuple[int, int, float]]) -> None:
+    state = st.session_state.get(f"{key}_table")
+    rows = state.selection.rows if state is not None else []
+    if rows and rows[0] < len(neurons):
+        st.session_state[f"{key}_picked"] = tuple(int(v) for v in neurons[rows[0]][:2])
 
 
 def neuron_detail(lm: LanguageModel, neuron: tuple[int, int], results: Sequence[Attribution]) -> None:
     layer, index = neuron
     st.subheader(f"Neuron {layer}:{index}")
-    st.caption("Select a row of the table to inspect another neuron. The fact's prompts in other languages "
+    st.caption("Click a neuron in the heatmap, or select a row of the table, to inspect another one. The fact's "
+               "prompts in other languages "
                "are shown once they are stored (open the fact in that language, or run `python -m kn_core batch`).")
     left, right = st.columns(2)
     labels = [f"[{r.meta.get('lang', '?')}] {r.prompt.query}" for r in results]

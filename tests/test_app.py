@@ -152,3 +152,13 @@ def test_scores_csv_round_trips_the_matrix():
     frame = pd.read_csv(io.BytesIO(scores_csv(scores)))
     back = frame.pivot(index="layer", columns="index", values="score").to_numpy()
     assert back.shape == (3, 37) and np.allclose(back, scores)
+
+
+def test_clicked_neuron_from_heatmap_cells_and_markers():
+    from kn_core.ui import clicked_neuron
+
+    shape = (3, 37)
+    assert clicked_neuron([{"x": 20, "y": 2, "customdata": [23, 2]}], shape) == (2, 23)  # a binned cell
+    assert clicked_neuron([{"x": 5.0, "y": 1.0}], shape) == (1, 5)  # a knowledge-neuron marker
+    assert clicked_neuron([{"x": 40, "y": 1}, {"x": 3, "y": 0}], shape) == (0, 3)  # out of range: the next one
+    assert clicked_neuron([], shape) is None and clicked_neuron([{"z": 1.0}], shape) is None

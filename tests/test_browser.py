@@ -3,6 +3,7 @@ to screenshots/ (ignored by git)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -141,3 +142,17 @@ def test_user_text_is_escaped(server, page):
     assert page.locator("img[src='x']").count() == 0
     assert page.locator('[data-testid="stException"]').count() == 0
     assert shows_literally(page, XSS)
+
+
+def test_clicking_a_neuron_in_the_heatmap_opens_its_detail(server, page):
+    page.goto(server)
+    settle(page, "Fact browser")
+    heading = page.locator("h3", has_text=re.compile(r"^Neuron \d+:\d+$"))
+    before = heading.first.inner_text()
+    markers = page.locator(".js-plotly-plot").first.locator(".scatterlayer .point")
+    assert markers.count() >= 2
+    markers.nth(markers.count() - 1).click(force=True)
+    settle(page)
+    after = heading.first.inner_text()
+    assert after != before, (before, after)
+    assert page.get_by_text("Something went wrong").count() == 0

@@ -192,7 +192,7 @@ def fact_views(lm: LanguageModel, results: Sequence[Attribution], lang: str, key
     marked = [(l, i) for l, i, _ in neurons]
     st.plotly_chart(figures.neuron_heatmap(scores, f"Attribution, {shown}", marked=marked), key=f"{key}_heat",
                     on_select=lambda: _pick_from_heatmap(key, scores.shape), selection_mode="points")
-    st.download_button("Download these scores (CSV: layer, index, score)", scores_csv(scores),
+    st.download_button("Download these scores (CSV: layer, index, score)", lambda: scores_csv(scores),
                        "attribution_scores.csv", "text/csv", key=f"{key}_scores_csv")
     st.plotly_chart(figures.layer_histogram({"knowledge neurons": per_layer_counts(neurons, lm.n_layers)}),
                     key=f"{key}_hist")

@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -47,3 +48,12 @@ def gpt2(gpt2_dir):
 @pytest.fixture(scope="session", params=["bert", "gpt2"])
 def lm(request):
     return request.getfixturevalue(request.param)
+
+
+@pytest.fixture
+def one_thread():
+    """Models this small run fastest on one thread (and two threads crawl on a busy two-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

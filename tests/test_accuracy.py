@@ -12,6 +12,8 @@ from kn_core.facts import Fact, FactSet, Relation, Template
 from kn_core.hooks import run
 from kn_core.loading import DEMO_MODELS
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TEMPLATES = (Template("P36", "en", "The capital of [X] is [Y].", False),
              Template("P36", "en", "[X]'s capital is [Y].", False),
              Template("P36", "en", "[X] has its capital in the city of [Y].", True))
@@ -20,15 +22,6 @@ FACTS = (Fact("P36-tanzania", "P36", {"en": ("Tanzania", "Dodoma")}),
          Fact("P36-kenya", "P36", {"en": ("Kenya", "Dar es Salaam")}),
          Fact("P36-japan", "P36", {"en": ("Japan", "Tokyo")}),
          Fact("P36-peru", "P36", {"en": ("Peru", "Lima ☃")}))  # the tiny WordPiece vocabulary has no snowman
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Models this small run fastest on one thread (and two threads crawl on a busy two-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,8 @@ from kn_core.interventions import verify
 from kn_core.loading import DEMO_MODELS, load_model
 from kn_core.neurons import coarse_neurons, default_tau
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 DEMOS = tuple(DEMO_MODELS)
 TOP_NEURONS = 15
 LOCATE_FACTS = ("P36-france", "P36-japan", "P37-brazil")
@@ -30,15 +32,6 @@ needs_demos = pytest.mark.skipif(not all((DEMO_MODELS[name] / "config.json").is_
 @pytest.fixture(scope="module")
 def factset() -> FactSet:
     return load_bundled()
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Models this small run fastest on one thread (and two threads crawl on a busy two-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module", params=DEMOS)

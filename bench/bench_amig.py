@@ -1,10 +1,12 @@
 """Benchmark of a full AMIG attribution (every layer, m = 20 steps): the reference engine against the fast one.
 
 Builds random-weight models of the real sizes (bert-base, gpt2; nothing is downloaded), attributes the same
-14-token prompt with both engines, alternating them after a warm-up, and prints per model: seconds per prompt
-(median), the speed-up, the FLOP floor (the floating-point operations the fast path performs, counted by
-torch's FLOP counter, forward and backward, divided by this machine's best measured fp32 matmul rate), and the
-peak resident memory of a fast-only run in a fresh process.
+14-token prompt with the reference engine, the fast engine on torch's default matmul kernel and the fast
+engine as shipped (its default kernel, ``$KN_EXPLORER_MATMUL``, oneDNN), alternating them after a warm-up, and
+prints per model: seconds per prompt (median), the speed-ups, the FLOP floor (the floating-point operations
+the fast path performs, counted by torch's FLOP counter, forward and backward, divided by this machine's best
+measured fp32 matmul rate over both kernels), and the peak resident memory of a fast-only run in a fresh
+process.
 
     python bench/bench_amig.py            # full run, a few minutes on 2 cores
     python bench/bench_amig.py --quick    # tiny models, seconds (a smoke test)
@@ -12,6 +14,7 @@ peak resident memory of a fast-only run in a fresh process.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import statistics
@@ -21,6 +24,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
@@ -28,7 +32,7 @@ from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadMode
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kn_core.adapters import adapter_for  # noqa: E402
-from kn_core.attribution import AttributionConfig, attribute  # noqa: E402
+from kn_core.attribution import AttributionConfig, attribute, kernels  # noqa: E402
 from kn_core.loading import LanguageModel  # noqa: E402
 from kn_core.prompts import Prompt  # noqa: E402
 
@@ -62,29 +66,55 @@ def build(name: str, quick: bool) -> tuple[LanguageModel, Prompt]:
     return LanguageModel(name, model, tokenizer, adapter_for(config.model_type)), prompt
 
 
-def matmul_rate(quick: bool) -> float:
-    """Best fp32 matmul rate of this machine, FLOP/s, over a few shapes like the workload's."""
+def matmul_rates(quick: bool) -> dict[str, float]:
+    """Best fp32 matmul rate of this machine per kernel, FLOP/s, over a few shapes like the workload's:
+    torch's default (``a @ b``) and, where it works, oneDNN's (the fast engine's :mod:`kernels`)."""
     shapes = [(256, 256, 256)] if quick else [(2048, 2048, 2048), (1176, 768, 3072), (1176, 3072, 768)]
-    best = 0.0
+    kernel_names = ["torch"] + (["onednn"] if kernels.onednn_works() else [])
+    rates = dict.fromkeys(kernel_names, 0.0)
     for m, k, n in shapes:
-        a, b = torch.randn(m, k), torch.randn(k, n)
-        a @ b
-        for _ in range(5):
-            start = time.perf_counter()
-            a @ b
-            best = max(best, 2 * m * k * n / (time.perf_counter() - start))
-    return best
+        a, weight = torch.randn(m, k), torch.randn(n, k)  # a linear layer's weight: [out, in]
+        for name in kernel_names:
+            product = (lambda: a @ weight.t()) if name == "torch" else (lambda: kernels.OneDNNLinear.apply(a, weight, None))
+            product()
+            for _ in range(5):
+                start = time.perf_counter()
+                product()
+                rates[name] = max(rates[name], 2 * m * k * n / (time.perf_counter() - start))
+    return rates
 
 
-def seconds(lm, prompt, engine: str) -> float:
-    start = time.perf_counter()
-    attribute(lm, prompt, AttributionConfig(engine=engine))
-    return time.perf_counter() - start
+RUNS = {"reference": ("reference", "torch"), "fast, torch matmul": ("fast", "torch"), "fast": ("fast", None)}
+
+
+def timed(lm, prompt, run: str):
+    """Seconds of one attribution by ``run`` (a key of ``RUNS``), and its result."""
+    engine, kernel = RUNS[run]
+    with environment(kernel):
+        start = time.perf_counter()
+        result = attribute(lm, prompt, AttributionConfig(engine=engine))
+        return time.perf_counter() - start, result
+
+
+@contextlib.contextmanager
+def environment(kernel: str | None):
+    """``$KN_EXPLORER_MATMUL`` set to ``kernel`` (None: as the caller's environment has it) for the block."""
+    before = os.environ.get(kernels.VARIABLE)
+    if kernel is not None:
+        os.environ[kernels.VARIABLE] = kernel
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(kernels.VARIABLE, None)
+        else:
+            os.environ[kernels.VARIABLE] = before
 
 
 def fast_flops(lm, prompt) -> int:
-    """Floating-point operations of one fast attribution (matmuls and attention, forward and backward)."""
-    with FlopCounterMode(display=False) as counter:
+    """Floating-point operations of one fast attribution (matmuls and attention, forward and backward),
+    counted on torch's kernel (the counter does not know oneDNN's op; the operations are the same)."""
+    with environment("torch"), FlopCounterMode(display=False) as counter:
         attribute(lm, prompt, AttributionConfig(engine="fast"))
     return counter.get_total_flops()
 
@@ -104,17 +134,20 @@ def rss_child(name: str, quick: bool) -> None:
 
 def bench(name: str, runs: int, rate: float, quick: bool) -> dict:
     lm, prompt = build(name, quick)
-    for engine in ("reference", "fast"):  # warm-up
-        seconds(lm, prompt, engine)
-    times = {"reference": [], "fast": []}
-    for _ in range(runs):  # alternate, so that a busy spell of the machine hits both engines
-        for engine in times:
-            times[engine].append(seconds(lm, prompt, engine))
-    ref, fast = statistics.median(times["reference"]), statistics.median(times["fast"])
+    scores = {run: timed(lm, prompt, run)[1].scores for run in RUNS}  # warm-up
+    reference = np.abs(scores["reference"]).max()
+    error = max(float(np.abs(scores[run] - scores["reference"]).max() / reference) for run in RUNS)
+    times: dict[str, list[float]] = {run: [] for run in RUNS}
+    for _ in range(runs):  # alternate, so that a busy spell of the machine hits every run alike
+        for run in times:
+            times[run].append(timed(lm, prompt, run)[0])
+    median = {run: statistics.median(values) for run, values in times.items()}
     floor = fast_flops(lm, prompt) / rate
-    return {"model": name, "tokens": len(prompt.input_ids), "ref": ref, "fast": fast, "speedup": ref / fast,
-            "floor": floor, "vs_floor": fast / floor, "rss": peak_rss_mb(name, quick),
-            "spread": {k: (min(v), max(v)) for k, v in times.items()}}
+    return {"model": name, "tokens": len(prompt.input_ids), "ref": median["reference"],
+            "fast_torch": median["fast, torch matmul"], "fast": median["fast"],
+            "speedup_torch": median["reference"] / median["fast, torch matmul"],
+            "speedup": median["reference"] / median["fast"], "floor": floor, "vs_floor": median["fast"] / floor,
+            "rss": peak_rss_mb(name, quick), "error": error, "spread": {k: (min(v), max(v)) for k, v in times.items()}}
 
 
 def main() -> None:
@@ -128,18 +161,21 @@ def main() -> None:
         rss_child(args.rss_child, args.quick)
         return
     runs = args.runs or (1 if args.quick else 3)
-    rate = matmul_rate(args.quick)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads on {os.cpu_count()} CPUs; "
-          f"best fp32 matmul {rate / 1e9:.0f} GFLOP/s; load average {os.getloadavg()[0]:.2f}; "
+    rates = matmul_rates(args.quick)
+    rate = max(rates.values())
+    shipped = kernels.chosen()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads on {os.cpu_count()} CPUs; best fp32 matmul "
+          + ", ".join(f"{name} {value / 1e9:.0f}" for name, value in rates.items())
+          + f" GFLOP/s; fast engine's kernel: {shipped}; load average {os.getloadavg()[0]:.2f}; "
           f"{'tiny models' if args.quick else 'random weights, real sizes'}; m = 20, every layer; "
           f"median of {runs} run(s) after a warm-up")
     rows = [bench(name, runs, rate, args.quick) for name in args.models.split(",")]
-    print("| model | prompt tokens | reference s/prompt | fast s/prompt | speed-up | FLOP floor s | fast/floor "
-          "| peak RSS MB (fast) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | prompt tokens | reference s/prompt | fast, torch matmul s/prompt | speed-up | fast s/prompt "
+          "| speed-up | FLOP floor s | fast/floor | peak RSS MB (fast) | max score deviation |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['tokens']} | {r['ref']:.2f} | {r['fast']:.2f} | {r['speedup']:.1f}x | "
-              f"{r['floor']:.2f} | {r['vs_floor']:.2f} | {r['rss']:.0f} |")
+        print(f"| {r['model']} | {r['tokens']} | {r['ref']:.2f} | {r['fast_torch']:.2f} | {r['speedup_torch']:.2f}x | "
+              f"{r['fast']:.2f} | {r['speedup']:.2f}x | {r['floor']:.2f} | {r['vs_floor']:.2f} | {r['rss']:.0f} | {r['error']:.1e} |")
     spread = "; ".join(f"{r['model']} {k} {lo:.2f}-{hi:.2f} s" for r in rows for k, (lo, hi) in r["spread"].items())
     print(f"range of the timed runs: {spread}; load average at the end {os.getloadavg()[0]:.2f}")
 

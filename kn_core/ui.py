@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -32,7 +31,6 @@ from kn_core.vocab import promoted_tokens
 
 log = logging.getLogger(__name__)
 OTHER = "Other: Hugging Face id or folder…"
-_LOAD_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -51,8 +49,10 @@ def _load(name: str) -> LanguageModel:
 
 
 def model(name: str) -> LanguageModel:
-    """The model, loaded once per process (a lock keeps two sessions from loading it twice)."""
-    with _LOAD_LOCK, st.spinner(f"Loading {plain(name)}…"):
+    """The model, loaded once per process: Streamlit's resource cache holds a lock per model name while it
+    computes, so two sessions asking for the same model load it once, and a session whose model is loaded
+    never waits for another one that is loading a different model."""
+    with st.spinner(f"Loading {plain(name)}…"):
         return _load(name)
 
 

@@ -77,6 +77,12 @@ def test_likn_needs_two_languages(gpt2_dir, facts_dir, tmp_path, capsys):
     assert code == 2 and "exactly two languages" in capsys.readouterr().err
 
 
+def test_a_language_the_data_lacks_is_named(gpt2_dir, facts_dir, tmp_path, capsys):
+    code = main(["experiment", "localize", "--model", str(gpt2_dir), "--data", str(facts_dir), "--langs", "en,fr",
+                 "--out", str(tmp_path)])
+    assert code == 2 and "langs: the data has no fr; its languages are en, zh" in capsys.readouterr().err
+
+
 def test_fact_selection_is_seeded_and_capped(facts_dir, tmp_path):
     factset = load_dataset(str(facts_dir))
     settings = Settings(models=("x",), out=tmp_path, data=str(facts_dir), max_facts=3, seed=1)

@@ -172,6 +172,35 @@ def test_threads_sharing_one_store_store_each_result_once(bert, tmp_path):
 
 # -- several app sessions --------------------------------------------------------------------------------
 @demo_present
+def test_loading_one_model_does_not_hold_up_a_session_on_another(fresh_app, monkeypatch):
+    """A slow load (a large model from the hub) must not make sessions on an already loaded model wait."""
+    from kn_core import ui
+    loads, _ = fresh_app
+    counting, entered, release, got = ui.load_model, threading.Event(), threading.Event(), {}
+
+    def load(name, *args, **kwargs):
+        if name == "slow/model":
+            entered.set()
+            release.wait(60)
+            return object()
+        return counting(name, *args, **kwargs)
+
+    monkeypatch.setattr(ui, "load_model", load)
+    demo = ui.model("demo-mlm")
+    slow = threading.Thread(target=lambda: got.setdefault("slow", ui.model("slow/model")))
+    slow.start()
+    try:
+        assert entered.wait(30)
+        other = threading.Thread(target=lambda: got.setdefault("demo", ui.model("demo-mlm")))
+        other.start()
+        other.join(10)
+        assert got.get("demo") is demo, "a session on a loaded model waited for another model's load"
+    finally:
+        release.set()
+        slow.join(30)
+    assert "slow" in got and loads == ["demo-mlm"]
+
+
 def test_two_app_sessions_at_once_share_one_model(fresh_app):
     loads, store = fresh_app
     sessions = [new_session(), new_session()]

@@ -15,7 +15,8 @@ its input, the residual stream after attention, the queries, keys and values):
   ``GROUP_BYTES`` of saved activations), and one backward pass gives every path point its gradient;
 - α = 1 is the one point that every layer's path shares (z(1) = a, the clean activation): its gradients,
   for all layers at once, come from the clean pass itself (one backward pass per target);
-- P at the baseline (α = 0), which the completeness residual needs, takes no backward pass.
+- P at the baseline (α = 0), which the completeness residual needs, takes no backward pass;
+- linear layers run on oneDNN's fp32 matmul where torch's default (MKL) is slower (:mod:`.kernels`).
 
 Self-checks guard against a piece that does not match the real model: the clean pass must reproduce the
 activations the caller recorded through hooks, its P(object) that of a plain forward pass (once per loaded
@@ -33,7 +34,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from kn_core.attribution import reference
+from kn_core.attribution import kernels, reference
 from kn_core.hooks import gold_probs, run
 from kn_core.prompts import Prompt
 
@@ -291,19 +292,33 @@ def _head_matches(lm, ids: torch.Tensor, prompt: Prompt, probs: torch.Tensor) ->
     return True
 
 
+class _PiecesDiffer(Exception):
+    """The adapter's pieces do not reproduce the model (a self-check failed): use the reference engine."""
+
+
 def integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, layers, steps: int,
               progress: Callable[[float], None]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Same contract as :func:`kn_core.attribution.reference.integrate`."""
+    """Same contract as :func:`kn_core.attribution.reference.integrate`; linear layers run on the kernel of
+    :func:`kernels.matmuls` (``$KN_EXPLORER_MATMUL``)."""
     args = (prompt, clean, start, layers, steps, progress)
     issue = lm.adapter.fast_path_issue(lm.model)
     if issue is not None:
         return _fallback(lm, issue, *args)
+    try:
+        with kernels.matmuls():
+            return _integrate(lm, *args)
+    except _PiecesDiffer as why:
+        return _fallback(lm, str(why), *args)
+
+
+def _integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, layers, steps: int,
+               progress: Callable[[float], None]) -> tuple[torch.Tensor, torch.Tensor]:
     layers = list(layers)
     with torch.no_grad():
         state = clean_pass(lm, prompt, layers)
         ids = torch.tensor(prompt.input_ids, device=lm.device)[None]
         if not (_close(state.acts, clean) and _head_matches(lm, ids, prompt, state.probs)):
-            return _fallback(lm, "the pieces do not reproduce the model", *args)
+            raise _PiecesDiffer("the pieces do not reproduce the model")
     # P at the baseline (α = 0) needs no gradient. Single-token streams (causal LMs) cost little more than
     # reading the weights, so α = 0 rides along in their batch; whole sequences get a pass without gradients,
     # which also runs the self-check: α = 1 for the lowest and the two top layers (every path through the
@@ -344,5 +359,5 @@ def integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, laye
         attrs[i] = ((clean[i, layers] - start[i, layers]) * grads / steps).cpu()
     p_end = state.probs[:, None]
     if not _close(p_checked, p_end.expand_as(p_checked)):
-        return _fallback(lm, "the streams do not reproduce the clean pass", *args)
+        raise _PiecesDiffer("the streams do not reproduce the clean pass")
     return attrs, attrs.sum(dim=-1) - (p_end - p_start)

@@ -130,6 +130,10 @@ def models(settings: Settings) -> Iterator[LanguageModel]:
 def select_facts(factset: FactSet, settings: Settings, default_cap: int) -> dict[str, tuple[Fact, ...]]:
     """Relation id -> its facts that have labels in every language of the run, capped by a seeded sample
     (kept in file order)."""
+    missing = [lang for lang in settings.langs if lang not in factset.languages]
+    if missing:
+        raise InputError("langs", f"the data has no {', '.join(missing)}; its languages are "
+                                  f"{', '.join(factset.languages) or 'none'}")
     relations = settings.relations or tuple(factset.relations)
     cap = settings.facts_per_relation(default_cap)
     out = {}
@@ -143,7 +147,8 @@ def select_facts(factset: FactSet, settings: Settings, default_cap: int) -> dict
             continue
         out[rid] = tuple(facts)
     if not out:
-        raise InputError("relations", "no facts to run on: check --relations and --langs against the data")
+        raise InputError("relations", f"no relation of {', '.join(relations)} has a fact labelled in every one of "
+                                      f"{', '.join(settings.langs)}; check --relations and --langs against the data")
     return out
 
 

@@ -1,0 +1,122 @@
+"""Matrix-product kernels of the fast engine: oneDNN's fp32 matmul where torch's default is slower.
+
+torch's CPU ``linear`` / ``addmm`` call MKL's sgemm. MKL picks its code path by CPU vendor: on this workplace's
+AMD EPYC (AVX-512) it ran at 210-220 GFLOP/s on 2 cores where oneDNN's fp32 matmul, also inside torch
+(``torch.ops.mkldnn._linear_pointwise``), ran at 440-510 on the same shapes, forward and backward. Both are
+IEEE fp32 (no bf16/tf32 shortcut): results differ by summation order only (about 1e-6 relative).
+
+``matmuls()`` is a scoped context (a ``TorchFunctionMode``, thread-local, popped in ``finally``) that sends the
+linear layers run inside it to oneDNN: ``F.linear`` and ``torch.addmm(bias, x, W)`` (GPT-2's Conv1D) whose
+weight is a plain or transposed contiguous fp32 CPU matrix that takes no gradient. Anything else — sliced
+weights (oneDNN's generic path was 100x slower on them), weights with gradients, other dtypes or devices —
+goes to torch unchanged. The kernel is checked against ``F.linear`` once per process (forward and backward,
+both weight layouts); if it is missing or disagrees, torch's own runs, with a warning in the log.
+
+Choose with ``$KN_EXPLORER_MATMUL``: ``onednn`` (default) or ``torch``.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+from kn_core.errors import InputError
+
+log = logging.getLogger(__name__)
+
+VARIABLE = "KN_EXPLORER_MATMUL"
+MATMULS = ("onednn", "torch")
+
+
+def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+class OneDNNLinear(torch.autograd.Function):
+    """x @ weight.T + bias ([..., in] → [..., out]) by oneDNN, with the input's gradient (grad @ weight) by
+    oneDNN too. The weight and bias take no gradient (the caller checks), so only the weight is saved."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(weight)
+        return _onednn(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (weight,) = ctx.saved_tensors
+        return _onednn(grad.contiguous(), weight.t(), None), None, None
+
+
+def _eligible(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    return (x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and x.dim() >= 2
+            and weight.dim() == 2 and (weight.is_contiguous() or weight.t().is_contiguous())
+            and not weight.requires_grad
+            and (bias is None or (bias.dim() == 1 and bias.dtype == torch.float32 and not bias.requires_grad)))
+
+
+class OneDNNMatmuls(TorchFunctionMode):
+    """Sends eligible ``F.linear`` and ``torch.addmm(bias, x, W)`` calls to :class:`OneDNNLinear`."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.linear:
+            x, weight = args[0], args[1] if len(args) > 1 else kwargs["weight"]
+            bias = args[2] if len(args) > 2 else kwargs.get("bias")
+            if _eligible(x, weight, bias):
+                return OneDNNLinear.apply(x, weight, bias)
+        elif func is torch.addmm and len(args) == 3 and not kwargs:  # beta = alpha = 1: bias + x @ W
+            bias, x, weight = args
+            if x.dim() == 2 and bias.dim() == 1 and _eligible(x, weight, bias):
+                return OneDNNLinear.apply(x, weight.t(), bias)
+        return func(*args, **kwargs)
+
+
+@functools.cache
+def onednn_works() -> bool:
+    """Whether oneDNN's linear exists here and equals ``F.linear``, forward and backward, for both weight
+    layouts and a batched input (checked once per process)."""
+    try:
+        if not torch.backends.mkldnn.is_available():
+            raise RuntimeError("torch was built without oneDNN")
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(2, 5, 7, generator=generator, requires_grad=True)
+        bias = torch.randn(3, generator=generator)
+        for weight in (torch.randn(3, 7, generator=generator), torch.randn(7, 3, generator=generator).t()):
+            got = OneDNNLinear.apply(x, weight, bias)
+            (got_grad,) = torch.autograd.grad(got.square().sum(), x)
+            expected = F.linear(x, weight, bias)
+            (expected_grad,) = torch.autograd.grad(expected.square().sum(), x)
+            if not (torch.allclose(got, expected, rtol=1e-5, atol=1e-5)
+                    and torch.allclose(got_grad, expected_grad, rtol=1e-5, atol=1e-5)):
+                raise RuntimeError("its results differ from F.linear")
+    except Exception as error:  # noqa: BLE001 — any failure means: use torch's kernel
+        log.warning("oneDNN matmul unavailable (%s); using torch's default", error)
+        return False
+    return True
+
+
+def chosen() -> str:
+    """The kernel named by ``$KN_EXPLORER_MATMUL`` (default ``onednn``)."""
+    name = os.environ.get(VARIABLE, "onednn").strip().lower()
+    if name not in MATMULS:
+        raise InputError("matmul", f"{VARIABLE}={name!r} is not a kernel; choose one of {', '.join(MATMULS)}")
+    return name
+
+
+@contextlib.contextmanager
+def matmuls(name: str | None = None) -> Iterator[str]:
+    """Run the block with the matmul kernel ``name`` (default: :func:`chosen`); yields the kernel in use."""
+    name = chosen() if name is None else name
+    if name not in MATMULS:
+        raise InputError("matmul", f"unknown kernel {name!r}; choose one of {', '.join(MATMULS)}")
+    if name == "torch" or not onednn_works():
+        yield "torch"
+        return
+    with OneDNNMatmuls():  # popped on the way out, exceptions included
+        yield name

@@ -1,0 +1,111 @@
+"""The fast engine's matmul kernels: oneDNN's linear equals torch's, forward and backward; the mode routes only
+what it can take, leaves everything else to torch, is popped on the way out; the fast engine equals the
+reference on either kernel and really uses oneDNN by default."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kn_core.attribution import AttributionConfig, attribute, kernels
+from kn_core.errors import InputError
+
+pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+
+
+@pytest.fixture
+def routed(monkeypatch) -> list[tuple]:
+    """The (input, weight) shapes of every call that the mode sends to oneDNN."""
+    calls: list[tuple] = []
+    apply = kernels.OneDNNLinear.apply
+
+    def spy(x, weight, bias):
+        calls.append((tuple(x.shape), tuple(weight.shape)))
+        return apply(x, weight, bias)
+    monkeypatch.setattr(kernels.OneDNNLinear, "apply", spy)
+    return calls
+
+
+def test_onednn_works_here():
+    assert kernels.onednn_works()
+
+
+@pytest.mark.parametrize("shape", [(5, 37), (3, 4, 37), (1, 37)])
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_onednn_linear_equals_torch(shape, transposed, with_bias):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(*shape, generator=generator, dtype=torch.float64).float().requires_grad_(True)
+    weight = torch.randn(23, 37, generator=generator) if not transposed else torch.randn(37, 23, generator=generator).t()
+    bias = torch.randn(23, generator=generator) if with_bias else None
+    cotangent = torch.randn(*shape[:-1], 23, generator=generator)
+    got = kernels.OneDNNLinear.apply(x, weight, bias)
+    (got_grad,) = torch.autograd.grad(got, x, cotangent)
+    expected = F.linear(x.double(), weight.double(), None if bias is None else bias.double())
+    (expected_grad,) = torch.autograd.grad(expected, x, cotangent.double())
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got_grad.double(), expected_grad.double(), rtol=1e-5, atol=1e-5)
+
+
+def test_mode_routes_linear_layers_and_conv1d_addmm(routed):
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(37, 11).requires_grad_(False)
+    conv1d_weight, bias = torch.randn(37, 11), torch.randn(11)  # GPT-2's Conv1D: x @ W + b, W [in, out]
+    x = torch.randn(2, 3, 37)
+    with kernels.matmuls("onednn") as name:
+        assert name == "onednn"
+        out_linear = layer(x)
+        out_addmm = torch.addmm(bias, x[0], conv1d_weight)
+    assert routed == [((2, 3, 37), (11, 37)), ((3, 37), (11, 37))]
+    torch.testing.assert_close(out_linear, F.linear(x, layer.weight, layer.bias))
+    torch.testing.assert_close(out_addmm, bias + x[0] @ conv1d_weight)
+
+
+def test_mode_leaves_what_it_cannot_take_to_torch(routed):
+    torch.manual_seed(0)
+    x, bias = torch.randn(4, 37), torch.randn(11)
+    sliced = torch.randn(37, 33)[:, 11:22]  # a slice of a fused weight (GPT-2's q|k|v): neither layout contiguous
+    trained = torch.randn(11, 37, requires_grad=True)
+    with kernels.matmuls("onednn"):
+        out_sliced = torch.addmm(bias, x, sliced)
+        out_trained = F.linear(x, trained, bias)
+        (weight_grad,) = torch.autograd.grad(out_trained.sum(), trained)
+        out_double = F.linear(x.double(), torch.randn(11, 37, dtype=torch.float64))
+        out_scaled = torch.addmm(bias, x, sliced, beta=0.5)
+    assert routed == []
+    torch.testing.assert_close(out_sliced, bias + x @ sliced)
+    torch.testing.assert_close(weight_grad, x.sum(0).expand(11, 37))
+    assert out_double.dtype == torch.float64
+    torch.testing.assert_close(out_scaled, 0.5 * bias + x @ sliced)
+
+
+def test_torch_kernel_routes_nothing_and_the_mode_is_popped_on_errors(routed):
+    layer = torch.nn.Linear(37, 11).requires_grad_(False)
+    with kernels.matmuls("torch") as name:
+        assert name == "torch"
+        layer(torch.randn(2, 37))
+    with pytest.raises(RuntimeError, match="boom"), kernels.matmuls("onednn"):
+        raise RuntimeError("boom")
+    layer(torch.randn(2, 37))
+    assert routed == []
+
+
+def test_unknown_kernel_is_refused_with_the_choices(monkeypatch):
+    with pytest.raises(InputError, match="onednn, torch"), kernels.matmuls("blas"):
+        pass
+    monkeypatch.setenv(kernels.VARIABLE, "mkl")
+    with pytest.raises(InputError, match="KN_EXPLORER_MATMUL='mkl'.*onednn, torch"):
+        kernels.chosen()
+    monkeypatch.setenv(kernels.VARIABLE, " Torch ")
+    assert kernels.chosen() == "torch"
+
+
+@pytest.mark.parametrize("kernel", ["onednn", "torch"])
+def test_fast_engine_equals_reference_on_either_kernel(lm, kernel, routed, monkeypatch):
+    monkeypatch.setenv(kernels.VARIABLE, kernel)
+    prompt = lm.prompt("The capital of [X] is [Y].", "Tanzania", "Dar es Salaam")
+    fast, ref = (attribute(lm, prompt, AttributionConfig(engine=engine, steps=6)) for engine in ("fast", "reference"))
+    assert (len(routed) > 0) == (kernel == "onednn")  # the default really runs on oneDNN; the reference never
+    scale = abs(ref.scores).max()
+    assert abs(fast.scores - ref.scores).max() <= 1e-4 * scale
+    assert abs(fast.baseline_probs - ref.baseline_probs).max() <= 1e-4 * abs(ref.baseline_probs).max()

@@ -56,7 +56,9 @@ def test_mode_routes_linear_layers_and_conv1d_addmm(routed):
         assert name == "onednn"
         out_linear = layer(x)
         out_addmm = torch.addmm(bias, x[0], conv1d_weight)
-    assert routed == [((2, 3, 37), (11, 37)), ((3, 37), (11, 37))]
+        out_keywords = F.linear(input=x[1], weight=layer.weight)
+    assert routed == [((2, 3, 37), (11, 37)), ((3, 37), (11, 37)), ((3, 37), (11, 37))]
+    torch.testing.assert_close(out_keywords, x[1] @ layer.weight.t())
     torch.testing.assert_close(out_linear, F.linear(x, layer.weight, layer.bias))
     torch.testing.assert_close(out_addmm, bias + x[0] @ conv1d_weight)
 
@@ -72,7 +74,10 @@ def test_mode_leaves_what_it_cannot_take_to_torch(routed):
         (weight_grad,) = torch.autograd.grad(out_trained.sum(), trained)
         out_double = F.linear(x.double(), torch.randn(11, 37, dtype=torch.float64))
         out_scaled = torch.addmm(bias, x, sliced, beta=0.5)
+        sparse = torch.eye(37)[:11].to_sparse()
+        out_sparse = F.linear(x, sparse)
     assert routed == []
+    torch.testing.assert_close(out_sparse, x[:, :11])
     torch.testing.assert_close(out_sliced, bias + x @ sliced)
     torch.testing.assert_close(weight_grad, x.sum(0).expand(11, 37))
     assert out_double.dtype == torch.float64

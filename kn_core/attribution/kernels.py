@@ -53,7 +53,10 @@ class OneDNNLinear(torch.autograd.Function):
         return _onednn(grad.contiguous(), weight.t(), None), None, None
 
 
-def _eligible(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+def _eligible(x, weight, bias) -> bool:
+    tensors = (x, weight) if bias is None else (x, weight, bias)
+    if not all(type(t) in (torch.Tensor, torch.nn.Parameter) and t.layout == torch.strided for t in tensors):
+        return False  # subclasses, sparse or quantized tensors: torch's own
     return (x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and x.dim() >= 2
             and weight.dim() == 2 and (weight.is_contiguous() or weight.t().is_contiguous())
             and not weight.requires_grad
@@ -66,13 +69,14 @@ class OneDNNMatmuls(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is F.linear:
-            x, weight = args[0], args[1] if len(args) > 1 else kwargs["weight"]
-            bias = args[2] if len(args) > 2 else kwargs.get("bias")
-            if _eligible(x, weight, bias):
-                return OneDNNLinear.apply(x, weight, bias)
+            bound = {**dict(zip(("input", "weight", "bias"), args)), **kwargs}
+            if len(args) <= 3 and set(bound) - {"bias"} == {"input", "weight"}:
+                x, weight, bias = bound["input"], bound["weight"], bound.get("bias")
+                if _eligible(x, weight, bias):
+                    return OneDNNLinear.apply(x, weight, bias)
         elif func is torch.addmm and len(args) == 3 and not kwargs:  # beta = alpha = 1: bias + x @ W
             bias, x, weight = args
-            if x.dim() == 2 and bias.dim() == 1 and _eligible(x, weight, bias):
+            if _eligible(x, weight, bias) and x.dim() == 2:
                 return OneDNNLinear.apply(x, weight.t(), bias)
         return func(*args, **kwargs)
 

@@ -75,7 +75,8 @@ def matmul_rates(quick: bool) -> dict[str, float]:
     for m, k, n in shapes:
         a, weight = torch.randn(m, k), torch.randn(n, k)  # a linear layer's weight: [out, in]
         for name in kernel_names:
-            product = (lambda: a @ weight.t()) if name == "torch" else (lambda: kernels.OneDNNLinear.apply(a, weight, None))
+            product = ((lambda: a @ weight.t()) if name == "torch"
+                       else (lambda: kernels.OneDNNLinear.apply(a, weight, None)))
             product()
             for _ in range(5):
                 start = time.perf_counter()
@@ -175,7 +176,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['tokens']} | {r['ref']:.2f} | {r['fast_torch']:.2f} | {r['speedup_torch']:.2f}x | "
-              f"{r['fast']:.2f} | {r['speedup']:.2f}x | {r['floor']:.2f} | {r['vs_floor']:.2f} | {r['rss']:.0f} | {r['error']:.1e} |")
+              f"{r['fast']:.2f} | {r['speedup']:.2f}x | {r['floor']:.2f} | {r['vs_floor']:.2f} | {r['rss']:.0f} | "
+              f"{r['error']:.1e} |")
     spread = "; ".join(f"{r['model']} {k} {lo:.2f}-{hi:.2f} s" for r in rows for k, (lo, hi) in r["spread"].items())
     print(f"range of the timed runs: {spread}; load average at the end {os.getloadavg()[0]:.2f}")
 

@@ -36,7 +36,7 @@ def test_onednn_works_here():
 def test_onednn_linear_equals_torch(shape, transposed, with_bias):
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(*shape, generator=generator, dtype=torch.float64).float().requires_grad_(True)
-    weight = torch.randn(23, 37, generator=generator) if not transposed else torch.randn(37, 23, generator=generator).t()
+    weight = torch.randn(37, 23, generator=generator).t() if transposed else torch.randn(23, 37, generator=generator)
     bias = torch.randn(23, generator=generator) if with_bias else None
     cotangent = torch.randn(*shape[:-1], 23, generator=generator)
     got = kernels.OneDNNLinear.apply(x, weight, bias)
@@ -89,6 +89,13 @@ def test_torch_kernel_routes_nothing_and_the_mode_is_popped_on_errors(routed):
     with kernels.matmuls("torch") as name:
         assert name == "torch"
         layer(torch.randn(2, 37))
+    with kernels.matmuls("onednn"):
+        with kernels.matmuls("torch"):  # nested: the innermost block decides
+            layer(torch.randn(2, 37))
+        assert routed == []
+        layer(torch.randn(3, 37))
+    assert routed == [((3, 37), (11, 37))]
+    routed.clear()
     with pytest.raises(RuntimeError, match="boom"), kernels.matmuls("onednn"):
         raise RuntimeError("boom")
     layer(torch.randn(2, 37))

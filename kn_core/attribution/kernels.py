@@ -1,22 +1,27 @@
 """Matrix-product kernels of the fast engine: oneDNN's fp32 matmul where torch's default is slower.
 
-torch's CPU ``linear`` / ``addmm`` call MKL's sgemm. MKL picks its code path by CPU vendor: on this workplace's
-AMD EPYC (AVX-512) it ran at 210-220 GFLOP/s on 2 cores where oneDNN's fp32 matmul, also inside torch
-(``torch.ops.mkldnn._linear_pointwise``), ran at 440-510 on the same shapes, forward and backward. Both are
-IEEE fp32 (no bf16/tf32 shortcut): results differ by summation order only (about 1e-6 relative).
+torch's CPU ``linear`` / ``addmm`` call MKL's sgemm. On this workplace's AMD EPYC (AVX-512) MKL reports a
+generic code path and ran at 210-230 GFLOP/s on 2 cores, where oneDNN's fp32 matmul, also inside torch
+(``torch.ops.mkldnn._linear_pointwise``, its AVX-512 kernel), ran at about twice that, forward and backward.
+Both are IEEE fp32 (no bf16/tf32 shortcut): results differ by summation order only.
 
-``matmuls()`` is a scoped context (a ``TorchFunctionMode``, thread-local, popped in ``finally``) that sends the
-linear layers run inside it to oneDNN: ``F.linear`` and ``torch.addmm(bias, x, W)`` (GPT-2's Conv1D) whose
-weight is a plain or transposed contiguous fp32 CPU matrix that takes no gradient. Anything else — sliced
-weights (oneDNN's generic path was 100x slower on them), weights with gradients, other dtypes or devices —
-goes to torch unchanged. The kernel is checked against ``F.linear`` once per process (forward and backward,
-both weight layouts); if it is missing or disagrees, torch's own runs, with a warning in the log.
+``matmuls()`` is a scoped context (a ``TorchFunctionMode``: thread-local, popped on the way out) that sends
+to oneDNN the ``F.linear`` calls and GPT-2 Conv1D's ``torch.addmm(bias, x, W)`` whose weight is a plain or
+transposed contiguous fp32 CPU matrix that takes no gradient. Anything else (sliced weights, on which
+oneDNN's generic path was far slower; weights with gradients; other dtypes or devices) goes to torch
+unchanged. The kernel is checked against ``F.linear`` once per process (forward and backward, both weight
+layouts); if it is missing or disagrees, torch's own runs, with a warning in the log.
+
+The fast engine runs its integral inside it. The clean pass and the baseline, which both engines share, and
+the reference engine stay on torch's kernel: both engines then integrate from the very same activations a
+and b (a − b cancels for neurons the baseline barely moves, and would amplify a kernel's rounding there).
 
 Choose with ``$KN_EXPLORER_MATMUL``: ``onednn`` (default) or ``torch``.
 """
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import logging
 import os
@@ -32,6 +37,7 @@ log = logging.getLogger(__name__)
 
 VARIABLE = "KN_EXPLORER_MATMUL"
 MATMULS = ("onednn", "torch")
+_ACTIVE: contextvars.ContextVar[str] = contextvars.ContextVar("kn_explorer_matmul", default="torch")
 
 
 def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -63,21 +69,31 @@ def _eligible(x, weight, bias) -> bool:
             and (bias is None or (bias.dim() == 1 and bias.dtype == torch.float32 and not bias.requires_grad)))
 
 
+def _to_onednn(func, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """The result of ``func(*args, **kwargs)`` by :class:`OneDNNLinear`, or None when the call is not an
+    eligible ``F.linear`` or ``torch.addmm(bias, x, W)``."""
+    if func is F.linear:
+        bound = {**dict(zip(("input", "weight", "bias"), args)), **kwargs}
+        if len(args) <= 3 and set(bound) - {"bias"} == {"input", "weight"}:
+            x, weight, bias = bound["input"], bound["weight"], bound.get("bias")
+            if _eligible(x, weight, bias):
+                return OneDNNLinear.apply(x, weight, bias)
+    elif func is torch.addmm and len(args) == 3 and not kwargs:  # beta = alpha = 1: bias + x @ W
+        bias, x, weight = args
+        if _eligible(x, weight, bias) and x.dim() == 2:
+            return OneDNNLinear.apply(x, weight.t(), bias)
+    return None
+
+
 class OneDNNMatmuls(TorchFunctionMode):
-    """Sends eligible ``F.linear`` and ``torch.addmm(bias, x, W)`` calls to :class:`OneDNNLinear`."""
+    """Sends eligible linear layers to oneDNN while the innermost :func:`matmuls` block says ``onednn``."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is F.linear:
-            bound = {**dict(zip(("input", "weight", "bias"), args)), **kwargs}
-            if len(args) <= 3 and set(bound) - {"bias"} == {"input", "weight"}:
-                x, weight, bias = bound["input"], bound["weight"], bound.get("bias")
-                if _eligible(x, weight, bias):
-                    return OneDNNLinear.apply(x, weight, bias)
-        elif func is torch.addmm and len(args) == 3 and not kwargs:  # beta = alpha = 1: bias + x @ W
-            bias, x, weight = args
-            if _eligible(x, weight, bias) and x.dim() == 2:
-                return OneDNNLinear.apply(x, weight.t(), bias)
+        if _ACTIVE.get() == "onednn":
+            out = _to_onednn(func, args, kwargs)
+            if out is not None:
+                return out
         return func(*args, **kwargs)
 
 
@@ -115,12 +131,19 @@ def chosen() -> str:
 
 @contextlib.contextmanager
 def matmuls(name: str | None = None) -> Iterator[str]:
-    """Run the block with the matmul kernel ``name`` (default: :func:`chosen`); yields the kernel in use."""
+    """Run the block with the matmul kernel ``name`` (default: :func:`chosen`); yields the kernel in use.
+    Blocks nest: the innermost one decides (``matmuls("torch")`` inside a oneDNN block runs torch's)."""
     name = chosen() if name is None else name
     if name not in MATMULS:
         raise InputError("matmul", f"unknown kernel {name!r}; choose one of {', '.join(MATMULS)}")
-    if name == "torch" or not onednn_works():
-        yield "torch"
-        return
-    with OneDNNMatmuls():  # popped on the way out, exceptions included
-        yield name
+    if name == "onednn" and not onednn_works():
+        name = "torch"
+    token = _ACTIVE.set(name)  # what a mode entered further out obeys, too
+    try:
+        if name == "onednn":
+            with OneDNNMatmuls():  # popped on the way out, exceptions included
+                yield name
+        else:
+            yield name
+    finally:
+        _ACTIVE.reset(token)

@@ -1,6 +1,6 @@
-"""The fast engine's matmul kernels: oneDNN's linear equals torch's, forward and backward; the mode routes only
-what it can take, leaves everything else to torch, is popped on the way out; the fast engine equals the
-reference on either kernel and really uses oneDNN by default."""
+"""The matmul kernels: oneDNN's linear equals torch's, forward and backward; the mode routes only what it can
+take, leaves everything else to torch, nests, is popped on the way out; the fast engine equals the reference on
+either kernel and really uses oneDNN by default; the reference's integral runs on torch's kernel."""
 from __future__ import annotations
 
 import pytest
@@ -116,8 +116,23 @@ def test_unknown_kernel_is_refused_with_the_choices(monkeypatch):
 def test_fast_engine_equals_reference_on_either_kernel(lm, kernel, routed, monkeypatch):
     monkeypatch.setenv(kernels.VARIABLE, kernel)
     prompt = lm.prompt("The capital of [X] is [Y].", "Tanzania", "Dar es Salaam")
-    fast, ref = (attribute(lm, prompt, AttributionConfig(engine=engine, steps=6)) for engine in ("fast", "reference"))
-    assert (len(routed) > 0) == (kernel == "onednn")  # the default really runs on oneDNN; the reference never
+    fast = attribute(lm, prompt, AttributionConfig(engine="fast", steps=6))
+    assert (len(routed) > 0) == (kernel == "onednn")  # the default really runs on oneDNN
+    routed.clear()
+    ref = attribute(lm, prompt, AttributionConfig(engine="reference", steps=6))
     scale = abs(ref.scores).max()
     assert abs(fast.scores - ref.scores).max() <= 1e-4 * scale
     assert abs(fast.baseline_probs - ref.baseline_probs).max() <= 1e-4 * abs(ref.baseline_probs).max()
+
+
+def test_every_engine_starts_from_passes_on_the_chosen_kernel_and_the_reference_integrates_on_torch(bert, routed):
+    from kn_core.attribution import _clean_pass
+    from kn_core.baselines import baseline
+    prompt = bert.prompt("The capital of [X] is [Y].", "Tanzania", "Paris")
+    with kernels.matmuls("onednn"):
+        _clean_pass(bert, torch.tensor(prompt.input_ids)[None], prompt)
+        baseline(bert, prompt, "masked")
+    shared = len(routed)
+    routed.clear()
+    attribute(bert, prompt, AttributionConfig(engine="reference", steps=4))
+    assert shared > 0 and len(routed) == shared

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from kn_core.attribution import fast, reference
+from kn_core.attribution import fast, kernels, reference
 from kn_core.attribution.result import Attribution, AttributionConfig
 from kn_core.baselines import baseline
 from kn_core.errors import InputError
@@ -52,8 +52,9 @@ def attribute(lm, prompt: Prompt, config: AttributionConfig = AttributionConfig(
         raise InputError("layers", f"layers must lie in 0..{lm.n_layers - 1}")
     with lm.lock:
         ids = torch.tensor(prompt.input_ids, device=lm.device)[None]
-        token_probs, clean = _clean_pass(lm, ids, prompt)
-        start = baseline(lm, prompt, config.baseline)
+        with kernels.matmuls():  # the passes that every engine starts from
+            token_probs, clean = _clean_pass(lm, ids, prompt)
+            start = baseline(lm, prompt, config.baseline)
         attrs, deltas = engine(lm, prompt, clean, start, layers, config.steps, progress or _no_progress)
     scores = np.zeros((lm.n_layers, lm.d_ff), dtype=np.float32)
     delta = np.zeros(lm.n_layers, dtype=np.float32)

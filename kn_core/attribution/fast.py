@@ -16,7 +16,8 @@ its input, the residual stream after attention, the queries, keys and values):
 - α = 1 is the one point that every layer's path shares (z(1) = a, the clean activation): its gradients,
   for all layers at once, come from the clean pass itself (one backward pass per target);
 - P at the baseline (α = 0), which the completeness residual needs, takes no backward pass;
-- linear layers run on oneDNN's fp32 matmul where torch's default (MKL) is slower (:mod:`.kernels`).
+- linear layers run on oneDNN's fp32 matmul where torch's default (MKL) is slower (:mod:`.kernels`; the
+  clean pass and the baseline that both engines start from run on it too).
 
 Self-checks guard against a piece that does not match the real model: the clean pass must reproduce the
 activations the caller recorded through hooks, its P(object) that of a plain forward pass (once per loaded

@@ -12,9 +12,10 @@ oneDNN's generic path was far slower; weights with gradients; other dtypes or de
 unchanged. The kernel is checked against ``F.linear`` once per process (forward and backward, both weight
 layouts); if it is missing or disagrees, torch's own runs, with a warning in the log.
 
-The fast engine runs its integral inside it. The clean pass and the baseline, which both engines share, and
-the reference engine stay on torch's kernel: both engines then integrate from the very same activations a
-and b (a − b cancels for neurons the baseline barely moves, and would amplify a kernel's rounding there).
+An attribution runs its clean pass and its baseline inside it, whatever the engine, so that both engines
+integrate from the very same activations a and b (a − b cancels for neurons the baseline barely moves, and
+would amplify a difference in rounding there); the fast engine runs its integral inside it too; the
+reference engine's integral always runs on torch's kernel (the plain oracle).
 
 Choose with ``$KN_EXPLORER_MATMUL``: ``onednn`` (default) or ``torch``.
 """

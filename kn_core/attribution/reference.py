@@ -1,8 +1,8 @@
 """Reference engine: Captum Integrated Gradients, one layer and one object token at a time.
 
 The forward function's input is the activation vector at the target position; the whole model runs for
-each of the m scaled copies (the way the field's code does it). Slow but plain: it is the oracle that
-faster engines are tested against.
+each of the m scaled copies (the way the field's code does it), on torch's default kernels. Slow but plain:
+it is the oracle that faster engines are tested against.
 """
 from __future__ import annotations
 

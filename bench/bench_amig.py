@@ -2,11 +2,11 @@
 
 Builds random-weight models of the real sizes (bert-base, gpt2; nothing is downloaded), attributes the same
 14-token prompt with the reference engine, the fast engine on torch's default matmul kernel and the fast
-engine as shipped (its default kernel, ``$KN_EXPLORER_MATMUL``, oneDNN), alternating them after a warm-up, and
-prints per model: seconds per prompt (median), the speed-ups, the FLOP floor (the floating-point operations
-the fast path performs, counted by torch's FLOP counter, forward and backward, divided by this machine's best
-measured fp32 matmul rate over both kernels), and the peak resident memory of a fast-only run in a fresh
-process.
+engine as shipped (its default kernel, ``$KN_EXPLORER_MATMUL``: auto, oneDNN at these sizes), alternating
+them after a warm-up, and prints per model: seconds per prompt (median), the speed-ups, the FLOP floor (the
+floating-point operations the fast path performs, counted by torch's FLOP counter, forward and backward,
+divided by this machine's best measured fp32 matmul rate over both kernels), the peak resident memory of a
+fast-only run in a fresh process, and the largest deviation of the fast engine's scores from the reference's.
 
     python bench/bench_amig.py            # full run, a few minutes on 2 cores
     python bench/bench_amig.py --quick    # tiny models, seconds (a smoke test)
@@ -151,7 +151,8 @@ def bench(name: str, runs: int, rate: float, quick: bool) -> dict:
             times[run].append(timed(lm, prompt, *RUNS[run])[0])
     median = {run: statistics.median(values) for run, values in times.items()}
     floor = fast_flops(lm, prompt) / rate
-    return {"model": name, "tokens": len(prompt.input_ids), "ref": median["reference"],
+    return {"model": name, "kernel": kernels.resolve(RUNS["fast"][1], lm.model), "tokens": len(prompt.input_ids),
+            "ref": median["reference"],
             "fast_torch": median["fast, torch matmul"], "fast": median["fast"],
             "speedup_torch": median["reference"] / median["fast, torch matmul"],
             "speedup": median["reference"] / median["fast"], "floor": floor, "vs_floor": median["fast"] / floor,
@@ -171,10 +172,9 @@ def main() -> None:
     runs = args.runs or (1 if args.quick else 3)
     rates = matmul_rates(args.quick)
     rate = max(rates.values())
-    shipped = kernels.chosen()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads on {os.cpu_count()} CPUs; best fp32 matmul "
           + ", ".join(f"{name} {value / 1e9:.0f}" for name, value in rates.items())
-          + f" GFLOP/s; fast engine's kernel: {shipped}; load average {os.getloadavg()[0]:.2f}; "
+          + f" GFLOP/s; $KN_EXPLORER_MATMUL: {kernels.chosen()}; load average {os.getloadavg()[0]:.2f}; "
           f"{'tiny models' if args.quick else 'random weights, real sizes'}; m = 20, every layer; "
           f"median of {runs} run(s) after a warm-up")
     rows = [bench(name, runs, rate, args.quick) for name in args.models.split(",")]
@@ -185,6 +185,7 @@ def main() -> None:
         print(f"| {r['model']} | {r['tokens']} | {r['ref']:.2f} | {r['fast_torch']:.2f} | {r['speedup_torch']:.2f}x | "
               f"{r['fast']:.2f} | {r['speedup']:.2f}x | {r['floor']:.2f} | {r['vs_floor']:.2f} | {r['rss']:.0f} | "
               f"{r['error']:.1e} |")
+    print("fast engine's kernel: " + ", ".join(f"{r['model']} {r['kernel']}" for r in rows))
     spread = "; ".join(f"{r['model']} {k} {lo:.2f}-{hi:.2f} s" for r in rows for k, (lo, hi) in r["spread"].items())
     print(f"range of the timed runs: {spread}; load average at the end {os.getloadavg()[0]:.2f}")
 

@@ -13,7 +13,7 @@ import torch
 from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, RobertaConfig,
                           RobertaForMaskedLM)
 
-from kn_core.attribution import Attribution, AttributionConfig, attribute
+from kn_core.attribution import Attribution, AttributionConfig, attribute, kernels
 from kn_core.hooks import count_hooks
 from kn_core.loading import load_model
 from tiny import INIT, bert_tokenizer, gpt2_tokenizer
@@ -21,6 +21,13 @@ from tiny import INIT, bert_tokenizer, gpt2_tokenizer
 TEMPLATE = "The capital of [X] is [Y]."
 STEPS = 8
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def onednn_kernel(monkeypatch):
+    """Every test here runs on oneDNN's matmul, the kernel real-size models get (``auto`` would give these tiny
+    models torch's; tests/test_kernels.py covers the fast engine on torch's)."""
+    monkeypatch.setenv(kernels.VARIABLE, "onednn")
 
 
 def relative_error(value: np.ndarray, expected: np.ndarray, scale: float = 0.0) -> float:

@@ -103,13 +103,25 @@ def test_torch_kernel_routes_nothing_and_the_mode_is_popped_on_errors(routed):
 
 
 def test_unknown_kernel_is_refused_with_the_choices(monkeypatch):
-    with pytest.raises(InputError, match="onednn, torch"), kernels.matmuls("blas"):
+    with pytest.raises(InputError, match="auto, onednn, torch"), kernels.matmuls("blas"):
         pass
     monkeypatch.setenv(kernels.VARIABLE, "mkl")
-    with pytest.raises(InputError, match="KN_EXPLORER_MATMUL='mkl'.*onednn, torch"):
+    with pytest.raises(InputError, match="KN_EXPLORER_MATMUL='mkl'.*auto, onednn, torch"):
         kernels.chosen()
     monkeypatch.setenv(kernels.VARIABLE, " Torch ")
     assert kernels.chosen() == "torch"
+    monkeypatch.delenv(kernels.VARIABLE)
+    assert kernels.chosen() == "auto"
+
+
+def test_auto_picks_onednn_for_large_models_only(bert, monkeypatch):
+    """Below AUTO_MIN_PARAMETERS the mode's overhead outweighs the faster products (bench/bench_kernels.py)."""
+    parameters = sum(p.numel() for p in bert.model.parameters())
+    assert parameters < kernels.AUTO_MIN_PARAMETERS
+    assert kernels.resolve("auto", bert.model) == "torch" and kernels.resolve("auto") == "torch"
+    monkeypatch.setattr(kernels, "AUTO_MIN_PARAMETERS", parameters)
+    assert kernels.resolve("auto", bert.model) == "onednn"
+    assert kernels.resolve("torch", bert.model) == "torch" and kernels.resolve("onednn") == "onednn"
 
 
 @pytest.mark.parametrize("kernel", ["onednn", "torch"])
@@ -125,7 +137,8 @@ def test_fast_engine_equals_reference_on_either_kernel(lm, kernel, routed, monke
     assert abs(fast.baseline_probs - ref.baseline_probs).max() <= 1e-4 * abs(ref.baseline_probs).max()
 
 
-def test_every_engine_starts_from_passes_on_the_chosen_kernel_and_the_reference_integrates_on_torch(bert, routed):
+def test_every_engine_starts_from_passes_on_the_chosen_kernel_and_the_reference_integrates_on_torch(
+        bert, routed, monkeypatch):
     from kn_core.attribution import _clean_pass
     from kn_core.baselines import baseline
     prompt = bert.prompt("The capital of [X] is [Y].", "Tanzania", "Paris")
@@ -134,5 +147,6 @@ def test_every_engine_starts_from_passes_on_the_chosen_kernel_and_the_reference_
         baseline(bert, prompt, "masked")
     shared = len(routed)
     routed.clear()
+    monkeypatch.setenv(kernels.VARIABLE, "onednn")
     attribute(bert, prompt, AttributionConfig(engine="reference", steps=4))
     assert shared > 0 and len(routed) == shared

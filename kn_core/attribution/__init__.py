@@ -52,7 +52,7 @@ def attribute(lm, prompt: Prompt, config: AttributionConfig = AttributionConfig(
         raise InputError("layers", f"layers must lie in 0..{lm.n_layers - 1}")
     with lm.lock:
         ids = torch.tensor(prompt.input_ids, device=lm.device)[None]
-        with kernels.matmuls():  # the passes that every engine starts from
+        with kernels.matmuls(model=lm.model):  # the passes that every engine starts from
             token_probs, clean = _clean_pass(lm, ids, prompt)
             start = baseline(lm, prompt, config.baseline)
         attrs, deltas = engine(lm, prompt, clean, start, layers, config.steps, progress or _no_progress)

@@ -306,7 +306,7 @@ def integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, laye
     if issue is not None:
         return _fallback(lm, issue, *args)
     try:
-        with kernels.matmuls():
+        with kernels.matmuls(model=lm.model):
             return _integrate(lm, *args)
     except _PiecesDiffer as why:
         return _fallback(lm, str(why), *args)

@@ -17,7 +17,8 @@ integrate from the very same activations a and b (a − b cancels for neurons th
 would amplify a difference in rounding there); the fast engine runs its integral inside it too; the
 reference engine's integral always runs on torch's kernel (the plain oracle).
 
-Choose with ``$KN_EXPLORER_MATMUL``: ``onednn`` (default) or ``torch``.
+Choose with ``$KN_EXPLORER_MATMUL``: ``auto`` (default: oneDNN for models of ``AUTO_MIN_PARAMETERS`` and
+more, torch's below, where the mode's overhead outweighs the gain), ``onednn`` or ``torch``.
 """
 from __future__ import annotations
 
@@ -37,7 +38,12 @@ from kn_core.errors import InputError
 log = logging.getLogger(__name__)
 
 VARIABLE = "KN_EXPLORER_MATMUL"
-MATMULS = ("onednn", "torch")
+MATMULS = ("auto", "onednn", "torch")
+# auto: oneDNN from this many model parameters on. Below, the mode's per-call overhead outweighs the faster
+# products: `python bench/bench_kernels.py` puts the break-even near 2M parameters for masked LMs and 3.5M for
+# causal ones on this machine (the 1M-parameter demo models run 7-20 % slower on oneDNN; bert-base sized
+# ones about twice as fast).
+AUTO_MIN_PARAMETERS = 3_000_000
 _ACTIVE: contextvars.ContextVar[str] = contextvars.ContextVar("kn_explorer_matmul", default="torch")
 
 
@@ -123,22 +129,31 @@ def onednn_works() -> bool:
 
 
 def chosen() -> str:
-    """The kernel named by ``$KN_EXPLORER_MATMUL`` (default ``onednn``)."""
-    name = os.environ.get(VARIABLE, "onednn").strip().lower()
+    """The kernel named by ``$KN_EXPLORER_MATMUL`` (default ``auto``)."""
+    name = os.environ.get(VARIABLE, "auto").strip().lower()
     if name not in MATMULS:
         raise InputError("matmul", f"{VARIABLE}={name!r} is not a kernel; choose one of {', '.join(MATMULS)}")
     return name
 
 
-@contextlib.contextmanager
-def matmuls(name: str | None = None) -> Iterator[str]:
-    """Run the block with the matmul kernel ``name`` (default: :func:`chosen`); yields the kernel in use.
-    Blocks nest: the innermost one decides (``matmuls("torch")`` inside a oneDNN block runs torch's)."""
+def resolve(name: str | None = None, model: torch.nn.Module | None = None) -> str:
+    """The kernel that ``matmuls(name, model)`` runs: ``name`` (default: :func:`chosen`), with ``auto`` decided
+    by the size of ``model`` (oneDNN from ``AUTO_MIN_PARAMETERS`` parameters on) and oneDNN replaced by torch's
+    where it does not work."""
     name = chosen() if name is None else name
     if name not in MATMULS:
         raise InputError("matmul", f"unknown kernel {name!r}; choose one of {', '.join(MATMULS)}")
-    if name == "onednn" and not onednn_works():
-        name = "torch"
+    if name == "auto":
+        big = model is not None and sum(p.numel() for p in model.parameters()) >= AUTO_MIN_PARAMETERS
+        name = "onednn" if big else "torch"
+    return "torch" if name == "onednn" and not onednn_works() else name
+
+
+@contextlib.contextmanager
+def matmuls(name: str | None = None, model: torch.nn.Module | None = None) -> Iterator[str]:
+    """Run the block on the kernel :func:`resolve` gives; yields it. Blocks nest: the innermost one decides
+    (``matmuls("torch")`` inside a oneDNN block runs torch's)."""
+    name = resolve(name, model)
     token = _ACTIVE.set(name)  # what a mode entered further out obeys, too
     try:
         if name == "onednn":

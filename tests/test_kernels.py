@@ -3,6 +3,10 @@ take, leaves everything else to torch, nests, is popped on the way out; the fast
 either kernel and really uses oneDNN by default; the reference's integral runs on torch's kernel."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -150,3 +154,12 @@ def test_every_engine_starts_from_passes_on_the_chosen_kernel_and_the_reference_
     monkeypatch.setenv(kernels.VARIABLE, "onednn")
     attribute(bert, prompt, AttributionConfig(engine="reference", steps=4))
     assert shared > 0 and len(routed) == shared
+
+
+def test_kernel_bench_quick_runs():
+    repo = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, str(repo / "bench" / "bench_kernels.py"), "--quick"], cwd=repo,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rows = [line for line in out.stdout.splitlines() if line.startswith(("| bert", "| gpt2"))]
+    assert len(rows) == 4 and all(row.rstrip(" |").endswith("torch") for row in rows)  # small: auto keeps torch's

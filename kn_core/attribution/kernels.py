@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 VARIABLE = "KN_EXPLORER_MATMUL"
 MATMULS = ("auto", "onednn", "torch")
 # auto: oneDNN from this many model parameters on. Below, the mode's per-call overhead outweighs the faster
-# products: `python bench/bench_kernels.py` puts the break-even near 2M parameters for masked LMs and 3.5M for
+# products: `python bench/bench_kernels.py` puts the break-even near 2M parameters for masked LMs, 2.3-3.5M for
 # causal ones on this machine (the 1M-parameter demo models run 7-20 % slower on oneDNN; bert-base sized
 # ones about twice as fast).
 AUTO_MIN_PARAMETERS = 3_000_000

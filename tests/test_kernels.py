@@ -126,6 +126,9 @@ def test_auto_picks_onednn_for_large_models_only(bert, monkeypatch):
     monkeypatch.setattr(kernels, "AUTO_MIN_PARAMETERS", parameters)
     assert kernels.resolve("auto", bert.model) == "onednn"
     assert kernels.resolve("torch", bert.model) == "torch" and kernels.resolve("onednn") == "onednn"
+    monkeypatch.setattr(kernels, "AUTO_MIN_PARAMETERS", 0)
+    assert kernels.resolve("auto") == "torch"  # no model: nothing to decide by
+    assert kernels.resolve("auto", torch.nn.Linear(8, 8, device="meta")) == "torch"  # oneDNN is for CPUs
 
 
 @pytest.mark.parametrize("kernel", ["onednn", "torch"])

@@ -138,14 +138,15 @@ def chosen() -> str:
 
 def resolve(name: str | None = None, model: torch.nn.Module | None = None) -> str:
     """The kernel that ``matmuls(name, model)`` runs: ``name`` (default: :func:`chosen`), with ``auto`` decided
-    by the size of ``model`` (oneDNN from ``AUTO_MIN_PARAMETERS`` parameters on) and oneDNN replaced by torch's
-    where it does not work."""
+    by ``model`` (oneDNN for a CPU model of ``AUTO_MIN_PARAMETERS`` parameters or more) and oneDNN replaced by
+    torch's where it does not work."""
     name = chosen() if name is None else name
     if name not in MATMULS:
         raise InputError("matmul", f"unknown kernel {name!r}; choose one of {', '.join(MATMULS)}")
     if name == "auto":
-        big = model is not None and sum(p.numel() for p in model.parameters()) >= AUTO_MIN_PARAMETERS
-        name = "onednn" if big else "torch"
+        parameters = list(model.parameters()) if model is not None else []
+        big = bool(parameters) and sum(p.numel() for p in parameters) >= AUTO_MIN_PARAMETERS
+        name = "onednn" if big and parameters[0].device.type == "cpu" else "torch"
     return "torch" if name == "onednn" and not onednn_works() else name
 
 

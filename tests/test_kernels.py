@@ -1,6 +1,6 @@
 """The matmul kernels: oneDNN's linear equals torch's, forward and backward; the mode routes only what it can
 take, leaves everything else to torch, nests, is popped on the way out; the fast engine equals the reference on
-either kernel and really uses oneDNN by default; the reference's integral runs on torch's kernel."""
+either kernel and really runs on the one chosen; auto's choice; the reference's integral runs on torch's kernel."""
 from __future__ import annotations
 
 import subprocess
@@ -20,6 +20,7 @@ pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason
 @pytest.fixture
 def routed(monkeypatch) -> list[tuple]:
     """The (input, weight) shapes of every call that the mode sends to oneDNN."""
+    kernels.onednn_works()  # its one-time self-check calls the kernel too: not part of what a test routes
     calls: list[tuple] = []
     apply = kernels.OneDNNLinear.apply
 
@@ -30,8 +31,23 @@ def routed(monkeypatch) -> list[tuple]:
     return calls
 
 
-def test_onednn_works_here():
-    assert kernels.onednn_works()
+def test_onednn_works_here_whatever_the_grad_mode():
+    kernels.onednn_works.cache_clear()
+    try:
+        with torch.no_grad():  # the one-time check must not fail (and stick) for a caller without gradients
+            assert kernels.onednn_works()
+        with torch.inference_mode():
+            assert kernels.resolve("onednn") == "onednn"
+    finally:
+        kernels.onednn_works.cache_clear()
+
+
+def test_a_second_derivative_is_refused_not_wrong():
+    x = torch.randn(3, 37, requires_grad=True)
+    weight = torch.randn(11, 37)
+    (grad,) = torch.autograd.grad(kernels.OneDNNLinear.apply(x, weight, None).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError):
+        grad.sum().backward()
 
 
 @pytest.mark.parametrize("shape", [(5, 37), (3, 4, 37), (1, 37)])
@@ -80,8 +96,13 @@ def test_mode_leaves_what_it_cannot_take_to_torch(routed):
         out_scaled = torch.addmm(bias, x, sliced, beta=0.5)
         sparse = torch.eye(37)[:11].to_sparse()
         out_sparse = F.linear(x, sparse)
+        strided_bias = torch.randn(66)[::6]  # not contiguous
+        out_strided_bias = F.linear(x, trained.detach(), strided_bias)
+        out_broadcast_bias = F.linear(x, trained.detach(), bias[:1])  # one value for every output
     assert routed == []
     torch.testing.assert_close(out_sparse, x[:, :11])
+    torch.testing.assert_close(out_strided_bias, x @ trained.detach().t() + strided_bias)
+    torch.testing.assert_close(out_broadcast_bias, x @ trained.detach().t() + bias[:1])
     torch.testing.assert_close(out_sliced, bias + x @ sliced)
     torch.testing.assert_close(weight_grad, x.sum(0).expand(11, 37))
     assert out_double.dtype == torch.float64
@@ -102,6 +123,7 @@ def test_torch_kernel_routes_nothing_and_the_mode_is_popped_on_errors(routed):
     routed.clear()
     with pytest.raises(RuntimeError, match="boom"), kernels.matmuls("onednn"):
         raise RuntimeError("boom")
+    assert torch._C._len_torch_function_stack() == 0  # the mode is gone, not just idle
     layer(torch.randn(2, 37))
     assert routed == []
 
@@ -136,7 +158,7 @@ def test_fast_engine_equals_reference_on_either_kernel(lm, kernel, routed, monke
     monkeypatch.setenv(kernels.VARIABLE, kernel)
     prompt = lm.prompt("The capital of [X] is [Y].", "Tanzania", "Dar es Salaam")
     fast = attribute(lm, prompt, AttributionConfig(engine="fast", steps=6))
-    assert (len(routed) > 0) == (kernel == "onednn")  # the default really runs on oneDNN
+    assert (len(routed) > 0) == (kernel == "onednn")  # the chosen kernel really runs
     routed.clear()
     ref = attribute(lm, prompt, AttributionConfig(engine="reference", steps=6))
     scale = abs(ref.scores).max()

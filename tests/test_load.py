@@ -201,6 +201,7 @@ def test_loading_one_model_does_not_hold_up_a_session_on_another(fresh_app, monk
     assert "slow" in got and loads == ["demo-mlm"]
 
 
+@demo_present
 def test_two_app_sessions_at_once_share_one_model(fresh_app):
     loads, store = fresh_app
     sessions = [new_session(), new_session()]

@@ -40,9 +40,9 @@ log = logging.getLogger(__name__)
 VARIABLE = "KN_EXPLORER_MATMUL"
 MATMULS = ("auto", "onednn", "torch")
 # auto: oneDNN from this many model parameters on. Below, the mode's per-call overhead outweighs the faster
-# products: `python bench/bench_kernels.py` puts the break-even near 2M parameters for masked LMs, 2.3-3.5M for
-# causal ones on this machine (the 1M-parameter demo models run 7-20 % slower on oneDNN; bert-base sized
-# ones about twice as fast).
+# products: `python bench/bench_kernels.py` (one thread) puts the break-even near 2M parameters for masked
+# LMs, 2.3-3.5M for causal ones on this machine (1M-parameter models like the demo ones run 7-30 % slower on
+# oneDNN; bert-base sized ones about twice as fast).
 AUTO_MIN_PARAMETERS = 3_000_000
 _ACTIVE: contextvars.ContextVar[str] = contextvars.ContextVar("kn_explorer_matmul", default="torch")
 
@@ -61,19 +61,23 @@ class OneDNNLinear(torch.autograd.Function):
         return _onednn(x, weight, bias)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # a second derivative raises instead of coming out 0
     def backward(ctx, grad: torch.Tensor):
         (weight,) = ctx.saved_tensors
         return _onednn(grad.contiguous(), weight.t(), None), None, None
 
 
 def _eligible(x, weight, bias) -> bool:
+    """Whether ``x @ weight.T + bias`` can go to oneDNN as is: plain fp32 CPU tensors, a weight stored plainly
+    or transposed, a contiguous bias of exactly one value per output, nothing that takes a gradient but x."""
     tensors = (x, weight) if bias is None else (x, weight, bias)
-    if not all(type(t) in (torch.Tensor, torch.nn.Parameter) and t.layout == torch.strided for t in tensors):
-        return False  # subclasses, sparse or quantized tensors: torch's own
-    return (x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and x.dim() >= 2
-            and weight.dim() == 2 and (weight.is_contiguous() or weight.t().is_contiguous())
+    if not all(type(t) in (torch.Tensor, torch.nn.Parameter) and t.layout == torch.strided
+               and t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors):
+        return False  # subclasses, sparse or quantized tensors, other devices or dtypes: torch's own
+    return (x.dim() >= 2 and weight.dim() == 2 and (weight.is_contiguous() or weight.t().is_contiguous())
             and not weight.requires_grad
-            and (bias is None or (bias.dim() == 1 and bias.dtype == torch.float32 and not bias.requires_grad)))
+            and (bias is None or (bias.shape == weight.shape[:1] and bias.is_contiguous()
+                                  and not bias.requires_grad)))
 
 
 def _to_onednn(func, args: tuple, kwargs: dict) -> torch.Tensor | None:
@@ -87,7 +91,7 @@ def _to_onednn(func, args: tuple, kwargs: dict) -> torch.Tensor | None:
                 return OneDNNLinear.apply(x, weight, bias)
     elif func is torch.addmm and len(args) == 3 and not kwargs:  # beta = alpha = 1: bias + x @ W
         bias, x, weight = args
-        if _eligible(x, weight, bias) and x.dim() == 2:
+        if isinstance(weight, torch.Tensor) and weight.dim() == 2 and _eligible(x, weight.t(), bias) and x.dim() == 2:
             return OneDNNLinear.apply(x, weight.t(), bias)
     return None
 
@@ -111,20 +115,26 @@ def onednn_works() -> bool:
     try:
         if not torch.backends.mkldnn.is_available():
             raise RuntimeError("torch was built without oneDNN")
-        generator = torch.Generator().manual_seed(0)
-        x = torch.randn(2, 5, 7, generator=generator, requires_grad=True)
-        bias = torch.randn(3, generator=generator)
-        for weight in (torch.randn(3, 7, generator=generator), torch.randn(7, 3, generator=generator).t()):
-            got = OneDNNLinear.apply(x, weight, bias)
-            (got_grad,) = torch.autograd.grad(got.square().sum(), x)
-            expected = F.linear(x, weight, bias)
-            (expected_grad,) = torch.autograd.grad(expected.square().sum(), x)
-            if not (torch.allclose(got, expected, rtol=1e-5, atol=1e-5)
-                    and torch.allclose(got_grad, expected_grad, rtol=1e-5, atol=1e-5)):
-                raise RuntimeError("its results differ from F.linear")
+        with torch.inference_mode(False), torch.enable_grad():  # whatever the caller's grad mode
+            return _matches_torch()
     except Exception as error:  # noqa: BLE001 — any failure means: use torch's kernel
         log.warning("oneDNN matmul unavailable (%s); using torch's default", error)
         return False
+
+
+def _matches_torch() -> bool:
+    """oneDNN's linear against ``F.linear`` on a small batch; raises when they differ."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, 7, generator=generator, requires_grad=True)
+    bias = torch.randn(3, generator=generator)
+    for weight in (torch.randn(3, 7, generator=generator), torch.randn(7, 3, generator=generator).t()):
+        got = OneDNNLinear.apply(x, weight, bias)
+        (got_grad,) = torch.autograd.grad(got.square().sum(), x)
+        expected = F.linear(x, weight, bias)
+        (expected_grad,) = torch.autograd.grad(expected.square().sum(), x)
+        if not (torch.allclose(got, expected, rtol=1e-5, atol=1e-5)
+                and torch.allclose(got_grad, expected_grad, rtol=1e-5, atol=1e-5)):
+            raise RuntimeError("its results differ from F.linear")
     return True
 
 

@@ -28,6 +28,7 @@ from kn_core.adapters import adapter_for  # noqa: E402
 from kn_core.attribution import AttributionConfig, attribute, kernels  # noqa: E402
 from kn_core.loading import LanguageModel  # noqa: E402
 from kn_core.prompts import Prompt  # noqa: E402
+from bench_amig import environment  # noqa: E402  (this folder)
 
 IDS = (101, 109, 207, 184, 110, 103, 124, 250, 110, 118, 111, 103, 119, 102)  # 14 tokens, [MASK] = 103 at 11
 SIZES = [(128, 1523, 4), (160, 4000, 4), (192, 1523, 4), (192, 8000, 4), (256, 1523, 4), (256, 8000, 6),
@@ -52,10 +53,10 @@ def build(arch: str, hidden: int, vocab: int, layers: int) -> tuple[LanguageMode
 
 
 def seconds(lm, prompt, kernel: str) -> float:
-    os.environ[kernels.VARIABLE] = kernel
-    start = time.perf_counter()
-    attribute(lm, prompt, AttributionConfig(engine="fast"))
-    return time.perf_counter() - start
+    with environment(kernel):
+        start = time.perf_counter()
+        attribute(lm, prompt, AttributionConfig(engine="fast"))
+        return time.perf_counter() - start
 
 
 def main() -> None:
@@ -65,33 +66,26 @@ def main() -> None:
     args = parser.parse_args()
     runs = args.runs or (1 if args.quick else 5)
     torch.set_num_threads(1)
-    before = os.environ.get(kernels.VARIABLE)
     print(f"torch {torch.__version__}, 1 thread; fast engine, m = 20, every layer, 14 tokens; median of {runs} "
           f"run(s) after a warm-up; auto picks oneDNN from {kernels.AUTO_MIN_PARAMETERS / 1e6:g}M parameters; "
           f"load average {os.getloadavg()[0]:.2f}")
     print("| model | hidden | vocabulary | layers | parameters | torch ms | oneDNN ms | torch / oneDNN | auto |")
     print("|---|---|---|---|---|---|---|---|---|")
-    try:
-        for hidden, vocab, layers in QUICK if args.quick else SIZES:
-            for arch in ("bert", "gpt2"):
-                lm, prompt = build(arch, hidden, vocab, layers)
-                times: dict[str, list[float]] = {"torch": [], "onednn": []}
-                for kernel in times:  # warm-up
-                    seconds(lm, prompt, kernel)
-                for _ in range(runs):
-                    for kernel, values in times.items():
-                        values.append(seconds(lm, prompt, kernel))
-                median = {kernel: statistics.median(values) for kernel, values in times.items()}
-                picked = kernels.resolve("auto", lm.model)
-                parameters = sum(p.numel() for p in lm.model.parameters())
-                print(f"| {arch} | {hidden} | {vocab} | {layers} | {parameters / 1e6:.1f}M | "
-                      f"{median['torch'] * 1e3:.0f} | {median['onednn'] * 1e3:.0f} | "
-                      f"{median['torch'] / median['onednn']:.2f} | {picked} |")
-    finally:
-        if before is None:
-            os.environ.pop(kernels.VARIABLE, None)
-        else:
-            os.environ[kernels.VARIABLE] = before
+    for hidden, vocab, layers in QUICK if args.quick else SIZES:
+        for arch in ("bert", "gpt2"):
+            lm, prompt = build(arch, hidden, vocab, layers)
+            times: dict[str, list[float]] = {"torch": [], "onednn": []}
+            for kernel in times:  # warm-up
+                seconds(lm, prompt, kernel)
+            for _ in range(runs):
+                for kernel, values in times.items():
+                    values.append(seconds(lm, prompt, kernel))
+            median = {kernel: statistics.median(values) for kernel, values in times.items()}
+            picked = kernels.resolve("auto", lm.model)
+            parameters = sum(p.numel() for p in lm.model.parameters())
+            print(f"| {arch} | {hidden} | {vocab} | {layers} | {parameters / 1e6:.1f}M | "
+                  f"{median['torch'] * 1e3:.0f} | {median['onednn'] * 1e3:.0f} | "
+                  f"{median['torch'] / median['onednn']:.2f} | {picked} |")
 
 
 if __name__ == "__main__":

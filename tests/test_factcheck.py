@@ -122,15 +122,6 @@ def checker(lm, factset) -> FactChecker:
     return calibrate(lm, factset, "P36", "en", config=AttributionConfig(steps=8), seed=0)
 
 
-@pytest.fixture
-def one_thread():
-    """Judge as the experiment CLI does (1 thread): a busy machine makes torch's default pool erratic."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_calibrated_checker(checker):
     assert checker.dkn, "the tiny models have degenerate pairs on these prompts"
     assert len(checker.train_facts) + len(checker.test_facts) == len(CAPITALS)

@@ -3,7 +3,7 @@ import logging
 
 import streamlit as st
 
-from kn_core import ui
+from kn_core.app import ui
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 st.set_page_config(page_title="KN Explorer", page_icon="🧠", layout="wide")

@@ -31,10 +31,10 @@ from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kn_core.adapters import adapter_for  # noqa: E402
+from kn_core.model.adapters import adapter_for  # noqa: E402
 from kn_core.attribution import AttributionConfig, attribute, kernels  # noqa: E402
-from kn_core.loading import LanguageModel  # noqa: E402
-from kn_core.prompts import Prompt  # noqa: E402
+from kn_core.model.loading import LanguageModel  # noqa: E402
+from kn_core.data.prompts import Prompt  # noqa: E402
 
 # "[CLS] The official language of the United Republic of Tanzania is [MASK] . [SEP]" (bert-base-cased ids)
 BERT_IDS = (101, 1109, 2078, 1846, 1104, 1103, 1244, 2250, 1104, 11866, 1110, 103, 119, 102)

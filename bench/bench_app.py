@@ -29,11 +29,12 @@ sys.path.insert(0, str(ROOT))
 
 from kn_core import figures  # noqa: E402
 from kn_core.attribution import AttributionConfig  # noqa: E402
-from kn_core.factcheck import calibrate, make_claims  # noqa: E402
-from kn_core.facts import load_bundled  # noqa: E402
-from kn_core.loading import load_model  # noqa: E402
-from kn_core.neurons import default_tau, knowledge_neurons, per_layer_counts  # noqa: E402
-from kn_core.store import ResultStore  # noqa: E402
+from kn_core.method.factcheck import calibrate, make_claims  # noqa: E402
+from kn_core.data import load_bundled  # noqa: E402
+from kn_core.model.loading import load_model  # noqa: E402
+from kn_core.method.neurons import default_tau, knowledge_neurons, per_layer_counts  # noqa: E402
+from kn_core.runs import cached  # noqa: E402
+from kn_core.runs.store import ResultStore  # noqa: E402
 
 MODEL, RELATION, LANG = "demo-mlm", "P36", "en"
 
@@ -50,7 +51,7 @@ def timed(fn, runs: int) -> tuple[float, float, float]:
 
 
 def cached_open(lm, store: ResultStore, prompts, config: AttributionConfig) -> None:
-    results = [store.attribution(lm, p, config, LANG, compute=False) for p in prompts]
+    results = [cached.attribution(store, lm, p, config, LANG, compute_missing=False) for p in prompts]
     assert all(r is not None for r in results), "the bench's results were not stored"
     scores = [r.scores for r in results]
     neurons = knowledge_neurons(scores, default_tau(LANG), 0.7)
@@ -81,7 +82,7 @@ def main() -> int:
         home = Path(tmp)
         store = ResultStore(home / "store.sqlite")
         for p in prompts:
-            store.attribution(lm, p, config, LANG)
+            cached.attribution(store, lm, p, config, LANG)
         rows.append((f"cached open ({len(prompts)} prompts: store → neurons → figures)",
                      timed(lambda: cached_open(lm, store, prompts, config), args.runs), 0.2))
         store.close()

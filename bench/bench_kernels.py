@@ -24,10 +24,10 @@ from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kn_core.adapters import adapter_for  # noqa: E402
+from kn_core.model.adapters import adapter_for  # noqa: E402
 from kn_core.attribution import AttributionConfig, attribute, kernels  # noqa: E402
-from kn_core.loading import LanguageModel  # noqa: E402
-from kn_core.prompts import Prompt  # noqa: E402
+from kn_core.model.loading import LanguageModel  # noqa: E402
+from kn_core.data.prompts import Prompt  # noqa: E402
 from bench_amig import environment  # noqa: E402  (this folder)
 
 IDS = (101, 109, 207, 184, 110, 103, 124, 250, 110, 118, 111, 103, 119, 102)  # 14 tokens, [MASK] = 103 at 11

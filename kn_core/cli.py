@@ -22,7 +22,8 @@ import torch
 
 from kn_core import commands
 from kn_core.errors import InputError, KNError
-from kn_core.loading import THREADS_VARIABLE, default_threads
+from kn_core.model.loading import THREADS_VARIABLE, default_threads
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m kn_core", description="KN Explorer: knowledge neurons (AMIG).")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from kn_core.hooks import edited, gold_probs, run
+from kn_core.model.hooks import edited, gold_probs, run
 
 
 def plain_ig(lm, prompt, clean: torch.Tensor, start: torch.Tensor, layer: int, token: int, steps: int):

@@ -1,4 +1,4 @@
-"""Top-1 object accuracy (kn_core.evaluate) and the ``accuracy`` command."""
+"""Top-1 object accuracy (kn_core.method.evaluate) and the ``accuracy`` command."""
 from __future__ import annotations
 
 import json
@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from kn_core.cli import main
-from kn_core.evaluate import AccuracyResult, correct_flags, fact_prompts, object_accuracy
-from kn_core.facts import Fact, FactSet, Relation, Template
-from kn_core.hooks import run
-from kn_core.loading import DEMO_MODELS
+from kn_core.data import Fact, FactSet, Relation, Template
+from kn_core.method.evaluate import AccuracyResult, correct_flags, fact_prompts, object_accuracy
+from kn_core.model.hooks import run
+from kn_core.model.loading import DEMO_MODELS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from apptext import shown
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
 
-from apptext import shown
-from kn_core.loading import DEMO_MODELS
+from kn_core.model.loading import DEMO_MODELS
 
 pytestmark = pytest.mark.skipif(not all((p / "config.json").is_file() for p in DEMO_MODELS.values()),
                                 reason="demo models missing: run `python -m kn_core.demo train`")
@@ -85,12 +85,12 @@ def test_fact_check_gives_a_verdict(app):
 def test_batched_facts_open_without_recomputation(tmp_path, monkeypatch):
     """Issue 7: after a batch run, a fact opens in the app from the store (no attribution is computed)."""
     import kn_core.attribution
-    import kn_core.store
+    import kn_core.runs.store
+    from kn_core.app.ui import fact_label
     from kn_core.attribution import AttributionConfig
-    from kn_core.batch import run_batch
-    from kn_core.facts import load_bundled
-    from kn_core.store import ResultStore
-    from kn_core.ui import fact_label
+    from kn_core.data import load_bundled
+    from kn_core.runs.batch import run_batch
+    from kn_core.runs.store import ResultStore
 
     monkeypatch.setenv("KN_EXPLORER_HOME", str(tmp_path))
     factset = load_bundled()
@@ -105,7 +105,6 @@ def test_batched_facts_open_without_recomputation(tmp_path, monkeypatch):
     def no_compute(*args, **kwargs):
         raise AssertionError("the app recomputed a result the batch had stored")
 
-    monkeypatch.setattr(kn_core.store, "attribute", no_compute)
     monkeypatch.setattr(kn_core.attribution, "attribute", no_compute)
     at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
     at.run()
@@ -133,7 +132,7 @@ def test_user_text_in_messages_shows_as_typed(text):
     """ui.plain escapes every Markdown character: what the page shows is exactly what the user typed."""
     from types import SimpleNamespace
 
-    from kn_core.ui import plain
+    from kn_core.app.ui import plain
 
     escaped = plain(text)
     assert shown(SimpleNamespace(value=escaped)) == text
@@ -146,7 +145,7 @@ def test_scores_csv_round_trips_the_matrix():
     import numpy as np
     import pandas as pd
 
-    from kn_core.ui import scores_csv
+    from kn_core.app.ui import scores_csv
 
     scores = np.random.default_rng(0).normal(size=(3, 37)).astype(np.float32)
     frame = pd.read_csv(io.BytesIO(scores_csv(scores)))
@@ -155,7 +154,7 @@ def test_scores_csv_round_trips_the_matrix():
 
 
 def test_clicked_neuron_from_heatmap_cells_and_markers():
-    from kn_core.ui import clicked_neuron
+    from kn_core.app.ui import clicked_neuron
 
     shape = (3, 37)
     assert clicked_neuron([{"x": 20, "y": 2, "customdata": [23, 2]}], shape) == (2, 23)  # a binned cell

@@ -7,12 +7,12 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 import torch
-
-from kn_core.attribution import AttributionConfig, attribute
-from kn_core.baselines import activations, baseline
-from kn_core.hooks import count_hooks, gold_probs, recorded, run
 from oracle import plain_ig
 from test_fast import TEMPLATE, assert_same
+
+from kn_core.attribution import AttributionConfig, attribute
+from kn_core.attribution.baselines import activations, baseline
+from kn_core.model.hooks import count_hooks, gold_probs, recorded, run
 
 
 @pytest.mark.parametrize("steps", [1, 2, 3])

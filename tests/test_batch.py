@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 import torch
 
-import kn_core.executors as executors
+import kn_core.runs.executors as executors
 from kn_core.attribution import AttributionConfig
-from kn_core.batch import plan, run_batch
+from kn_core.data import load_dataset
 from kn_core.errors import InputError
-from kn_core.facts import load_dataset
-from kn_core.store import ResultStore
+from kn_core.runs.batch import plan, run_batch
+from kn_core.runs.store import ResultStore
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = AttributionConfig(steps=4)
@@ -108,7 +108,7 @@ def test_ray_executor_without_ray_says_how_to_install_it(bert_dir, data, tmp_pat
 
 SLOW_BATCH = """
 import sys, time
-import kn_core.executors as executors
+import kn_core.runs.executors as executors
 from kn_core.cli import main
 
 real = executors.attribute

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kn_core.loading import DEMO_MODELS
+from kn_core.model.loading import DEMO_MODELS
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -7,16 +7,16 @@ import math
 import numpy as np
 import pytest
 import torch
+from oracle import plain_ig
 
 from kn_core.attribution import AttributionConfig, attribute
-from kn_core.baselines import activations, baseline
+from kn_core.attribution.baselines import activations, baseline
 from kn_core.cli import main
 from kn_core.errors import InputError, ModelLoadError, TemplateError, UnsupportedArchitectureError
-from kn_core.hooks import count_hooks, run
-from kn_core.interventions import effect, object_probs, random_like, scaled, verify
-from kn_core.loading import load_model
-from kn_core.neurons import coarse_neurons, knowledge_neurons, refine
-from oracle import plain_ig
+from kn_core.method.interventions import effect, object_probs, random_like, scaled, verify
+from kn_core.method.neurons import coarse_neurons, knowledge_neurons, refine
+from kn_core.model.hooks import count_hooks, run
+from kn_core.model.loading import load_model
 
 TEMPLATE = "The capital of [X] is [Y]."
 
@@ -191,8 +191,8 @@ def test_cli_locate_json(bert_dir, tmp_path, capsys):
 
 
 def test_cli_locate_uses_the_store_unless_no_cache(bert_dir, tmp_path, monkeypatch, capsys):
-    import kn_core.store
-    from kn_core.store import ResultStore
+    import kn_core.runs.store
+    from kn_core.runs.store import ResultStore
 
     db = tmp_path / "store.sqlite"
     base = ["locate", "--model", str(bert_dir), "--lang", "en", "--template", TEMPLATE, "--template",
@@ -207,7 +207,7 @@ def test_cli_locate_uses_the_store_unless_no_cache(bert_dir, tmp_path, monkeypat
     def no_compute(*args, **kwargs):
         raise AssertionError("a stored result was computed again")
 
-    monkeypatch.setattr(kn_core.store, "attribute", no_compute)
+    monkeypatch.setattr(kn_core.attribution, "attribute", no_compute)
     assert main(base + ["--store", str(db), "--json", str(tmp_path / "b.json")]) == 0
     assert ResultStore(db).info()["results"] == 2
     a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
@@ -232,7 +232,7 @@ def test_cli_threads_option_and_environment(bert_dir, monkeypatch, capsys):
 
 
 def test_object_probs_of_no_neuron_set_is_empty(bert):
-    from kn_core.interventions import object_probs
+    from kn_core.method.interventions import object_probs
 
     prompt = bert.prompt(TEMPLATE, "Tanzania", "Dodoma")
     assert object_probs(bert, prompt, [], 0.0).shape == (0,)

@@ -8,16 +8,16 @@ import pytest
 import torch
 
 from kn_core.attribution import AttributionConfig, attribute
+from kn_core.data import FactSet, load_bundled
 from kn_core.demo import card
 from kn_core.demo.corpus import build_corpus
 from kn_core.demo.tokenizer import train_vocab
 from kn_core.demo.train import TrainConfig, TrainRecord, train
 from kn_core.errors import DataError
-from kn_core.evaluate import correct_flags
-from kn_core.facts import FactSet, load_bundled
-from kn_core.interventions import verify
-from kn_core.loading import DEMO_MODELS, load_model
-from kn_core.neurons import coarse_neurons, default_tau
+from kn_core.method.evaluate import correct_flags
+from kn_core.method.interventions import verify
+from kn_core.method.neurons import coarse_neurons, default_tau
+from kn_core.model.loading import DEMO_MODELS, load_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from kn_core.attribution import AttributionConfig, attribute
-from kn_core.dkn import degenerate, dkn_set, pair_counts, top_candidates
 from kn_core.errors import InputError
-from kn_core.interventions import effect
+from kn_core.method.dkn import degenerate, dkn_set, pair_counts, top_candidates
+from kn_core.method.interventions import effect
 
 TEMPLATE = "The capital of [X] is [Y]."
 FACTS = [("Japan", "Tokyo"), ("France", "Paris"), ("Tanzania", "Dodoma"), ("Kenya", "Nairobi")]

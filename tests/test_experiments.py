@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 
 from kn_core.cli import main
+from kn_core.data import load_dataset
 from kn_core.errors import InputError
 from kn_core.experiments import NAMES, Settings
 from kn_core.experiments.common import select_facts, unrelated_fact
 from kn_core.experiments.report import fmt, markdown_table
-from kn_core.facts import load_dataset
-from kn_core.factcheck import FactChecker
+from kn_core.method.factcheck import FactChecker
 
 RELATIONS = "id\tname\tdescription\nP36\tcapital\tcapital city\nP30\tcontinent\tcontinent\n"
 TEMPLATES = ("relation\tlang\tsplit\ttemplate\n"
@@ -107,8 +107,8 @@ def test_report_helpers():
 @pytest.mark.parametrize("name", ["likn", "factcheck"])
 def test_experiments_read_true_facts_from_the_store(name, gpt2_dir, facts_dir, tmp_path, monkeypatch, capsys):
     """Issue 7: what one run (or a batch) stored is not computed again; --no-cache leaves the store alone."""
-    import kn_core.store
-    from kn_core.store import ResultStore
+    import kn_core.attribution
+    from kn_core.runs.store import ResultStore
 
     db = tmp_path / "store.sqlite"
     args = ["experiment", name, "--model", str(gpt2_dir), "--data", str(facts_dir), "--langs", "en,zh",
@@ -122,7 +122,7 @@ def test_experiments_read_true_facts_from_the_store(name, gpt2_dir, facts_dir, t
     def no_compute(*args, **kwargs):
         raise AssertionError("a stored attribution was computed again")
 
-    monkeypatch.setattr(kn_core.store, "attribute", no_compute)
+    monkeypatch.setattr(kn_core.attribution, "attribute", no_compute)
     assert main(args + ["--store", str(db), "--out", str(tmp_path / "c")]) == 0
     assert ResultStore(db).info()["results"] == stored
     first, again = (pd.read_csv(tmp_path / run / "headline.csv") for run in ("b", "c"))

@@ -10,12 +10,21 @@ import pytest
 import torch
 
 from kn_core.attribution import AttributionConfig, attribute
+from kn_core.data import Fact, FactSet, Relation, Template
 from kn_core.errors import DataError, InputError
-from kn_core.facts import Fact, FactSet, Relation, Template
-from kn_core.factcheck import (Confusion, FactChecker, calibrate, choose_threshold, decode, evaluate,
-                               greedy_answer, make_claims, split)
-from kn_core.hooks import run
-from kn_core.loading import DEMO_MODELS, load_model
+from kn_core.method.factcheck import (
+    Confusion,
+    FactChecker,
+    calibrate,
+    choose_threshold,
+    decode,
+    evaluate,
+    greedy_answer,
+    make_claims,
+    split,
+)
+from kn_core.model.hooks import run
+from kn_core.model.loading import DEMO_MODELS, load_model
 
 CAPITALS = [("Tanzania", "Dodoma"), ("France", "Paris"), ("Japan", "Tokyo"), ("Kenya", "Nairobi"),
             ("Peru", "Lima"), ("Argentina", "Buenos Aires"), ("India", "New Delhi")]

@@ -1,4 +1,4 @@
-"""The bundled fact set and its strict loader (kn_core.facts)."""
+"""The bundled fact set and its strict loader (kn_core.data)."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,9 +9,17 @@ from typing import Callable
 
 import pytest
 
+from kn_core.data import (
+    BUNDLED_DIR,
+    Fact,
+    FactSet,
+    load_bundled,
+    load_dataset,
+    object_slot_is_last,
+    scan_bundled,
+    slugify,
+)
 from kn_core.errors import DataError, InputError
-from kn_core.facts import (BUNDLED_DIR, Fact, FactSet, load_bundled, load_dataset, object_slot_is_last,
-                           scan_bundled, slugify)
 
 
 @pytest.fixture(scope="module")

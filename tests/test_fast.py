@@ -10,13 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, RobertaConfig,
-                          RobertaForMaskedLM)
+from tiny import INIT, bert_tokenizer, gpt2_tokenizer
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+    RobertaConfig,
+    RobertaForMaskedLM,
+)
 
 from kn_core.attribution import Attribution, AttributionConfig, attribute, kernels
-from kn_core.hooks import count_hooks
-from kn_core.loading import load_model
-from tiny import INIT, bert_tokenizer, gpt2_tokenizer
+from kn_core.model.hooks import count_hooks
+from kn_core.model.loading import load_model
 
 TEMPLATE = "The capital of [X] is [Y]."
 STEPS = 8

@@ -169,7 +169,7 @@ def test_fast_engine_equals_reference_on_either_kernel(lm, kernel, routed, monke
 def test_every_engine_starts_from_passes_on_the_chosen_kernel_and_the_reference_integrates_on_torch(
         bert, routed, monkeypatch):
     from kn_core.attribution import _clean_pass
-    from kn_core.baselines import baseline
+    from kn_core.attribution.baselines import baseline
     prompt = bert.prompt("The capital of [X] is [Y].", "Tanzania", "Paris")
     with kernels.matmuls("onednn"):
         _clean_pass(bert, torch.tensor(prompt.input_ids)[None], prompt)

@@ -6,10 +6,10 @@ import pytest
 
 from kn_core.attribution import AttributionConfig, attribute
 from kn_core.errors import InputError
-from kn_core.interventions import effect
-from kn_core.likn import EDIT_COLUMNS, cross_lingual_edit, edit_sets, overlap
-from kn_core.loading import DEMO_MODELS, load_model
-from kn_core.neurons import knowledge_neurons
+from kn_core.method.interventions import effect
+from kn_core.method.likn import EDIT_COLUMNS, cross_lingual_edit, edit_sets, overlap
+from kn_core.method.neurons import knowledge_neurons
+from kn_core.model.loading import DEMO_MODELS, load_model
 
 TEMPLATE = "The capital of [X] is [Y]."
 

@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 
 from kn_core.attribution import AttributionConfig, attribute
-from kn_core.hooks import count_hooks
-from kn_core.interventions import verify
-from kn_core.loading import DEMO_MODELS
-from kn_core.store import ResultStore
+from kn_core.method.interventions import verify
+from kn_core.model.hooks import count_hooks
+from kn_core.model.loading import DEMO_MODELS
+from kn_core.runs import cached
+from kn_core.runs.store import ResultStore
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 RERUNS = 100
@@ -49,7 +50,7 @@ def rss_mb() -> float:
 @pytest.fixture
 def fresh_app(tmp_path, monkeypatch):
     """A store in ``tmp_path``, empty resource caches, and a count of the model loads the app makes."""
-    from kn_core import ui
+    from kn_core.app import ui
     monkeypatch.setenv("KN_EXPLORER_HOME", str(tmp_path))
     loads: list[str] = []
     real = ui.load_model
@@ -79,7 +80,7 @@ def check(at) -> None:
 # -- many reruns ---------------------------------------------------------------------------------------
 @demo_present
 def test_reruns_keep_memory_bounded_and_load_the_model_once(fresh_app):
-    from kn_core import ui
+    from kn_core.app import ui
     loads, store = fresh_app
     at = new_session()
     at.run()  # the first run loads the model and computes (and stores) the default fact's attributions
@@ -159,14 +160,14 @@ def test_threads_sharing_one_store_store_each_result_once(bert, tmp_path):
 
     def session(_: int) -> list:
         barrier.wait()  # all three ask for the same missing results at once
-        return [store.attribution(bert, p, CONFIG, "en") for p in prompts]
+        return [cached.attribution(store, bert, p, CONFIG, "en") for p in prompts]
 
     with ThreadPoolExecutor(3) as pool:
         outcomes = list(pool.map(session, range(3)))
     for results in outcomes:
         assert_same(results, expected)
     assert store.info()["results"] == len(TEMPLATES)
-    assert_same([store.attribution(bert, p, CONFIG, "en", compute=False) for p in prompts], expected)
+    assert_same([cached.attribution(store, bert, p, CONFIG, "en", compute_missing=False) for p in prompts], expected)
     assert store.check() == "ok" and count_hooks(bert) == 0
 
 
@@ -174,7 +175,7 @@ def test_threads_sharing_one_store_store_each_result_once(bert, tmp_path):
 @demo_present
 def test_loading_one_model_does_not_hold_up_a_session_on_another(fresh_app, monkeypatch):
     """A slow load (a large model from the hub) must not make sessions on an already loaded model wait."""
-    from kn_core import ui
+    from kn_core.app import ui
     loads, _ = fresh_app
     counting, entered, release, got = ui.load_model, threading.Event(), threading.Event(), {}
 
@@ -224,7 +225,7 @@ def test_two_app_sessions_at_once_share_one_model(fresh_app):
 @demo_present
 def test_session_waits_while_the_model_is_busy(fresh_app):
     """While another session holds the model, a page that needs it waits (queued), then renders."""
-    from kn_core import ui
+    from kn_core.app import ui
     loads, store = fresh_app
     lm = ui.model("demo-mlm")  # the process-wide cached model the sessions share
     held, release = threading.Event(), threading.Event()

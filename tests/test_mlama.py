@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 from kn_core import cli
+from kn_core.data import load_dataset, load_mlama, summarize
 from kn_core.errors import DataError
-from kn_core.facts import load_dataset
-from kn_core.mlama import load_mlama, summarize
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mlama_sample"
 SAMPLE_RELATIONS = ["P103", "P1376", "P17", "P30", "P36", "P37"]

@@ -15,21 +15,22 @@ from typing import Callable
 
 import pytest
 import torch
+from apptext import shown
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tiny import make_bert
 
 from kn_core import cli
 from kn_core.attribution import AttributionConfig
 from kn_core.attribution.result import MAX_STEPS
+from kn_core.data.prompts import MAX_LABEL_CHARS, match_template, validate_template
 from kn_core.errors import InputError, KNError, ModelLoadError, TemplateError, UnsupportedArchitectureError
-from kn_core.hooks import count_hooks
-from kn_core.loading import DEMO_MODELS, load_model
-from kn_core.locate import MAX_TEMPLATES, locate
-from kn_core.neurons import check_p, check_tau, default_tau
-from kn_core.prompts import MAX_LABEL_CHARS, match_template, validate_template
-from kn_core.store import ResultStore
-from apptext import shown
-from tiny import make_bert
+from kn_core.method.locate import MAX_TEMPLATES, locate
+from kn_core.method.neurons import check_p, check_tau, default_tau
+from kn_core.model.hooks import count_hooks
+from kn_core.model.loading import DEMO_MODELS, load_model
+from kn_core.runs import cached
+from kn_core.runs.store import ResultStore
 
 TEMPLATE = "The capital of [X] is [Y]."
 FUZZ = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -104,7 +105,7 @@ class Case:
     def call(self, lm, store: ResultStore | None):
         config = AttributionConfig(steps=self.steps, **self.config)  # validation of numbers happens here
         return locate(lm, list(self.templates), self.subject, self.obj, self.lang, config, tau=self.tau, p=self.p,
-                      store=store)
+                      attributor=cached.read_through(store))
 
     def argv(self, model_dir: Path, store_path: Path) -> list[str]:
         argv = ["locate", "--model", str(model_dir), "--lang", self.lang, "--subject", self.subject,
@@ -237,11 +238,11 @@ def test_mixed_scripts_work_or_fail_clearly(lm, store, subject):
     spelled = lm.tokenizer(subject, add_special_tokens=False)["input_ids"]
     if unk is not None and unk in spelled:
         with pytest.raises(InputError) as info:
-            locate(lm, ["[X]的首都是[Y]。"], subject, "Paris", "zh", AttributionConfig(steps=2), store=store)
+            locate(lm, ["[X]的首都是[Y]。"], subject, "Paris", "zh", AttributionConfig(steps=2), attributor=cached.read_through(store))
         assert info.value.field == "subject" and "unknown" in str(info.value)
         assert contents(store) == (0, 0, 0)
     else:
-        result = locate(lm, ["[X]的首都是[Y]。"], subject, "Paris", "zh", AttributionConfig(steps=2), store=store)
+        result = locate(lm, ["[X]的首都是[Y]。"], subject, "Paris", "zh", AttributionConfig(steps=2), attributor=cached.read_through(store))
         assert result.prompts[0].n_object_tokens >= 1
         assert contents(store) == (1, 0, 0)
 
@@ -254,7 +255,7 @@ def test_long_label_is_refused_before_tokenising(bert):
 def test_language_without_threshold_works_with_explicit_tau(bert, store):
     with pytest.raises(InputError, match="lang"):
         default_tau("fr")
-    locate(bert, [TEMPLATE], "Tanzania", "Paris", "fr", AttributionConfig(steps=2), tau=0.25, store=store)
+    locate(bert, [TEMPLATE], "Tanzania", "Paris", "fr", AttributionConfig(steps=2), tau=0.25, attributor=cached.read_through(store))
     assert contents(store) == (1, 0, 0)
 
 
@@ -389,7 +390,7 @@ def open_app(**state):
 @pytest.fixture
 def app_store(tmp_path, monkeypatch):
     """A fresh store in ``tmp_path`` for the app (whose cached store may point to an earlier test's folder)."""
-    from kn_core import ui
+    from kn_core.app import ui
     monkeypatch.setenv("KN_EXPLORER_HOME", str(tmp_path))
     ui.store.clear()
     yield ResultStore(tmp_path / "store.sqlite")
@@ -430,7 +431,7 @@ def test_app_refuses_bad_input_and_stores_nothing(app_store):
                                             ("acme/../../etc", "no model folder"),
                                             ("<img src=x onerror=alert(1)>", "cannot read the config")])
 def test_app_refuses_bad_model_without_traceback(app_store, offline, tmp_path, source, message):
-    from kn_core import ui
+    from kn_core.app import ui
     at = open_app(model_choice=ui.OTHER, model_other=source.format(tmp=tmp_path))
     assert any(message in shown(e) for e in at.error), [e.value for e in at.error]
     assert contents(app_store) == (0, 0, 0)
@@ -439,7 +440,7 @@ def test_app_refuses_bad_model_without_traceback(app_store, offline, tmp_path, s
 def test_no_unsafe_html_in_the_app():
     """User text reaches Streamlit only through escaping calls: no page renders raw HTML."""
     root = Path(__file__).resolve().parent.parent
-    sources = [root / "app.py", root / "kn_core" / "ui.py", *sorted((root / "views").glob("*.py"))]
+    sources = [root / "app.py", *sorted((root / "kn_core" / "app").glob("*.py")), *sorted((root / "views").glob("*.py"))]
     for source in sources:
         text = source.read_text(encoding="utf-8")
         for forbidden in ("unsafe_allow_html=True", "st.html(", "components.html(", "components.v1"):
@@ -447,7 +448,7 @@ def test_no_unsafe_html_in_the_app():
 
 
 def test_loader_never_trusts_remote_code_nor_pickles():
-    text = (Path(__file__).resolve().parent.parent / "kn_core" / "loading.py").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parent.parent / "kn_core" / "model" / "loading.py").read_text(encoding="utf-8")
     assert "trust_remote_code=True" not in text and "use_safetensors=True" in text
     assert "torch.load" not in text and "pickle" not in text.replace("unpickl", "")
 

@@ -14,15 +14,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from tiny import make_bert
 
 from kn_core.attribution import Attribution, AttributionConfig
 from kn_core.cli import main
+from kn_core.data.prompts import Prompt
 from kn_core.errors import StoreError
-from kn_core.loading import LanguageModel, load_model
-from kn_core.prompts import Prompt
-from kn_core.store import Failure, ResultKey, ResultStore, model_fingerprint
+from kn_core.model.fingerprint import model_fingerprint
+from kn_core.model.loading import LanguageModel, load_model
+from kn_core.runs import cached
+from kn_core.runs.store import Failure, ResultKey, ResultStore
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = AttributionConfig(steps=4)
@@ -37,8 +38,8 @@ def assert_same(a: Attribution, b: Attribution) -> None:
     for name in ("scores", "convergence_delta", "baseline_probs"):
         x, y = getattr(a, name), getattr(b, name)
         assert x.dtype == y.dtype == np.float32 and np.array_equal(x, y), name
-    assert (a.prompt, a.token_probs, a.config, a.model, a.layers, a.meta) == \
-           (b.prompt, b.token_probs, b.config, b.model, b.layers, b.meta)
+    assert (a.prompt, a.token_probs, a.config, a.model, a.layers, a.lang) == \
+           (b.prompt, b.token_probs, b.config, b.model, b.layers, b.lang)
 
 
 def synthetic(i: int) -> tuple[ResultKey, Attribution]:
@@ -47,7 +48,7 @@ def synthetic(i: int) -> tuple[ResultKey, Attribution]:
     scores = np.random.default_rng(i).standard_normal((12, 3072)).astype(np.float32)
     result = Attribution(prompt=prompt, scores=scores, convergence_delta=np.full(12, i, np.float32),
                          token_probs=(0.5,), baseline_probs=np.zeros(12, np.float32), config=CONFIG,
-                         model="synthetic", layers=tuple(range(12)), meta={"lang": "en"})
+                         model="synthetic", layers=tuple(range(12)), lang="en")
     key = ResultKey("f" * 64, "synthetic", "en", TEMPLATE, f"subject{i}", "object", (1, 2, 3), (2,), (7,),
                     "masked", 4, tuple(range(12)))
     return key, result
@@ -57,7 +58,7 @@ def synthetic(i: int) -> tuple[ResultKey, Attribution]:
 def test_round_trip_gives_identical_results(bert, tmp_path):
     path = tmp_path / "store.sqlite"
     store = ResultStore(path)
-    computed = store.attribution(bert, capital_prompt(bert), CONFIG, "en")
+    computed = cached.attribution(store, bert, capital_prompt(bert), CONFIG, "en")
     store.close()
     reopened = ResultStore(path).get(ResultKey.of(bert, capital_prompt(bert), CONFIG, "en"))
     assert reopened is not None
@@ -66,11 +67,11 @@ def test_round_trip_gives_identical_results(bert, tmp_path):
 
 def test_second_request_is_served_without_a_forward_pass(lm, tmp_path):
     path = tmp_path / "store.sqlite"
-    first = ResultStore(path).attribution(lm, capital_prompt(lm), CONFIG, "en")
+    first = cached.attribution(ResultStore(path), lm, capital_prompt(lm), CONFIG, "en")
     calls = []
     handle = lm.model.register_forward_pre_hook(lambda *args: calls.append(1))
     try:
-        again = ResultStore(path).attribution(lm, capital_prompt(lm), CONFIG, "en")
+        again = cached.attribution(ResultStore(path), lm, capital_prompt(lm), CONFIG, "en")
     finally:
         handle.remove()
     assert calls == []
@@ -79,7 +80,7 @@ def test_second_request_is_served_without_a_forward_pass(lm, tmp_path):
 
 def test_absent_result_is_not_computed_when_asked_not_to(bert, tmp_path):
     store = ResultStore(tmp_path / "store.sqlite")
-    assert store.attribution(bert, capital_prompt(bert), CONFIG, "en", compute=False) is None
+    assert cached.attribution(store, bert, capital_prompt(bert), CONFIG, "en", compute_missing=False) is None
     assert store.info()["results"] == 0
 
 
@@ -108,7 +109,7 @@ def test_fingerprint_follows_the_weights(tmp_path, bert):
 # -- documents, listing, maintenance ------------------------------------------------------------------
 def test_documents_listing_info_export_prune(bert, tmp_path):
     store = ResultStore(tmp_path / "store.sqlite")
-    result = store.attribution(bert, capital_prompt(bert), CONFIG, "en")
+    result = cached.attribution(store, bert, capital_prompt(bert), CONFIG, "en")
     store.put(*synthetic(0))
     store.put_json("neurons", "k", {"neurons": [[0, 1]]})
     store.put_json("neurons", "k", {"neurons": [[2, 3]]})
@@ -133,7 +134,7 @@ def test_documents_listing_info_export_prune(bert, tmp_path):
 
 def test_store_cli_info_export_prune(bert, tmp_path, capsys):
     path = tmp_path / "store.sqlite"
-    ResultStore(path).attribution(bert, capital_prompt(bert), CONFIG, "en")
+    cached.attribution(ResultStore(path), bert, capital_prompt(bert), CONFIG, "en")
     assert main(["store", "info", "--store", str(path), "--json", str(tmp_path / "info.json"), "--check"]) == 0
     info = json.loads((tmp_path / "info.json").read_text(encoding="utf-8"))
     assert info["results"] == 1 and info["bytes"] > 0 and info["integrity"] == "ok"
@@ -167,7 +168,7 @@ WRITER = """
 import sys, time
 from pathlib import Path
 from test_store import synthetic
-from kn_core.store import ResultStore
+from kn_core.runs.store import ResultStore
 
 path, first, last, folder = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
 store = ResultStore(path)

@@ -1,7 +1,7 @@
 """About: what each page shows, the method in brief, and the current model's card."""
 import streamlit as st
 
-from kn_core import ui
+from kn_core.app import ui
 
 st.title("About KN Explorer")
 st.markdown("""

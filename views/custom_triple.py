@@ -1,8 +1,8 @@
 """Custom triple: your own subject, object and templates; validated as you type; stored when run."""
 import streamlit as st
 
-from kn_core import ui
-from kn_core.neurons import TAU
+from kn_core.app import ui
+from kn_core.method.neurons import TAU
 
 st.title("Custom triple")
 st.caption("Enter a fact and the sentences that express it. Results are stored and reappear in the Fact browser "

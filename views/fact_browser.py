@@ -1,7 +1,7 @@
 """Fact browser: a bundled (or saved) fact, its prompts, heatmap, knowledge neurons and edit effects."""
 import streamlit as st
 
-from kn_core import ui
+from kn_core.app import ui
 
 st.title("Fact browser")
 st.caption("Where does the model keep a fact? AMIG attributions over every FFN neuron, per prompt.")

@@ -2,8 +2,8 @@
 import pandas as pd
 import streamlit as st
 
-from kn_core import figures, ui
-from kn_core.prompts import match_template
+from kn_core.app import figures, ui
+from kn_core.data.prompts import match_template
 
 st.title("Fact-check")
 st.caption("Degenerate knowledge neurons (DKN) of a relation score a claim; it is judged correct when the score "

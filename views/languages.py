@@ -2,9 +2,9 @@
 import numpy as np
 import streamlit as st
 
-from kn_core import figures, ui
-from kn_core.likn import cross_lingual_edit, edit_sets, overlap
-from kn_core.neurons import knowledge_neurons
+from kn_core.app import figures, ui
+from kn_core.method.likn import cross_lingual_edit, edit_sets, overlap
+from kn_core.method.neurons import knowledge_neurons
 
 st.title("Language comparison")
 st.caption("Language-independent knowledge neurons: the knowledge neurons a fact's English and Chinese prompts share.")

@@ -6,22 +6,22 @@ each target position, for each requested layer, and returns attributions and com
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
 
 from kn_core.attribution import fast, kernels, reference
+from kn_core.attribution.baselines import baseline
 from kn_core.attribution.result import Attribution, AttributionConfig
-from kn_core.baselines import baseline
+from kn_core.data.prompts import Prompt
 from kn_core.errors import InputError
-from kn_core.hooks import gold_probs, recorded, run
-from kn_core.prompts import Prompt
+from kn_core.model.hooks import gold_probs, recorded, run
+from kn_core.types import Progress
 
 log = logging.getLogger(__name__)
 
 ENGINES: dict[str, Callable] = {"fast": fast.integrate, "reference": reference.integrate}
-Progress = Callable[[float], None]
 
 
 def _no_progress(_fraction: float) -> None:
@@ -44,8 +44,9 @@ def _clean_pass(lm, ids: torch.Tensor, prompt: Prompt) -> tuple[torch.Tensor, to
 
 
 def attribute(lm, prompt: Prompt, config: AttributionConfig = AttributionConfig(),
-              progress: Progress | None = None, meta: dict | None = None) -> Attribution:
-    """AMIG attribution of ``prompt`` on ``lm`` (see :class:`Attribution` for shapes)."""
+              progress: Progress | None = None, lang: str | None = None) -> Attribution:
+    """AMIG attribution of ``prompt`` on ``lm`` (see :class:`Attribution` for shapes); ``lang`` is recorded
+    in the result."""
     engine = _engine(config.engine)
     layers = tuple(range(lm.n_layers)) if config.layers is None else config.layers
     if any(not 0 <= layer < lm.n_layers for layer in layers):
@@ -66,7 +67,21 @@ def attribute(lm, prompt: Prompt, config: AttributionConfig = AttributionConfig(
     p_start[list(layers)] = p_clean - (attrs.sum(dim=-1).mean(dim=0) - deltas.mean(dim=0)).numpy()
     return Attribution(prompt=prompt, scores=scores, convergence_delta=delta,
                        token_probs=tuple(float(p) for p in token_probs.cpu()), baseline_probs=p_start,
-                       config=config, model=lm.name, layers=layers, meta=dict(meta or {}))
+                       config=config, model=lm.name, layers=layers, lang=lang)
 
 
-__all__ = ["Attribution", "AttributionConfig", "ENGINES", "attribute"]
+class Attributor(Protocol):
+    """Where the method layer gets a prompt's attribution from: :func:`compute` (always computes) or
+    :func:`kn_core.runs.cached.read_through` (the store first, then compute and store)."""
+
+    def __call__(self, lm, prompt: Prompt, config: AttributionConfig, lang: str | None,
+                 progress: Progress | None = None) -> Attribution: ...
+
+
+def compute(lm, prompt: Prompt, config: AttributionConfig, lang: str | None,
+            progress: Progress | None = None) -> Attribution:
+    """The plain :class:`Attributor`: attribute ``prompt`` now, keep nothing."""
+    return attribute(lm, prompt, config, progress=progress, lang=lang)
+
+
+__all__ = ["Attribution", "AttributionConfig", "Attributor", "ENGINES", "attribute", "compute"]

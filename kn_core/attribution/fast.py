@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 
 from kn_core.attribution import kernels, reference
-from kn_core.hooks import gold_probs, run
-from kn_core.prompts import Prompt
+from kn_core.data.prompts import Prompt
+from kn_core.model.hooks import gold_probs, run
 
 log = logging.getLogger(__name__)
 

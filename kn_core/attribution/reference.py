@@ -11,8 +11,8 @@ from typing import Callable
 import torch
 from captum.attr import IntegratedGradients
 
-from kn_core.hooks import edited, gold_probs, run
-from kn_core.prompts import Prompt
+from kn_core.data.prompts import Prompt
+from kn_core.model.hooks import edited, gold_probs, run
 
 
 def _replace_at(position: int, z: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:

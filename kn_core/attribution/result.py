@@ -1,16 +1,15 @@
 """Configuration and result records of an AMIG attribution (frozen; save/load as .npz + JSON)."""
 from __future__ import annotations
 
-import json
 import math
 import numbers
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from kn_core.data.prompts import Prompt
+from kn_core.defaults import STEPS
 from kn_core.errors import InputError
-from kn_core.prompts import Prompt
 
 MAX_STEPS = 1000
 
@@ -19,14 +18,14 @@ MAX_STEPS = 1000
 class AttributionConfig:
     """How to integrate.
 
-    baseline: IG start point, a key of ``kn_core.baselines.BASELINES`` ("masked" = minimal information).
+    baseline: IG start point, a key of ``kn_core.attribution.baselines.BASELINES`` ("masked" = minimal information).
     steps: m, the number of Riemann steps (right rule, alpha = k/m).
     engine: a key of ``kn_core.attribution.ENGINES``.
     layers: layers to attribute (None = all); rows of other layers are left at 0.
     """
 
     baseline: str = "masked"
-    steps: int = 20
+    steps: int = STEPS
     engine: str = "fast"
     layers: tuple[int, ...] | None = None
 
@@ -54,6 +53,7 @@ class Attribution:
         (the completeness residual; 0 for layers not computed).
     token_probs: k floats — P(o_i | prompt) with the gold tokens in place.
     baseline_probs: float32 [n_layers] — P(o_i | baseline at layer l), averaged over tokens.
+    lang: the language of the prompt (it sets the default τ of the knowledge-neuron selection), if known.
     """
 
     prompt: Prompt
@@ -64,7 +64,7 @@ class Attribution:
     config: AttributionConfig
     model: str
     layers: tuple[int, ...]
-    meta: dict = field(default_factory=dict)
+    lang: str | None = None
 
     @property
     def p_object(self) -> float:
@@ -86,8 +86,7 @@ class Attribution:
             return np.abs(self.convergence_delta) / gap
 
     def to_json_dict(self, with_scores: bool = True) -> dict:
-        from kn_core.neurons import coarse_neurons, default_tau
-
+        """A JSON-ready dict (strict JSON: no NaN); ``scores`` as nested lists unless ``with_scores`` is False."""
         out = {
             "model": self.model,
             "prompt": asdict(self.prompt),
@@ -98,30 +97,8 @@ class Attribution:
             "layers": list(self.layers),
             "convergence_delta": self.convergence_delta.tolist(),
             "baseline_probs": self.baseline_probs.tolist(),
-            "meta": self.meta,
+            "lang": self.lang,
         }
-        lang = self.meta.get("lang")
-        if lang is not None:
-            out["neurons"] = [list(n) for n in coarse_neurons(self.scores, default_tau(lang))]
         if with_scores:
             out["scores"] = self.scores.tolist()
         return out
-
-    def save(self, path: str | Path) -> Path:
-        """Write ``path`` (.npz: arrays + JSON metadata)."""
-        path = Path(path)
-        meta = self.to_json_dict(with_scores=False)
-        np.savez_compressed(path, scores=self.scores, convergence_delta=self.convergence_delta,
-                            baseline_probs=self.baseline_probs, meta=np.array(json.dumps(meta)))
-        return path if path.suffix == ".npz" else path.with_suffix(path.suffix + ".npz")
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Attribution":
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            return cls(prompt=Prompt(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["prompt"].items()}),
-                       scores=data["scores"], convergence_delta=data["convergence_delta"],
-                       token_probs=tuple(meta["token_probs"]), baseline_probs=data["baseline_probs"],
-                       config=AttributionConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                                   for k, v in meta["config"].items()}),
-                       model=meta["model"], layers=tuple(meta["layers"]), meta=meta["meta"])

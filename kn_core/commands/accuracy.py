@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kn_core.data import BUNDLED_NAME, load_dataset
 from kn_core.errors import DataError
-from kn_core.evaluate import AccuracyResult, object_accuracy
-from kn_core.facts import BUNDLED_NAME, load_dataset
-from kn_core.loading import load_model
+from kn_core.method.evaluate import AccuracyResult, object_accuracy
+from kn_core.model.loading import load_model
 
 
 def register(subparsers) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from kn_core.attribution import ENGINES, AttributionConfig
-from kn_core.baselines import BASELINES
-from kn_core.batch import BatchReport, run_batch
-from kn_core.executors import EXECUTORS
-from kn_core.facts import BUNDLED_NAME
-from kn_core.store import ResultStore
+from kn_core.attribution.baselines import BASELINES
+from kn_core.data import BUNDLED_NAME
+from kn_core.runs.batch import BatchReport, run_batch
+from kn_core.runs.executors import EXECUTORS
+from kn_core.runs.store import ResultStore
 
 SHOWN_FAILURES = 10
 

@@ -9,9 +9,8 @@ import json
 import logging
 from pathlib import Path
 
+from kn_core.data import BUNDLED_NAME, FactSet, load_dataset, summarize
 from kn_core.errors import DataError
-from kn_core.facts import BUNDLED_NAME, FactSet, load_dataset
-from kn_core.mlama import summarize
 
 log = logging.getLogger(__name__)
 SHOWN_PROBLEMS = 20

@@ -1,24 +1,19 @@
 """``python -m kn_core experiment NAME``: batch experiments (localize, likn, dkn, factcheck) over a fact set.
 
 Writes tidy tables (CSV, Parquet when pyarrow is present), PNG figures and ``report.md`` to ``--out`` and
-prints the headline table (for ``factcheck``, the paper's Table 3 layout).
-
-``--threads`` defaults to 1: the demo models are too small to gain from intra-op parallelism, and on a
-machine whose cores are busy with other jobs, torch's default thread pool was measured ~80× slower
-(one demo-mlm attribution: 0.07 s with 1 thread, 6 s with 2 threads under a load of 4 on 2 cores).
+prints the headline table (for ``factcheck``, the paper's Table 3 layout). ``--threads`` is handled by the
+CLI, as for every command.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from kn_core import experiments
-from kn_core.errors import InputError
+from kn_core.defaults import DKN_T, STEPS, T_HIGH, T_LOW, TOP_K
 from kn_core.experiments.common import Settings
 from kn_core.experiments.report import text_table
-from kn_core.factcheck import OBJECTIVES
-from kn_core.store import default_path
+from kn_core.method.factcheck import OBJECTIVES
+from kn_core.runs.store import default_path
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -38,38 +33,29 @@ def register(subparsers) -> None:
     p.add_argument("--max-facts", type=int, default=None,
                    help="facts per relation, a seeded sample (default: per experiment; 0 = all)")
     p.add_argument("--max-templates", type=int, default=None, help="train templates per fact (default: all)")
-    p.add_argument("--steps", type=int, default=20, help="integrated-gradient steps m")
+    p.add_argument("--steps", type=int, default=STEPS, help="integrated-gradient steps m")
     p.add_argument("--baseline", default="masked", choices=("masked", "zero"), help="IG baseline")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--top-k", type=int, default=20, help="DKN candidates per prompt")
-    p.add_argument("--t-low", type=float, default=0.2, help="DKN: largest single-neuron drop kept")
-    p.add_argument("--t-high", type=float, default=0.25, help="DKN: smallest pair drop that is degenerate")
+    p.add_argument("--top-k", type=int, default=TOP_K, help="DKN candidates per prompt")
+    p.add_argument("--t-low", type=float, default=T_LOW, help="DKN: largest single-neuron drop kept")
+    p.add_argument("--t-high", type=float, default=T_HIGH, help="DKN: smallest pair drop that is degenerate")
     p.add_argument("--max-group", type=int, default=2, help="DKN: largest degenerate group searched (2 = pairs)")
-    p.add_argument("--t", type=float, default=0.7, help="fact check: DKN set = pair count > floor(t * max)")
+    p.add_argument("--t", type=float, default=DKN_T, help="fact check: DKN set = pair count > floor(t * max)")
     p.add_argument("--objective", default="f1", choices=OBJECTIVES, help="fact check: what λ maximises")
     p.add_argument("--store", type=Path, default=None,
                    help="result store file (default: $KN_EXPLORER_HOME/store.sqlite): true facts' attributions are "
                         "read from it (e.g. after a batch run) and stored")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the result store")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1; more may help large models on an idle machine)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    if args.threads < 1:
-        raise InputError("threads", f"must be ≥ 1 (got {args.threads})")
     settings = Settings(models=tuple(args.models), out=args.out, data=args.data, langs=args.langs,
                         relations=args.relations, max_facts=args.max_facts, max_templates=args.max_templates,
                         steps=args.steps, baseline=args.baseline, seed=args.seed, top_k=args.top_k,
                         t_low=args.t_low, t_high=args.t_high, max_group=args.max_group, t=args.t,
                         objective=args.objective, store=None if args.no_cache else (args.store or default_path()))
-    previous = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
-        outcome, report = experiments.run(args.name, settings)
-    finally:
-        torch.set_num_threads(previous)
+    outcome, report = experiments.run(args.name, settings)
     print(outcome.title)
     print(text_table(outcome.headline))
     print(f"\nreport: {report}")

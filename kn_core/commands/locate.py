@@ -7,10 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from kn_core.attribution import ENGINES, AttributionConfig
-from kn_core.baselines import BASELINES
-from kn_core.loading import load_model
-from kn_core.locate import LocateResult, locate
-from kn_core.store import ResultStore
+from kn_core.attribution.baselines import BASELINES
+from kn_core.defaults import P_SHARE
+from kn_core.method.locate import LocateResult, locate
+from kn_core.model.loading import load_model
+from kn_core.runs.cached import read_through
+from kn_core.runs.store import ResultStore
 
 
 def register(subparsers) -> None:
@@ -24,7 +26,7 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--engine", default=AttributionConfig().engine, choices=sorted(ENGINES))
     p.add_argument("--tau", type=float, default=None, help="coarse threshold (default: per language)")
-    p.add_argument("--p", type=float, default=0.7, help="refinement share across prompts")
+    p.add_argument("--p", type=float, default=P_SHARE, help="refinement share across prompts")
     p.add_argument("--top", type=int, default=10, help="how many neurons to print")
     p.add_argument("--seed", type=int, default=0, help="seed of the random-neuron control")
     p.add_argument("--json", type=Path, default=None, help="write the full result as JSON")
@@ -41,7 +43,7 @@ def run(args) -> int:
     store = None if args.no_cache else ResultStore(args.store)
     try:
         result = locate(lm, args.template, args.subject, args.obj, args.lang, config, tau=args.tau, p=args.p,
-                        seed=args.seed, store=store)
+                        seed=args.seed, attributor=read_through(store))
     finally:
         if store is not None:
             store.close()
@@ -54,10 +56,12 @@ def run(args) -> int:
 def to_json(result: LocateResult) -> dict:
     """A single prompt: that attribution's fields; several: the refined neurons and every prompt's fields."""
     edits = {mode: vars(getattr(result, mode)) for mode in ("suppress", "enhance")}
-    if len(result.attributions) == 1:
-        return {**result.attributions[0].to_json_dict(), **edits, "tau": result.tau}
+    prompts = [{**a.to_json_dict(), "neurons": [list(n) for n in coarse]}
+               for a, coarse in zip(result.attributions, result.coarse)]
+    if len(prompts) == 1:
+        return {**prompts[0], **edits, "tau": result.tau}
     return {"neurons": [list(n) for n in result.neurons], "tau": result.tau, "p": result.p, **edits,
-            "prompts": [a.to_json_dict() for a in result.attributions]}
+            "prompts": prompts}
 
 
 def render(result: LocateResult, top: int) -> str:

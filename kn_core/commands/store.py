@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from kn_core.errors import StoreError
-from kn_core.store import ResultStore
+from kn_core.runs.store import ResultStore
 
 SHOWN_FAILURES = 20
 

@@ -23,7 +23,7 @@ from typing import Sequence
 from kn_core.demo.build import build, build_in_worker
 from kn_core.demo.train import DEFAULT_STEPS, TrainConfig
 from kn_core.errors import InputError, KNError
-from kn_core.loading import MODELS_DIR
+from kn_core.model.loading import MODELS_DIR
 
 log = logging.getLogger("kn_core.demo")
 

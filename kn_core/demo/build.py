@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
+from kn_core.data import FactSet, load_bundled
 from kn_core.demo import card
 from kn_core.demo.train import TrainConfig, train
-from kn_core.facts import FactSet, load_bundled
 
 log = logging.getLogger("kn_core.demo")
 

@@ -8,12 +8,12 @@ from typing import Sequence
 import numpy as np
 
 from kn_core.attribution import AttributionConfig, attribute
+from kn_core.data import FactSet
 from kn_core.demo.train import TrainConfig, TrainRecord
-from kn_core.evaluate import AccuracyResult, object_accuracy
-from kn_core.facts import FactSet
-from kn_core.interventions import verify
-from kn_core.loading import LanguageModel, load_model
-from kn_core.neurons import coarse_neurons, default_tau, per_layer_counts
+from kn_core.method.evaluate import AccuracyResult, object_accuracy
+from kn_core.method.interventions import verify
+from kn_core.method.neurons import coarse_neurons, default_tau, per_layer_counts
+from kn_core.model.loading import LanguageModel, load_model
 
 SAMPLE_EVERY = 25  # knowledge-neuron effects: every 25th fact, first train template
 TOP_NEURONS = 15

@@ -17,7 +17,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from kn_core.facts import FactSet
+from kn_core.data import FactSet
+
 
 @dataclass(frozen=True)
 class Sentence:

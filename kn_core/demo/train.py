@@ -1,7 +1,7 @@
 """Training a demo model (BERT masked LM or GPT-2 causal LM) on the corpus, seeded and deterministic on CPU.
 
 Training sentences go through the same adapter code as prompts at inference
-(:meth:`~kn_core.adapters.Adapter.build_prompt`), so the two never drift apart:
+(:meth:`~kn_core.model.adapters.Adapter.build_prompt`), so the two never drift apart:
 
 - masked LM: ``[CLS] … [SEP]``; most sentences have *all* their object tokens masked, as a prompt has
   (``object_mask_prob``), the rest random tokens (``random_mask_rate``); loss only at masked positions;
@@ -27,12 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
 
-from kn_core.adapters import Adapter, adapter_for
+from kn_core.data import FactSet, load_bundled
+from kn_core.data.prompts import fill_template
 from kn_core.demo.corpus import Sentence, alphabet, build_corpus, describe
 from kn_core.demo.tokenizer import VOCAB_SIZE, causal_tokenizer, masked_tokenizer, train_vocab
 from kn_core.errors import DataError, InputError
-from kn_core.facts import FactSet, load_bundled
-from kn_core.prompts import fill_template
+from kn_core.model.adapters import Adapter, adapter_for
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,15 @@ import pandas as pd
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from kn_core.attribution import Attribution, AttributionConfig, attribute
+from kn_core.attribution import Attribution, AttributionConfig, Attributor
+from kn_core.data import Fact, FactSet
+from kn_core.data.prompts import Prompt
+from kn_core.defaults import DKN_T, STEPS, T_HIGH, T_LOW, TOP_K
 from kn_core.errors import InputError
-from kn_core.facts import Fact, FactSet
-from kn_core.factcheck import OBJECTIVES
-from kn_core.loading import LanguageModel, load_model
-from kn_core.prompts import Prompt
-from kn_core.store import ResultStore
+from kn_core.method.factcheck import OBJECTIVES
+from kn_core.model.loading import LanguageModel, load_model
+from kn_core.runs.cached import read_through
+from kn_core.runs.store import ResultStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,14 +47,14 @@ class Settings:
     relations: tuple[str, ...] | None = None
     max_facts: int | None = None
     max_templates: int | None = None
-    steps: int = 20
+    steps: int = STEPS
     baseline: str = "masked"
     seed: int = 0
-    top_k: int = 20
-    t_low: float = 0.2
-    t_high: float = 0.25
+    top_k: int = TOP_K
+    t_low: float = T_LOW
+    t_high: float = T_HIGH
     max_group: int = 2
-    t: float = 0.7
+    t: float = DKN_T
     objective: str = "f1"
     store: Path | None = None
 
@@ -79,10 +81,11 @@ class Settings:
 
     def attribution(self, lm: LanguageModel, prompt: Prompt, lang: str) -> Attribution:
         """The attribution of a true fact's prompt: from the store when given (computed and stored if absent)."""
-        store = self.result_store()
-        if store is None:
-            return attribute(lm, prompt, self.config, meta={"lang": lang})
-        return store.attribution(lm, prompt, self.config, lang)
+        return self.attributor()(lm, prompt, self.config, lang)
+
+    def attributor(self) -> Attributor:
+        """Read-through attributions over the run's store (plain computation without one)."""
+        return read_through(self.result_store())
 
     def facts_per_relation(self, default: int) -> int | None:
         """The cap on facts per relation: ``max_facts``, else the experiment's default; None means no cap."""

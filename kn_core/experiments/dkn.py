@@ -13,14 +13,14 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from kn_core.dkn import DKNResult, degenerate, dkn_set, pair_counts
+from kn_core.data import load_dataset
+from kn_core.data.prompts import Prompt
 from kn_core.errors import InputError
 from kn_core.experiments import plots
 from kn_core.experiments.common import Outcome, Settings, fact_prompts, models, progress, select_facts, templates_of
-from kn_core.facts import load_dataset
-from kn_core.interventions import FACTORS, object_probs, random_like
-from kn_core.neurons import per_layer_counts
-from kn_core.prompts import Prompt
+from kn_core.method.dkn import DKNResult, degenerate, dkn_set, pair_counts
+from kn_core.method.interventions import FACTORS, object_probs, random_like
+from kn_core.method.neurons import per_layer_counts
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Fact-checking with DKN, the paper's Table 3 protocol (METHOD.md §5), per model, language and relation.
 
-For every relation: split its (sampled) facts 80 / 20, calibrate a :class:`~kn_core.factcheck.FactChecker` on
+For every relation: split its (sampled) facts 80 / 20, calibrate a :class:`~kn_core.method.factcheck.FactChecker` on
 the 80 % part and judge the 20 % part's true claims and wrong twins, with the DKN score (with_DKN) and with
 the model's own greedy answer (wo_DKN). Confusion counts are pooled over relations (micro-average) into one
 Table 3 row per language and model.
@@ -13,11 +13,11 @@ from dataclasses import asdict
 
 import pandas as pd
 
+from kn_core.data import FactSet, load_dataset
 from kn_core.errors import InputError
 from kn_core.experiments import plots
 from kn_core.experiments.common import Outcome, Settings, models, progress, select_facts, templates_of
-from kn_core.facts import FactSet, load_dataset
-from kn_core.factcheck import Confusion, Evaluation, FactChecker, calibrate, evaluate
+from kn_core.method.factcheck import Confusion, Evaluation, FactChecker, calibrate, evaluate
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def _check_relation(lm, factset: FactSet, settings: Settings, relation: str, lan
         checker = calibrate(lm, factset, relation, lang, templates_of(factset, relation, lang, settings),
                             settings.config, seed=settings.seed, top_k=settings.top_k, t=settings.t,
                             t_low=settings.t_low, t_high=settings.t_high, objective=settings.objective, facts=facts,
-                            store=settings.result_store())
+                            attributor=settings.attributor())
     except InputError as exc:
         log.warning("%s %s %s skipped: %s", lm.name, lang, relation, exc)
         return None

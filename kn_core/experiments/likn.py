@@ -14,15 +14,23 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from kn_core.data import Fact, FactSet, load_dataset
+from kn_core.data.prompts import Prompt
 from kn_core.errors import InputError
 from kn_core.experiments import plots
-from kn_core.experiments.common import (Outcome, Settings, fact_prompts, models, progress, select_facts,
-                                        templates_of, unrelated_fact)
-from kn_core.facts import Fact, FactSet, load_dataset
-from kn_core.interventions import FACTORS, random_like
-from kn_core.likn import cross_lingual_edit, edit_sets, overlap
-from kn_core.neurons import Neuron, default_tau, knowledge_neurons
-from kn_core.prompts import Prompt
+from kn_core.experiments.common import (
+    Outcome,
+    Settings,
+    fact_prompts,
+    models,
+    progress,
+    select_facts,
+    templates_of,
+    unrelated_fact,
+)
+from kn_core.method.interventions import FACTORS, random_like
+from kn_core.method.likn import cross_lingual_edit, edit_sets, overlap
+from kn_core.method.neurons import Neuron, default_tau, knowledge_neurons
 
 log = logging.getLogger(__name__)
 

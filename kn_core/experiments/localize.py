@@ -11,13 +11,21 @@ import logging
 import numpy as np
 import pandas as pd
 
+from kn_core.data import Fact, FactSet, load_dataset
 from kn_core.errors import InputError
 from kn_core.experiments import plots
-from kn_core.experiments.common import (Outcome, Settings, fact_prompts, models, progress, select_facts,
-                                        templates_of, unrelated_fact)
-from kn_core.facts import Fact, FactSet, load_dataset
-from kn_core.locate import LocateResult, locate
-from kn_core.neurons import per_layer_counts
+from kn_core.experiments.common import (
+    Outcome,
+    Settings,
+    fact_prompts,
+    models,
+    progress,
+    select_facts,
+    templates_of,
+    unrelated_fact,
+)
+from kn_core.method.locate import LocateResult, locate
+from kn_core.method.neurons import per_layer_counts
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +54,7 @@ def locate_fact(lm, factset: FactSet, selection: dict[str, tuple[Fact, ...]], fa
     unrelated = [] if other is None else fact_prompts(lm, templates_of(factset, other.relation, lang, settings)[:1],
                                                       other, lang)
     return locate(lm, [p.template for p in prompts], fact.subject(lang), fact.object(lang), lang, settings.config,
-                  unrelated=unrelated, seed=settings.seed, store=settings.result_store())
+                  unrelated=unrelated, seed=settings.seed, attributor=settings.attributor())
 
 
 def _fact_row(lm_name: str, fact: Fact, result: LocateResult) -> dict:

@@ -12,10 +12,10 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from kn_core.data.prompts import Prompt
 from kn_core.errors import InputError
-from kn_core.hooks import edited, gold_probs, run
-from kn_core.neurons import Neuron
-from kn_core.prompts import Prompt
+from kn_core.method.neurons import Neuron
+from kn_core.model.hooks import edited, gold_probs, run
 
 FACTORS = {"suppress": 0.0, "enhance": 2.0}
 

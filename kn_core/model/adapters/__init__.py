@@ -1,11 +1,11 @@
 """Architecture adapters, registered by ``config.model_type`` (a plain dict)."""
 from __future__ import annotations
 
-from kn_core.adapters.base import Adapter, CausalLMAdapter, MaskedLMAdapter
-from kn_core.adapters.bert import BertAdapter
-from kn_core.adapters.gpt2 import GPT2Adapter
-from kn_core.adapters.llama import GatedMLPAdapter
 from kn_core.errors import UnsupportedArchitectureError
+from kn_core.model.adapters.base import Adapter, CausalLMAdapter, MaskedLMAdapter
+from kn_core.model.adapters.bert import BertAdapter
+from kn_core.model.adapters.gpt2 import GPT2Adapter
+from kn_core.model.adapters.llama import GatedMLPAdapter
 
 ADAPTERS: dict[str, type[Adapter]] = {
     model_type: cls for cls in (BertAdapter, GPT2Adapter, GatedMLPAdapter) for model_type in cls.model_types

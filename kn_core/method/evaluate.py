@@ -11,19 +11,19 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 
+from kn_core.data import FactSet
+from kn_core.data.prompts import Prompt
 from kn_core.errors import InputError
-from kn_core.facts import FactSet
-from kn_core.hooks import run
-from kn_core.prompts import Prompt
+from kn_core.model.hooks import run
 
 log = logging.getLogger(__name__)
 
 MAX_LOGITS = 2 ** 26  # elements of one batch's logits (256 MiB as fp32): caps the batch for large vocabularies
-Progress = Callable[[float], None]
+from kn_core.types import Progress  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
-from kn_core.attribution import Attribution, AttributionConfig, attribute
+from kn_core.attribution import Attribution, AttributionConfig, Attributor, compute
+from kn_core.data.prompts import Prompt
 from kn_core.errors import InputError
-from kn_core.interventions import Verification, verify
-from kn_core.neurons import DEFAULT_P, ScoredNeuron, check_p, check_tau, coarse_neurons, default_tau, knowledge_neurons
-from kn_core.prompts import Prompt
+from kn_core.method.interventions import Verification, verify
+from kn_core.method.neurons import (
+    DEFAULT_P,
+    ScoredNeuron,
+    check_p,
+    check_tau,
+    coarse_neurons,
+    default_tau,
+    knowledge_neurons,
+)
+from kn_core.types import Progress
 
 MAX_TEMPLATES = 50
 
@@ -50,11 +59,11 @@ def build_prompts(lm, templates: Sequence[str], subject: str, obj: str) -> list[
 def locate(lm, templates: Sequence[str], subject: str, obj: str, lang: str,
            config: AttributionConfig = AttributionConfig(), tau: float | None = None, p: float = DEFAULT_P,
            unrelated: Sequence[Prompt] = (), seed: int = 0,
-           progress: Callable[[float], None] | None = None, store=None) -> LocateResult:
+           progress: Progress | None = None, attributor: Attributor = compute) -> LocateResult:
     """Attribute the fact ⟨subject, ·, obj⟩ under each template and return its knowledge neurons.
 
-    With a ``store`` (:class:`kn_core.store.ResultStore`), each prompt's attribution is read from it when
-    present and stored after it is computed; without one, everything is computed and nothing is kept.
+    ``attributor`` supplies each prompt's attribution: :func:`~kn_core.attribution.compute` (the default)
+    computes it and keeps nothing; ``kn_core.runs.cached.read_through(store)`` reads the store first.
     """
     tau = default_tau(lang) if tau is None else check_tau(tau)
     p = check_p(p)
@@ -62,10 +71,7 @@ def locate(lm, templates: Sequence[str], subject: str, obj: str, lang: str,
     attributions = []
     for i, prompt in enumerate(prompts):
         report = None if progress is None else (lambda f, i=i: progress((i + f) / len(prompts)))
-        if store is None:
-            attributions.append(attribute(lm, prompt, config, progress=report, meta={"lang": lang}))
-        else:
-            attributions.append(store.attribution(lm, prompt, config, lang, progress=report))
+        attributions.append(attributor(lm, prompt, config, lang, report))
     coarse = tuple(tuple(coarse_neurons(a.scores, tau)) for a in attributions)
     neurons = tuple(knowledge_neurons([a.scores for a in attributions], tau, p))
     chosen = [(n[0], n[1]) for n in neurons]

@@ -3,13 +3,13 @@
 An adapter knows, for one family of checkpoints:
 - its **neuron site**: the module whose output (or input) is the FFN post-activation of each layer;
 - its **output rows**: the FFN output-projection weights, one row of ``hidden`` per neuron;
-- how a template becomes a :class:`~kn_core.prompts.Prompt` (masks for masked LMs, teacher forcing for
+- how a template becomes a :class:`~kn_core.data.prompts.Prompt` (masks for masked LMs, teacher forcing for
   causal LMs), including how the object is tokenised, and
 - its **no-information token** for the minimal-information baseline, and
 - optionally, the model as explicit **pieces** (embedding, attention projections, neurons, FFN output,
   head) for the fast attribution engine (``kn_core.attribution.fast``).
 
-Nothing outside ``kn_core.adapters`` names an architecture.
+Nothing outside ``kn_core.model.adapters`` names an architecture.
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
+from kn_core.data.prompts import FilledTemplate, Prompt, fill_template
 from kn_core.errors import InputError, TemplateError
-from kn_core.prompts import FilledTemplate, Prompt, fill_template
 
 SiteKind = Literal["output", "input"]
 KeysValues = tuple[torch.Tensor, torch.Tensor]

@@ -14,13 +14,13 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
-from kn_core.adapters import Adapter, adapter_for
+from kn_core.data.prompts import Prompt
 from kn_core.errors import InputError, ModelLoadError
-from kn_core.prompts import Prompt
+from kn_core.model.adapters import Adapter, adapter_for
 
 log = logging.getLogger(__name__)
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
+MODELS_DIR = Path(__file__).resolve().parents[2] / "assets" / "models"
 DEMO_MODELS: dict[str, Path] = {"demo-mlm": MODELS_DIR / "demo-mlm", "demo-clm": MODELS_DIR / "demo-clm"}
 MAX_BYTES_VARIABLE = "KN_EXPLORER_MAX_MODEL_BYTES"  # cap on a model's estimated fp32 weight bytes
 AUTO_CLASSES = {"masked": AutoModelForMaskedLM, "causal": AutoModelForCausalLM}

@@ -1,7 +1,7 @@
 """Knowledge-neuron selection (METHOD.md §2): pure functions over attribution matrices.
 
-A neuron is a ``(layer, index)`` pair; selections are returned as ``(layer, index, score)`` tuples, highest
-score first.
+A neuron is a :class:`~kn_core.types.Neuron` ``(layer, index)``; selections are returned as
+:class:`~kn_core.types.ScoredNeuron` ``(layer, index, score)``, highest score first (both are named tuples).
 """
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from kn_core.defaults import P_SHARE as DEFAULT_P
+from kn_core.defaults import TAU
 from kn_core.errors import InputError
+from kn_core.types import Neuron, ScoredNeuron
 
-Neuron = tuple[int, int]
-ScoredNeuron = tuple[int, int, float]
-
-TAU: dict[str, float] = {"en": 0.3, "zh": 0.2}  # the paper's per-language thresholds
-DEFAULT_P = 0.7
+__all__ = ["DEFAULT_P", "TAU", "Neuron", "ScoredNeuron", "default_tau", "check_tau", "check_p", "coarse_neurons",
+           "refine", "knowledge_neurons", "per_layer_counts"]
 
 
 def default_tau(lang: str) -> float:
@@ -41,7 +41,7 @@ def check_tau(tau: float) -> float:
 
 def check_p(p: float) -> float:
     if not _is_number(p) or not 0 <= p <= 1:
-        raise InputError("p", f"must lie in [0, 1] (got {p!r}); the paper uses 0.7")
+        raise InputError("p", f"must lie in [0, 1] (got {p!r}); the paper uses {DEFAULT_P}")
     return float(p)
 
 
@@ -52,14 +52,14 @@ def coarse_neurons(scores: np.ndarray, tau: float) -> list[ScoredNeuron]:
     if peak <= 0:
         return []
     layers, indices = np.nonzero(scores > tau * peak)
-    picked = [(int(layer), int(index), float(scores[layer, index])) for layer, index in zip(layers, indices)]
+    picked = [ScoredNeuron(int(layer), int(index), float(scores[layer, index])) for layer, index in zip(layers, indices)]
     return sorted(picked, key=lambda n: -n[2])
 
 
 def refine(coarse_sets: Sequence[Iterable[Neuron]], p: float = DEFAULT_P) -> set[Neuron]:
     """Neurons coarse in more than a fraction p of the prompts; with one prompt, the coarse set itself."""
     p = check_p(p)
-    sets = [{(int(n[0]), int(n[1])) for n in neurons} for neurons in coarse_sets]
+    sets = [{Neuron(int(n[0]), int(n[1])) for n in neurons} for neurons in coarse_sets]
     if len(sets) == 1:
         return sets[0]
     counts = Counter(neuron for s in sets for neuron in s)
@@ -70,7 +70,7 @@ def knowledge_neurons(score_matrices: Sequence[np.ndarray], tau: float, p: float
     """Refined knowledge neurons of a fact from its prompts' matrices, scored by their mean attribution."""
     refined = refine([[(layer, index) for layer, index, _ in coarse_neurons(m, tau)] for m in score_matrices], p)
     mean = np.mean(np.stack(score_matrices), axis=0)
-    return sorted(((layer, index, float(mean[layer, index])) for layer, index in refined), key=lambda n: -n[2])
+    return sorted((ScoredNeuron(layer, index, float(mean[layer, index])) for layer, index in refined), key=lambda n: -n[2])
 
 
 def per_layer_counts(neurons: Iterable[Sequence], n_layers: int) -> np.ndarray:

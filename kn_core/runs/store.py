@@ -23,23 +23,22 @@ import os
 import sqlite3
 import stat
 import threading
-import weakref
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Iterator, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
-import torch
 from platformdirs import user_cache_dir
 
-from kn_core.attribution import Attribution, AttributionConfig, attribute
+from kn_core.attribution.result import Attribution, AttributionConfig
+from kn_core.data.prompts import Prompt
 from kn_core.errors import StoreError
-from kn_core.prompts import Prompt
+from kn_core.model.fingerprint import model_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -78,50 +77,6 @@ CREATE TABLE documents (
 SUMMARY_COLUMNS = "key, model, lang, subject, object, template, baseline, steps, p_object, created"
 EXPORT_COLUMNS = ("key", "model", "fingerprint", "lang", "template", "subject", "object", "baseline", "steps",
                   "engine", "layers", "method_version", "p_object", "n_layers", "d_ff", "created")
-
-
-# -- model fingerprints ---------------------------------------------------------------------------
-_FINGERPRINT_LOCK = threading.Lock()
-_FILE_FINGERPRINTS: dict[tuple, str] = {}
-_MODULE_FINGERPRINTS: "weakref.WeakKeyDictionary[object, str]" = weakref.WeakKeyDictionary()
-
-
-def _weight_files(lm) -> list[Path]:
-    return sorted(Path(lm.source).glob("*.safetensors")) if lm.source is not None else []
-
-
-def _hash_files(files: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(file.name.encode("utf-8") + b"\0")
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
-def _hash_state_dict(model) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\0".encode("utf-8"))
-        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def model_fingerprint(lm) -> str:
-    """sha256 of the model's weights: its safetensors files when it was loaded from a folder (cached per
-    process by path, size and modification time), else of its state_dict tensors (cached per model object)."""
-    files = _weight_files(lm)
-    with _FINGERPRINT_LOCK:
-        if files:
-            signature = tuple((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
-            if signature not in _FILE_FINGERPRINTS:
-                _FILE_FINGERPRINTS[signature] = _hash_files(files)
-            return _FILE_FINGERPRINTS[signature]
-        if lm.model not in _MODULE_FINGERPRINTS:
-            _MODULE_FINGERPRINTS[lm.model] = _hash_state_dict(lm.model)
-        return _MODULE_FINGERPRINTS[lm.model]
 
 
 # -- records --------------------------------------------------------------------------------------
@@ -210,7 +165,7 @@ def _encode(key: ResultKey, result: Attribution) -> dict:
     if result.scores.ndim != 2:
         raise StoreError(f"cannot store scores of shape {result.scores.shape}; expected [n_layers, d_ff]")
     record = {"prompt": asdict(result.prompt), "token_probs": list(result.token_probs),
-              "config": asdict(result.config), "layers": list(result.layers), "meta": result.meta}
+              "config": asdict(result.config), "layers": list(result.layers), "lang": result.lang}
     return {"key": key.digest, "model": key.model, "fingerprint": key.fingerprint, "lang": key.lang,
             "template": key.template, "subject": key.subject, "object": key.object, "baseline": key.baseline,
             "steps": key.steps, "layers": json.dumps(list(key.layers)), "method_version": key.method_version,
@@ -229,7 +184,8 @@ def _decode(row: sqlite3.Row) -> Attribution:
                        token_probs=tuple(record["token_probs"]),
                        baseline_probs=_array(row["baseline_probs"], (n_layers,)),
                        config=AttributionConfig(**_tuples(record["config"])), model=row["model"],
-                       layers=tuple(record["layers"]), meta=record["meta"])
+                       layers=tuple(record["layers"]),
+                       lang=record["lang"] if "lang" in record else record.get("meta", {}).get("lang"))
 
 
 # -- location and checks --------------------------------------------------------------------------
@@ -361,17 +317,6 @@ class ResultStore:
         return "new"
 
     # attributions
-    def attribution(self, lm, prompt: Prompt, config: AttributionConfig, lang: str,
-                    progress: Callable[[float], None] | None = None, compute: bool = True) -> Attribution | None:
-        """The stored attribution of ``prompt``; when absent, compute and store it (``compute=False``: None)."""
-        key = ResultKey.of(lm, prompt, config, lang)
-        found = self.get(key)
-        if found is not None or not compute:
-            return found
-        result = attribute(lm, prompt, config, progress=progress, meta={"lang": lang})
-        self.put(key, result)
-        return result
-
     def get(self, key: ResultKey) -> Attribution | None:
         rows = self._query("SELECT * FROM results WHERE key = ?", (key.digest,))
         if not rows:

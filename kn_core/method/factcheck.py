@@ -24,29 +24,29 @@ import re
 import time
 import zlib
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from kn_core.attribution import AttributionConfig, attribute
-from kn_core.dkn import T_HIGH, T_LOW, TOP_K, DKNResult, degenerate, dkn_set, pair_counts
+from kn_core.attribution import AttributionConfig, Attributor, attribute, compute
+from kn_core.data import Fact, FactSet
+from kn_core.data.prompts import Prompt
+from kn_core.defaults import DKN_T, T_HIGH, T_LOW, TOP_K, TRAIN_SHARE
 from kn_core.errors import DataError, InputError
-from kn_core.facts import Fact, FactSet
-from kn_core.hooks import run
-from kn_core.neurons import Neuron, ScoredNeuron
-from kn_core.prompts import Prompt
+from kn_core.method.dkn import DKNResult, degenerate, dkn_set, pair_counts
+from kn_core.method.neurons import Neuron, ScoredNeuron
+from kn_core.model.hooks import run
+from kn_core.types import Progress
 
 log = logging.getLogger(__name__)
 
 OBJECTIVES = ("f1", "balanced_accuracy")
-DEFAULT_T = 0.7
-TRAIN_SHARE = 0.8
+DEFAULT_T = DKN_T
 _CJK_GAP = re.compile(r"(?<=[\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef])\s+"
                       r"(?=[\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef])")
 JSON_KIND, JSON_VERSION = "kn-explorer/fact-checker", 1
-Progress = Callable[[float], None]
 
 
 # -- claims and split --------------------------------------------------------------------------------
@@ -337,15 +337,14 @@ def _prompt_or_none(lm, template: str, subject: str, obj: str) -> Prompt | None:
 
 
 def _train_dkn(lm, facts: Sequence[Fact], templates: Sequence[str], lang: str, config: AttributionConfig,
-               top_k: int, t_low: float, t_high: float, progress: Progress, store=None) -> list[DKNResult]:
+               top_k: int, t_low: float, t_high: float, progress: Progress, attributor: Attributor = compute) -> list[DKNResult]:
     """Degenerate-pair search on every (training fact, template) prompt the model can take."""
     results = []
     prompts = [p for f in facts for tpl in templates
                if (p := _prompt_or_none(lm, tpl, f.subject(lang), f.object(lang))) is not None]
     full = replace(config, layers=None)
     for i, prompt in enumerate(prompts):
-        scores = (attribute(lm, prompt, full, meta={"lang": lang}) if store is None
-                  else store.attribution(lm, prompt, full, lang)).scores
+        scores = attributor(lm, prompt, full, lang).scores
         results.append(degenerate(lm, prompt, scores, top_k, t_low, t_high))
         progress((i + 1) / len(prompts))
     return results
@@ -368,7 +367,7 @@ def calibrate(lm, factset: FactSet, relation: str, lang: str, templates: Sequenc
               config: AttributionConfig = AttributionConfig(), seed: int = 0, top_k: int = TOP_K,
               t: float = DEFAULT_T, t_low: float = T_LOW, t_high: float = T_HIGH, objective: str = "f1",
               train: float = TRAIN_SHARE, facts: Sequence[Fact] | None = None,
-              progress: Progress | None = None, store=None) -> FactChecker:
+              progress: Progress | None = None, attributor: Attributor = compute) -> FactChecker:
     """Split ``relation``'s facts, find the DKN set on the training part and calibrate λ on its claims.
 
     templates: the prompts searched for degenerate pairs (default: the relation's train templates in
@@ -376,9 +375,9 @@ def calibrate(lm, factset: FactSet, relation: str, lang: str, templates: Sequenc
     facts: the facts to split (default: every fact of the relation with ``lang`` labels); wrong objects are
     still drawn from the whole relation.
     progress: called with the fraction done (0–1).
-    store: a :class:`kn_core.store.ResultStore`: the training prompts' attributions are read from it when
-    stored (e.g. by a batch run) and stored after they are computed; claims are never stored (wrong ones are
-    not facts).
+    attributor: where the training prompts' attributions come from (``kn_core.runs.cached.read_through(store)``
+    reads them from the store, e.g. after a batch run, and stores what it computes); claims are always
+    computed, never stored (wrong ones are not facts).
     """
     if objective not in OBJECTIVES:
         raise InputError("objective", f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
@@ -391,7 +390,7 @@ def calibrate(lm, factset: FactSet, relation: str, lang: str, templates: Sequenc
     train_facts, test_facts = split(facts, seed, train)
     report = progress or (lambda _f: None)
     results = _train_dkn(lm, train_facts, templates, lang, config, top_k, t_low, t_high, lambda f: report(0.7 * f),
-                         store)
+                         attributor)
     if not results:
         raise InputError("relation", f"no training prompt of {relation} in {lang!r} can be put to {lm.name} "
                                      "(its labels fall outside the model's vocabulary)")

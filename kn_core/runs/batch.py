@@ -3,7 +3,7 @@
 A prompt is one (fact, language, template), over all of the relation's templates (train and held-out).
 What the store already holds is skipped, so a killed run resumes where it stopped; a prompt that fails is
 recorded in the store with its reason (``store info`` lists them) and the run goes on. The work itself is
-done by an executor (:mod:`kn_core.executors`): ``local`` by default, or ``ray``.
+done by an executor (:mod:`kn_core.runs.executors`): ``local`` by default, or ``ray``.
 """
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from typing import Sequence
 from tqdm import tqdm
 
 from kn_core.attribution import AttributionConfig
+from kn_core.data import FactSet, load_dataset
 from kn_core.errors import InputError, KNError
-from kn_core.executors import EXECUTORS, Job, Outcome
-from kn_core.facts import FactSet, load_dataset
-from kn_core.loading import load_model
-from kn_core.store import Failure, ResultKey, ResultStore, model_fingerprint
+from kn_core.model.fingerprint import model_fingerprint
+from kn_core.model.loading import load_model
+from kn_core.runs.executors import EXECUTORS, Job, Outcome
+from kn_core.runs.store import Failure, ResultKey, ResultStore
 
 log = logging.getLogger(__name__)
 

@@ -21,12 +21,12 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from kn_core.attribution import Attribution, AttributionConfig, attribute
+from kn_core.data.prompts import Prompt
 from kn_core.errors import InputError, KNError
-from kn_core.loading import load_model
-from kn_core.prompts import Prompt
+from kn_core.model.loading import load_model
 
 log = logging.getLogger(__name__)
-PACKAGE = str(Path(__file__).resolve().parent)  # shipped to Ray actors as code
+PACKAGE = str(Path(__file__).resolve().parents[1])  # shipped to Ray actors as code
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ Executor = Callable[..., Iterator[Outcome]]
 def compute(lm, job: Job, config: AttributionConfig) -> Outcome:
     """Attribute one job; any error becomes the outcome's reason instead of propagating."""
     try:
-        return Outcome(job.id, attribution=attribute(lm, job.prompt, config, meta={"lang": job.lang}))
+        return Outcome(job.id, attribution=attribute(lm, job.prompt, config, lang=job.lang))
     except KNError as exc:
         return Outcome(job.id, reason=str(exc))
     except Exception as exc:  # a batch records every per-prompt failure and goes on

@@ -1,29 +1,28 @@
-"""Bilingual fact sets: typed records, the bundled TSV loader and its validation.
-
-A fact set holds relations (each with templates per language), facts (a subject and an object per
-language) and the problems met while reading. Two on-disk formats exist:
-
-- the **bundled format** (``assets/facts/``, documented in ``assets/facts/README.md``): TSV files read by
-  :func:`load_bundled`, which is strict — any problem raises :class:`~kn_core.errors.DataError` naming
-  the file and line;
-- the **mLAMA layout**, read leniently by :func:`kn_core.mlama.load_mlama`.
-
-:func:`load_dataset` picks the right loader for a name or folder.
+"""The bundled fact-set format (``assets/facts/``, documented in ``assets/facts/README.md``): TSV files read
+by :func:`load_bundled`, which is strict (any problem raises :class:`~kn_core.errors.DataError` naming the file
+and line), or leniently by :func:`scan_bundled` (bad rows skipped and listed in ``problems``).
 """
 from __future__ import annotations
 
 import os
-import re
-import unicodedata
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
-from typing import Iterable, Iterator, Literal, Mapping, TypeVar
+from typing import Mapping
 
+from kn_core.data.prompts import validate_label, validate_template
+from kn_core.data.records import (
+    _LANG_CODE,
+    _RELATION_ID,
+    Fact,
+    FactSet,
+    Problem,
+    Relation,
+    Template,
+    object_slot_is_last,
+    slugify,
+)
 from kn_core.errors import DataError, InputError
-from kn_core.prompts import OBJECT_SLOT, validate_label, validate_template
 
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "facts"
+BUNDLED_DIR = Path(__file__).resolve().parents[2] / "assets" / "facts"
 BUNDLED_NAME = "bundled"
 RELATIONS_FILE, TEMPLATES_FILE = "relations.tsv", "templates.tsv"
 RELATIONS_HEADER = ("id", "name", "description")
@@ -31,217 +30,6 @@ TEMPLATES_HEADER = ("relation", "lang", "split", "template")
 SPLITS = {"train": False, "heldout": True}  # split column -> Template.heldout
 ID_LANG = "en"  # fact ids of the bundled format are made from the English subject
 FACT_HEADER_EXAMPLE = "subject_en<TAB>object_en<TAB>subject_zh<TAB>object_zh"
-
-_RELATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_LANG_CODE = re.compile(r"[a-z]{2,3}(?:[-_][A-Za-z0-9]+)*")
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class FrozenMapping(Mapping[K, V]):
-    """A read-only dict that is hashable and picklable, so frozen records holding one stay hashable."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self, items: Mapping[K, V] | Iterable[tuple[K, V]] = ()):
-        self._data = dict(items)
-
-    def __getitem__(self, key: K) -> V:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[K]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __hash__(self) -> int:
-        return hash(frozenset(self._data.items()))
-
-    def __repr__(self) -> str:
-        return f"FrozenMapping({self._data!r})"
-
-    def __getstate__(self) -> dict[K, V]:
-        return self._data
-
-    def __setstate__(self, state: dict[K, V]) -> None:
-        self._data = state
-
-
-# -- records ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Problem:
-    """Something wrong in a data file.
-
-    Attributes:
-        file: the file, relative to the data set's folder (e.g. ``"P36.tsv"``, ``"zh/P36.jsonl"``).
-        line: 1-based line number, or None when the problem concerns the whole file.
-        reason: what is wrong and, where possible, how to fix it.
-    """
-
-    file: str
-    line: int | None
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.reason}" if self.line is not None else f"{self.file}: {self.reason}"
-
-    def to_json(self) -> dict:
-        return {"file": self.file, "line": self.line, "reason": self.reason}
-
-
-@dataclass(frozen=True)
-class Template:
-    """A relation's sentence in one language, with one ``[X]`` (subject) and one ``[Y]`` (object) slot.
-
-    ``heldout`` templates are kept out of neuron search and used to test generalisation.
-    """
-
-    relation: str
-    lang: str
-    text: str
-    heldout: bool
-
-
-@dataclass(frozen=True)
-class Fact:
-    """A ⟨subject, relation, object⟩ triple with a surface form per language.
-
-    Attributes:
-        id: stable identifier, ``<relation>-<slug of the English subject>`` (bundled) or
-            ``<relation>-<uuid>`` (mLAMA).
-        relation: the relation id, e.g. ``"P36"``.
-        labels: language code -> (subject, object), e.g. ``{"en": ("Tanzania", "Dodoma"),
-            "zh": ("坦桑尼亚", "多多马")}``; read-only.
-    """
-
-    id: str
-    relation: str
-    labels: Mapping[str, tuple[str, str]]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "labels", FrozenMapping((lang, tuple(pair)) for lang, pair in self.labels.items()))
-
-    @property
-    def languages(self) -> tuple[str, ...]:
-        """Languages the fact has labels in, in file order."""
-        return tuple(self.labels)
-
-    def subject(self, lang: str) -> str:
-        return self._label(lang)[0]
-
-    def object(self, lang: str) -> str:
-        return self._label(lang)[1]
-
-    def _label(self, lang: str) -> tuple[str, str]:
-        try:
-            return self.labels[lang]
-        except KeyError:
-            raise InputError("lang", f"fact {self.id} has no {lang!r} labels; it has {', '.join(self.labels)}"
-                             ) from None
-
-
-@dataclass(frozen=True)
-class Relation:
-    """A relation (Wikidata property) with its templates in every language."""
-
-    id: str
-    name: str
-    description: str
-    templates: tuple[Template, ...]
-
-    @property
-    def languages(self) -> tuple[str, ...]:
-        """Languages that have templates, in file order."""
-        return tuple(dict.fromkeys(t.lang for t in self.templates))
-
-    def templates_for(self, lang: str, heldout: bool | None = None) -> tuple[Template, ...]:
-        """Templates in ``lang``; only train ones (``heldout=False``), only held-out ones (True) or all (None)."""
-        return tuple(t for t in self.templates if t.lang == lang and (heldout is None or t.heldout == heldout))
-
-
-@dataclass(frozen=True)
-class FactSet:
-    """Relations, their facts and the problems met while reading them.
-
-    Attributes:
-        relations: relation id -> :class:`Relation`, in file order; read-only.
-        facts: every fact, grouped by relation in the order of ``relations``.
-        problems: what was skipped while reading (always empty for the strict bundled loader).
-        source: ``"bundled"`` or the folder the set was read from.
-    """
-
-    relations: Mapping[str, Relation]
-    facts: tuple[Fact, ...]
-    problems: tuple[Problem, ...] = ()
-    source: str = ""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "relations", FrozenMapping(self.relations))
-        object.__setattr__(self, "facts", tuple(self.facts))
-        object.__setattr__(self, "problems", tuple(self.problems))
-
-    @property
-    def languages(self) -> tuple[str, ...]:
-        """Every language with templates in some relation, sorted."""
-        return tuple(sorted({lang for relation in self.relations.values() for lang in relation.languages}))
-
-    @cached_property
-    def _by_relation(self) -> dict[str, tuple[Fact, ...]]:
-        groups: dict[str, list[Fact]] = {rid: [] for rid in self.relations}
-        for fact in self.facts:
-            groups.setdefault(fact.relation, []).append(fact)
-        return {rid: tuple(facts) for rid, facts in groups.items()}
-
-    @cached_property
-    def _by_id(self) -> dict[str, Fact]:
-        return {fact.id: fact for fact in self.facts}
-
-    def relation(self, relation_id: str) -> Relation:
-        try:
-            return self.relations[relation_id]
-        except KeyError:
-            known = ", ".join(self.relations)
-            raise InputError("relation", f"unknown relation {relation_id!r}; known: {known}") from None
-
-    def facts_of(self, relation_id: str) -> tuple[Fact, ...]:
-        """The facts of one relation, in file order."""
-        self.relation(relation_id)
-        return self._by_relation.get(relation_id, ())
-
-    def fact(self, fact_id: str) -> Fact:
-        try:
-            return self._by_id[fact_id]
-        except KeyError:
-            raise InputError("fact", f"unknown fact id {fact_id!r}; ids look like 'P36-tanzania'") from None
-
-    def wrong_objects(self, fact: Fact, lang: str) -> tuple[str, ...]:
-        """Objects of the *other* facts of ``fact``'s relation in ``lang``: distinct, in file order, never
-        ``fact``'s own object. The candidates for wrong claims (METHOD.md §5)."""
-        own = fact.object(lang)
-        others = (other.labels[lang][1] for other in self.facts_of(fact.relation) if lang in other.labels)
-        return tuple(obj for obj in dict.fromkeys(others) if obj != own)
-
-    def find(self, query: str) -> tuple[Fact, ...]:
-        """Facts whose subject or object, in any language, contains ``query`` (case-insensitive); a blank
-        query matches every fact."""
-        needle = query.strip().casefold()
-        return tuple(fact for fact in self.facts
-                     if any(needle in label.casefold() for pair in fact.labels.values() for label in pair))
-
-
-# -- helpers shared by the loaders --------------------------------------------------------------
-def slugify(text: str) -> str:
-    """Lower-case ASCII-folded words joined by '-': ``"São Paulo"`` -> ``"sao-paulo"``; CJK is kept."""
-    folded = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
-    return re.sub(r"[\W_]+", "-", folded.casefold()).strip("-")
-
-
-def object_slot_is_last(template: str) -> bool:
-    """True when only spaces and punctuation follow ``[Y]`` — what causal LMs need."""
-    _, _, after = template.partition(OBJECT_SLOT)
-    return not any(ch.isalnum() for ch in after)
 
 
 # -- bundled format ---------------------------------------------------------------------------------
@@ -455,34 +243,3 @@ def _check_stray_files(root: Path, relations: Mapping[str, object], problems: li
             problems.append(Problem(file.name, None, f"relation {file.stem} is not listed in {RELATIONS_FILE}"))
 
 
-# -- choosing a loader ------------------------------------------------------------------------------
-Layout = Literal["bundled", "mlama"]
-
-
-def dataset_layout(path_or_name: str | os.PathLike | None) -> tuple[Layout, Path | None]:
-    """Which format a data set argument names: ``(layout, folder)``; the folder is None for the bundled
-    set. Raises :class:`DataError` saying what was expected when it is neither."""
-    if path_or_name is None or str(path_or_name) == BUNDLED_NAME:
-        return "bundled", None
-    from kn_core.mlama import is_mlama_layout  # mlama builds on this module's records
-
-    root = Path(path_or_name)
-    if (root / RELATIONS_FILE).is_file():
-        return "bundled", root
-    if is_mlama_layout(root):
-        return "mlama", root
-    state = "does not exist" if not root.exists() else "is not a folder" if not root.is_dir() else "has neither layout"
-    raise DataError(str(root), None, f"{state}; expected '{BUNDLED_NAME}', a bundled-format folder "
-                                     f"({RELATIONS_FILE}, {TEMPLATES_FILE}, <relation>.tsv) or an mLAMA-layout "
-                                     "folder (<lang>/templates.jsonl, <lang>/<relation>.jsonl)")
-
-
-def load_dataset(path_or_name: str | os.PathLike | None = None) -> FactSet:
-    """Load ``None``/``"bundled"`` (the bundled set), a bundled-format folder (strict) or an mLAMA-layout
-    folder (lenient; skipped lines are in ``problems``)."""
-    layout, root = dataset_layout(path_or_name)
-    if layout == "bundled":
-        return load_bundled(root)
-    from kn_core.mlama import load_mlama
-
-    return load_mlama(root)

@@ -6,7 +6,7 @@ also has ``lineid``, ``sub_uri``, ``obj_uri``). The same ``uuid`` pairs a fact a
 
 The importer is lenient: a bad line (invalid JSON, a missing field, an empty label, a template without
 its slots, a duplicate uuid), a relation file without a template, and a fact missing in some language
-are recorded as :class:`~kn_core.facts.Problem` and skipped; the rest loads.
+are recorded as :class:`~kn_core.data.Problem` and skipped; the rest loads.
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import os
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
+from kn_core.data.prompts import validate_label, validate_template
+from kn_core.data.records import Fact, FactSet, Problem, Relation, Template
 from kn_core.errors import DataError, InputError
-from kn_core.facts import Fact, FactSet, Problem, Relation, Template, dataset_layout, scan_bundled
-from kn_core.prompts import validate_label, validate_template
 
 TEMPLATES_FILE = "templates.jsonl"
 REQUIRED_FIELDS = ("uuid", "sub_label", "obj_label")
@@ -88,26 +88,11 @@ def load_mlama(path: str | os.PathLike, languages: list[str] | None = None) -> F
     """Import an mLAMA-layout folder. ``languages``: the language folders to read (default: every folder
     with a ``templates.jsonl``). Only facts present in every loaded language are kept; everything skipped
     is in ``problems``. Raises :class:`DataError` only when the folder or a requested language is missing."""
-    return _import(Path(path), languages)[0]
-
-
-def summarize(path: str | os.PathLike) -> dict:
-    """Overview of a data set (``"bundled"``, a bundled-format folder or an mLAMA-layout folder):
-    ``relations`` (sorted ids), ``facts`` ({lang: valid facts in that language}), ``paired`` (facts present
-    in every language) and ``problems`` ([{file, line, reason}])."""
-    layout, root = dataset_layout(path)
-    if layout == "mlama":
-        fact_set, per_language = _import(root, None)
-    else:
-        fact_set = scan_bundled(root)
-        per_language = {lang: sum(lang in fact.labels for fact in fact_set.facts) for lang in fact_set.languages}
-    paired = sum(all(lang in fact.labels for lang in fact_set.languages) for fact in fact_set.facts)
-    return {"relations": sorted(fact_set.relations), "facts": per_language, "paired": paired,
-            "problems": [problem.to_json() for problem in fact_set.problems]}
+    return import_mlama(Path(path), languages)[0]
 
 
 # -- reading -------------------------------------------------------------------------------------------
-def _import(root: Path, languages: list[str] | None) -> tuple[FactSet, dict[str, int]]:
+def import_mlama(root: Path, languages: list[str] | None) -> tuple[FactSet, dict[str, int]]:
     """The fact set and the number of valid fact lines per language."""
     langs = _languages(root, languages)
     problems: list[Problem] = []

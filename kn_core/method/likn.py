@@ -13,10 +13,10 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from kn_core.data.prompts import Prompt
 from kn_core.errors import InputError
-from kn_core.interventions import FACTORS, object_probs
-from kn_core.neurons import Neuron, per_layer_counts
-from kn_core.prompts import Prompt
+from kn_core.method.interventions import FACTORS, object_probs
+from kn_core.method.neurons import Neuron, per_layer_counts
 
 NO_PROMPTS: Mapping[str, Sequence[Prompt]] = MappingProxyType({})
 EDIT_COLUMNS = ("edited_set", "n_neurons", "measured_lang", "target", "mode", "n_prompts", "relative_change")

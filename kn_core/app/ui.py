@@ -14,20 +14,22 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from kn_core import figures
+from kn_core.app import figures
 from kn_core.attribution import Attribution, AttributionConfig
-from kn_core.baselines import BASELINES
-from kn_core.dkn import T_HIGH, T_LOW, TOP_K
+from kn_core.attribution.baselines import BASELINES
+from kn_core.data import FactSet, load_bundled
+from kn_core.data.prompts import Prompt
 from kn_core.errors import InputError, KNError
-from kn_core.factcheck import DEFAULT_T, OBJECTIVES, FactChecker, calibrate, evaluate
-from kn_core.facts import FactSet, load_bundled
-from kn_core.interventions import verify
-from kn_core.likn import overlap
-from kn_core.loading import DEMO_MODELS, LanguageModel, default_threads, load_model
-from kn_core.neurons import TAU, knowledge_neurons, per_layer_counts
-from kn_core.prompts import Prompt
-from kn_core.store import ResultStore, model_fingerprint
-from kn_core.vocab import promoted_tokens
+from kn_core.method.dkn import T_HIGH, T_LOW, TOP_K
+from kn_core.method.factcheck import DEFAULT_T, OBJECTIVES, FactChecker, calibrate, evaluate
+from kn_core.method.interventions import verify
+from kn_core.method.likn import overlap
+from kn_core.method.neurons import TAU, knowledge_neurons, per_layer_counts
+from kn_core.model.fingerprint import model_fingerprint
+from kn_core.model.loading import DEMO_MODELS, LanguageModel, default_threads, load_model
+from kn_core.model.vocab import promoted_tokens
+from kn_core.runs import cached
+from kn_core.runs.store import ResultStore
 
 log = logging.getLogger(__name__)
 OTHER = "Other: Hugging Face id or folder…"
@@ -129,17 +131,18 @@ def current_model(settings: Settings) -> LanguageModel:
 def attributions(lm: LanguageModel, prompts: Sequence[Prompt], config: AttributionConfig,
                  lang: str) -> list[Attribution]:
     """Each prompt's attribution: read from the store when present, else computed (with a progress bar) and stored."""
-    results = [store().attribution(lm, p, config, lang, compute=False) for p in prompts]
-    missing = [i for i, r in enumerate(results) if r is None]
-    if missing:
-        bar = st.progress(0.0, text="Integrating gradients…")
-        with model_turn(lm):
-            for n, i in enumerate(missing):
-                def report(fraction: float, n: int = n) -> None:
-                    bar.progress(min(1.0, (n + fraction) / len(missing)),
-                                 text=f"Integrating gradients: prompt {n + 1} of {len(missing)}")
-                results[i] = store().attribution(lm, prompts[i], config, lang, progress=report)
-        bar.empty()
+    todo = cached.missing(store(), lm, prompts, config, lang)
+    if not todo:
+        return cached.attributions(store(), lm, prompts, config, lang, compute_missing=False)
+    bar = st.progress(0.0, text="Integrating gradients…")
+
+    def report(fraction: float) -> None:
+        n = min(len(todo) - 1, int(fraction * len(todo)))
+        bar.progress(min(1.0, fraction), text=f"Integrating gradients: prompt {n + 1} of {len(todo)}")
+
+    with model_turn(lm):
+        results = cached.attributions(store(), lm, prompts, config, lang, progress=report)
+    bar.empty()
     return results
 
 
@@ -251,7 +254,7 @@ def neuron_detail(lm: LanguageModel, neuron: tuple[int, int], results: Sequence[
                "prompts in other languages "
                "are shown once they are stored (open the fact in that language, or run `python -m kn_core batch`).")
     left, right = st.columns(2)
-    labels = [f"[{r.meta.get('lang', '?')}] {r.prompt.query}" for r in results]
+    labels = [f"[{r.lang or '?'}] {r.prompt.query}" for r in results]
     left.plotly_chart(figures.prompt_scores(labels, [float(r.scores[layer, index]) for r in results],
                                             "Its score in each prompt and language"), key=f"detail_{layer}_{index}")
     right.markdown("**Tokens its output weights promote most**")
@@ -297,7 +300,7 @@ def stored_only(lm: LanguageModel, facts_by_lang, config: AttributionConfig) -> 
                 prompt = lm.prompt(getattr(template, "text", template), subject, obj)
             except KNError:
                 continue
-            result = store().attribution(lm, prompt, config, lang, compute=False)
+            result = cached.attribution(store(), lm, prompt, config, lang, compute_missing=False)
             if result is not None:
                 found.append(result)
     return found
@@ -380,14 +383,14 @@ def fact_checker(lm: LanguageModel, relation: str, lang: str, config: Attributio
                  dkn: DKNSettings = DKNSettings()) -> FactChecker:
     """The relation's calibrated checker: from the store, or calibrated now (with progress) and stored."""
     key = _checker_key(lm, relation, lang, config, dkn)
-    cached = store().get_json("factcheck", key)
-    if cached is not None:
-        return FactChecker.from_json(cached)
+    saved = store().get_json("factcheck", key)
+    if saved is not None:
+        return FactChecker.from_json(saved)
     bar, report = _progress_bar(f"Finding the degenerate neurons of {relation} ({lang}) and calibrating λ…")
     with model_turn(lm):
         checker = calibrate(lm, facts(), relation, lang, config=config, top_k=dkn.top_k, t=dkn.t,
                             t_low=dkn.t_low, t_high=dkn.t_high, objective=dkn.objective,
-                            progress=report, store=store())
+                            progress=report, attributor=cached.read_through(store()))
     bar.empty()
     store().put_json("factcheck", key, json.loads(checker.to_json()))
     return checker
@@ -397,12 +400,12 @@ def fact_check_table(lm: LanguageModel, checker: FactChecker, relation: str, lan
                      config: AttributionConfig, dkn: DKNSettings = DKNSettings()) -> pd.DataFrame:
     """The held-out evaluation (with and without DKN), from the store or computed now and stored."""
     key = _checker_key(lm, relation, lang, config, dkn)
-    cached = store().get_json("factcheck-evaluation", key)
-    if cached is None:
+    saved = store().get_json("factcheck-evaluation", key)
+    if saved is None:
         bar, report = _progress_bar("Judging the held-out claims…")
         with model_turn(lm):
             result = evaluate(lm, checker, checker.held_out_claims(facts()), progress=report)
         bar.empty()
-        cached = {"rows": result.table().to_dict(orient="records")}
-        store().put_json("factcheck-evaluation", key, cached)
-    return pd.DataFrame(cached["rows"])
+        saved = {"rows": result.table().to_dict(orient="records")}
+        store().put_json("factcheck-evaluation", key, saved)
+    return pd.DataFrame(saved["rows"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kn_core.adapters.base import CausalLMAdapter
+from kn_core.model.adapters.base import CausalLMAdapter
 
 
 class GatedMLPAdapter(CausalLMAdapter):

@@ -11,10 +11,9 @@ from typing import Callable
 
 import torch
 
+from kn_core.data.prompts import Prompt
 from kn_core.errors import InputError
-from kn_core.hooks import recorded, run_body
-from kn_core.prompts import Prompt
-
+from kn_core.model.hooks import recorded, run_body
 
 CHUNK = 16  # prompts per forward pass when building the baseline
 

@@ -12,7 +12,7 @@ is tried only when all of its (s−1)-subsets were tried and stayed quiet (dropp
 degenerate when suppressing all of it drops P by more than ``t_high``. So every proper subset of a
 degenerate group is quiet — a *minimal* degenerate group, which for s = 2 is exactly the paper's pair.
 
-All suppressions of one level share batched forward passes (:func:`~kn_core.interventions.object_probs`,
+All suppressions of one level share batched forward passes (:func:`~kn_core.method.interventions.object_probs`,
 ``chunk`` sets per pass); no set is evaluated twice, and P0 rides in the first pass with the single neurons.
 """
 from __future__ import annotations
@@ -25,13 +25,13 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from kn_core.data import FrozenMapping
+from kn_core.data.prompts import Prompt
+from kn_core.defaults import DKN_T, T_HIGH, T_LOW, TOP_K
 from kn_core.errors import InputError
-from kn_core.facts import FrozenMapping
-from kn_core.interventions import FACTORS, object_probs
-from kn_core.neurons import Neuron, ScoredNeuron
-from kn_core.prompts import Prompt
+from kn_core.method.interventions import FACTORS, object_probs
+from kn_core.method.neurons import Neuron, ScoredNeuron
 
-TOP_K, T_LOW, T_HIGH = 20, 0.2, 0.25  # the paper's values
 MAX_GROUP_SIZE = 5  # the level-wise search grows combinatorially; larger groups are not offered
 CHUNK = 128  # neuron sets per batched forward pass
 Group = tuple[Neuron, ...]
@@ -152,11 +152,11 @@ def pair_counts(results: Iterable[DKNResult]) -> Counter[Neuron]:
     return Counter(n for result in results for pair in result.pairs for n in pair)
 
 
-def dkn_set(counts: Mapping[Neuron, int], t: float = 0.7) -> tuple[Neuron, ...]:
+def dkn_set(counts: Mapping[Neuron, int], t: float = DKN_T) -> tuple[Neuron, ...]:
     """A relation's DKN set (METHOD.md §5): neurons whose pair count exceeds ⌊t · max count⌋, most frequent
     first (ties by position); empty when no pair was found."""
     if not 0 <= t <= 1:
-        raise InputError("t", f"must lie in [0, 1] (got {t!r}); the paper uses 0.7")
+        raise InputError("t", f"must lie in [0, 1] (got {t!r}); the paper uses {DKN_T}")
     if not counts:
         return ()
     floor = math.floor(t * max(counts.values()))

@@ -1,0 +1,24 @@
+"""The paper's numbers (METHOD.md), in one place. Every one is a default the user can change.
+
+Chen et al. (AAAI 2024) unless noted; the modules that use them import them from here.
+"""
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Mapping
+
+# §1 AMIG
+STEPS = 20  # m, right-Riemann steps of each integral
+
+# §2 knowledge neurons
+TAU: Mapping[str, float] = MappingProxyType({"en": 0.3, "zh": 0.2})  # coarse threshold τ per language
+P_SHARE = 0.7  # refined: coarse in more than this share of a fact's prompts
+
+# §4 degenerate knowledge neurons
+TOP_K = 20  # candidates: the prompt's top-K knowledge neurons
+T_LOW = 0.2  # aggregate: suppressing one neuron alone lowers P by at most this (relative)
+T_HIGH = 0.25  # filter: suppressing the pair lowers P by more than this (relative)
+
+# §5 fact-checking
+DKN_T = 0.7  # a relation's DKN set: count in degenerate pairs > floor(t · max count)
+TRAIN_SHARE = 0.8  # each relation's facts split train / test

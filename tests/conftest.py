@@ -7,7 +7,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tiny import make_bert, make_gpt2  # noqa: E402
+from helpers import make_bert, make_gpt2  # noqa: E402
 
 from kn_core.model.loading import load_model  # noqa: E402
 

@@ -7,8 +7,8 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 import torch
-from oracle import plain_ig
-from test_fast import TEMPLATE, assert_same
+from helpers import assert_same, plain_ig
+from test_fast import TEMPLATE, TOL
 
 from kn_core.attribution import AttributionConfig, attribute
 from kn_core.attribution.baselines import activations, baseline
@@ -21,7 +21,7 @@ def test_few_steps_engines_agree(lm, steps, base):
     prompt = lm.prompt(TEMPLATE, "Tanzania", "Dar es Salaam")
     fast, ref = (attribute(lm, prompt, AttributionConfig(engine=engine, steps=steps, baseline=base))
                  for engine in ("fast", "reference"))
-    assert_same(fast, ref)
+    assert_same(fast, ref, TOL)
     assert count_hooks(lm) == 0
 
 

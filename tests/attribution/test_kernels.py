@@ -182,7 +182,7 @@ def test_every_engine_starts_from_passes_on_the_chosen_kernel_and_the_reference_
 
 
 def test_kernel_bench_quick_runs():
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, str(repo / "bench" / "bench_kernels.py"), "--quick"], cwd=repo,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr

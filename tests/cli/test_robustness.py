@@ -15,10 +15,9 @@ from typing import Callable
 
 import pytest
 import torch
-from apptext import shown
+from helpers import make_bert, shown
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tiny import make_bert
 
 from kn_core import cli
 from kn_core.attribution import AttributionConfig
@@ -379,7 +378,7 @@ def open_app(**state):
     drops the sidebar's widgets from its tree once one of them is changed, and forgets their values.
     """
     from streamlit.testing.v1 import AppTest
-    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=300)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"), default_timeout=300)
     for key, value in state.items():
         at.session_state[key] = value
     at.run()
@@ -439,7 +438,7 @@ def test_app_refuses_bad_model_without_traceback(app_store, offline, tmp_path, s
 
 def test_no_unsafe_html_in_the_app():
     """User text reaches Streamlit only through escaping calls: no page renders raw HTML."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     sources = [root / "app.py", *sorted((root / "kn_core" / "app").glob("*.py")), *sorted((root / "views").glob("*.py"))]
     for source in sources:
         text = source.read_text(encoding="utf-8")
@@ -448,7 +447,7 @@ def test_no_unsafe_html_in_the_app():
 
 
 def test_loader_never_trusts_remote_code_nor_pickles():
-    text = (Path(__file__).resolve().parent.parent / "kn_core" / "model" / "loading.py").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[2] / "kn_core" / "model" / "loading.py").read_text(encoding="utf-8")
     assert "trust_remote_code=True" not in text and "use_safetensors=True" in text
     assert "torch.load" not in text and "pickle" not in text.replace("unpickl", "")
 

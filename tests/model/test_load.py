@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import assert_same
 
 from kn_core.attribution import AttributionConfig, attribute
 from kn_core.method.interventions import verify
@@ -25,7 +26,7 @@ from kn_core.model.loading import DEMO_MODELS
 from kn_core.runs import cached
 from kn_core.runs.store import ResultStore
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
 RERUNS = 100
 RERUN_GROWTH_MB = 50.0  # a leak of 0.5 MB per rerun (one figure, one score matrix) would exceed it
 TEMPLATES = ("The capital of [X] is [Y].", "[X]'s capital is [Y].", "[X] has the capital [Y].")
@@ -105,17 +106,15 @@ def test_reruns_keep_memory_bounded_and_load_the_model_once(fresh_app):
     print(f"{RERUNS} reruns in {elapsed:.1f} s; resident memory {growth:+.1f} MB from rerun 10 to {RERUNS}")
 
 
+def assert_all_same(results, expected) -> None:
+    assert len(results) == len(expected)
+    for got, want in zip(results, expected):
+        assert_same(got, want)
+
+
 # -- threads on one shared model --------------------------------------------------------------------------
 def serial(lm) -> list:
-    return [attribute(lm, lm.prompt(t, "Tanzania", "Dodoma"), CONFIG) for t in TEMPLATES]
-
-
-def assert_same(results, expected) -> None:
-    for got, want in zip(results, expected):
-        assert got.prompt == want.prompt
-        np.testing.assert_array_equal(got.scores, want.scores)
-        np.testing.assert_array_equal(got.convergence_delta, want.convergence_delta)
-        assert got.token_probs == want.token_probs
+    return [attribute(lm, lm.prompt(t, "Tanzania", "Dodoma"), CONFIG, lang="en") for t in TEMPLATES]
 
 
 @pytest.mark.parametrize("name", ["bert", "gpt2"])
@@ -133,7 +132,7 @@ def test_threads_attributing_on_one_model_match_a_serial_run(request, name):
 
     def session(order: int) -> list:
         indices = np.roll(np.arange(len(TEMPLATES)), order)
-        found = {int(i): attribute(lm, prompts[i], CONFIG) for i in indices}
+        found = {int(i): attribute(lm, prompts[i], CONFIG, lang="en") for i in indices}
         return [found[i] for i in range(len(TEMPLATES))]
 
     editor = threading.Thread(target=edit_continuously)
@@ -145,7 +144,7 @@ def test_threads_attributing_on_one_model_match_a_serial_run(request, name):
         stop.set()
         editor.join()
     for results in outcomes:
-        assert_same(results, expected)
+        assert_all_same(results, expected)
     assert edits and len(set(edits)) == 1, "the edits themselves must not see the attributions either"
     assert count_hooks(lm) == 0
     assert lm.lock.acquire(blocking=False)
@@ -165,9 +164,9 @@ def test_threads_sharing_one_store_store_each_result_once(bert, tmp_path):
     with ThreadPoolExecutor(3) as pool:
         outcomes = list(pool.map(session, range(3)))
     for results in outcomes:
-        assert_same(results, expected)
+        assert_all_same(results, expected)
     assert store.info()["results"] == len(TEMPLATES)
-    assert_same([cached.attribution(store, bert, p, CONFIG, "en", compute_missing=False) for p in prompts], expected)
+    assert_all_same([cached.attribution(store, bert, p, CONFIG, "en", compute_missing=False) for p in prompts], expected)
     assert store.check() == "ok" and count_hooks(bert) == 0
 
 

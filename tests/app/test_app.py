@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from apptext import shown
+from helpers import shown
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
@@ -19,7 +19,7 @@ TIMEOUT = 300
 @pytest.fixture
 def app(tmp_path, monkeypatch):
     monkeypatch.setenv("KN_EXPLORER_HOME", str(tmp_path))
-    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
+    at = AppTest.from_file("../../app.py", default_timeout=TIMEOUT)
     at.run()
     assert not at.exception, at.exception
     return at
@@ -48,7 +48,7 @@ def test_every_page_renders(tmp_path, monkeypatch, model):
     # the choice goes into session state before the first run: AppTest forgets sidebar widget values set
     # with set_value() on the next run of an st.navigation app
     monkeypatch.setenv("KN_EXPLORER_HOME", str(tmp_path))
-    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
+    at = AppTest.from_file("../../app.py", default_timeout=TIMEOUT)
     at.session_state["model_choice"] = model
     at.run()
     for page in ("views/fact_browser.py", "views/custom_triple.py", "views/languages.py", "views/about.py"):
@@ -106,7 +106,7 @@ def test_batched_facts_open_without_recomputation(tmp_path, monkeypatch):
         raise AssertionError("the app recomputed a result the batch had stored")
 
     monkeypatch.setattr(kn_core.attribution, "attribute", no_compute)
-    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
+    at = AppTest.from_file("../../app.py", default_timeout=TIMEOUT)
     at.run()
     assert not at.exception and not at.error, ([e.value for e in at.exception], [e.value for e in at.error])
     assert at.selectbox(key="browser_fact").value == fact

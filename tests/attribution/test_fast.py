@@ -7,10 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from tiny import INIT, bert_tokenizer, gpt2_tokenizer
+from helpers import INIT, assert_same, bert_tokenizer, gpt2_tokenizer
+
+TOL = 1e-4  # the fast engine against the reference
 from transformers import (
     LlamaConfig,
     LlamaForCausalLM,
@@ -26,7 +27,7 @@ from kn_core.model.loading import load_model
 
 TEMPLATE = "The capital of [X] is [Y]."
 STEPS = 8
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -34,23 +35,6 @@ def onednn_kernel(monkeypatch):
     """Every test here runs on oneDNN's matmul, the kernel real-size models get (``auto`` would give these tiny
     models torch's; tests/test_kernels.py covers the fast engine on torch's)."""
     monkeypatch.setenv(kernels.VARIABLE, "onednn")
-
-
-def relative_error(value: np.ndarray, expected: np.ndarray, scale: float = 0.0) -> float:
-    """Largest deviation relative to the largest magnitude of ``expected`` (or ``scale`` when larger)."""
-    return float(np.max(np.abs(value - expected)) / max(np.max(np.abs(expected)), scale))
-
-
-def assert_same(fast: Attribution, ref: Attribution, tol: float = 1e-4) -> None:
-    """Scores, deltas and baseline probabilities within ``tol``. A delta is a residual, Σ attr − (P(a) −
-    P(b)), far smaller than its terms: its error is measured against their size, P(object) (the baseline
-    probabilities, which carry the same terms, are held to their own size)."""
-    rows = list(ref.layers)
-    assert relative_error(fast.scores, ref.scores) <= tol
-    p_object = float(np.mean(ref.token_probs))
-    assert relative_error(fast.convergence_delta[rows], ref.convergence_delta[rows], p_object) <= tol
-    assert relative_error(fast.baseline_probs[rows], ref.baseline_probs[rows]) <= tol
-    np.testing.assert_allclose(fast.token_probs, ref.token_probs, rtol=1e-6)
 
 
 def both(lm, obj: str, **config) -> tuple[Attribution, Attribution]:
@@ -93,7 +77,7 @@ def roberta(tmp_path_factory):
 def test_fast_equals_reference(lm, base, obj):
     fast, ref = both(lm, obj, baseline=base)
     assert fast.prompt.n_object_tokens >= (1 if obj == "Paris" else 2)
-    assert_same(fast, ref)
+    assert_same(fast, ref, TOL)
     assert count_hooks(lm) == 0
 
 
@@ -103,7 +87,7 @@ def test_fast_equals_reference_other_families(family, base, request):
     lm = request.getfixturevalue(family)
     fast, ref = both(lm, "Dar es Salaam", baseline=base)
     assert fast.prompt.n_object_tokens >= 2
-    assert_same(fast, ref)
+    assert_same(fast, ref, TOL)
     assert count_hooks(lm) == 0
 
 
@@ -113,14 +97,14 @@ def test_fast_target_at_the_first_position(gpt2):
     assert prompt.target_positions[0] == 0
     fast, ref = (attribute(gpt2, prompt, AttributionConfig(engine=engine, steps=STEPS, baseline="zero"))
                  for engine in ("fast", "reference"))
-    assert_same(fast, ref)
+    assert_same(fast, ref, TOL)
 
 
 def test_fast_layer_subset(lm):
     fast, ref = both(lm, "Dar es Salaam", layers=(2, 0))
     assert fast.layers == (0, 2)
     assert not fast.scores[1].any() and fast.convergence_delta[1] == 0
-    assert_same(fast, ref)
+    assert_same(fast, ref, TOL)
 
 
 def test_fast_is_default_and_reports_progress(gpt2):

@@ -21,7 +21,7 @@ from kn_core.errors import InputError
 from kn_core.runs.batch import plan, run_batch
 from kn_core.runs.store import ResultStore
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = AttributionConfig(steps=4)
 LANGS = ["en", "zh"]
 # Words the tiny BERT knows; its vocabulary lacks the Chinese objects except 巴黎 and 东京, so 7 zh prompts fail.

@@ -10,7 +10,7 @@ from kn_core import cli
 from kn_core.data import load_dataset, load_mlama, summarize
 from kn_core.errors import DataError
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mlama_sample"
+SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "mlama_sample"
 SAMPLE_RELATIONS = ["P103", "P1376", "P17", "P30", "P36", "P37"]
 SUMMARY_FIELDS = {"relations", "facts", "paired", "problems"}
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tiny import make_bert
+from helpers import assert_same, make_bert
 
 from kn_core.attribution import Attribution, AttributionConfig
 from kn_core.cli import main
@@ -25,21 +25,13 @@ from kn_core.model.loading import LanguageModel, load_model
 from kn_core.runs import cached
 from kn_core.runs.store import Failure, ResultKey, ResultStore
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = AttributionConfig(steps=4)
 TEMPLATE = "The capital of [X] is [Y]."
 
 
 def capital_prompt(lm) -> Prompt:
     return lm.prompt(TEMPLATE, "Tanzania", "Dodoma")
-
-
-def assert_same(a: Attribution, b: Attribution) -> None:
-    for name in ("scores", "convergence_delta", "baseline_probs"):
-        x, y = getattr(a, name), getattr(b, name)
-        assert x.dtype == y.dtype == np.float32 and np.array_equal(x, y), name
-    assert (a.prompt, a.token_probs, a.config, a.model, a.layers, a.lang) == \
-           (b.prompt, b.token_probs, b.config, b.model, b.layers, b.lang)
 
 
 def synthetic(i: int) -> tuple[ResultKey, Attribution]:
@@ -185,7 +177,7 @@ def test_two_processes_write_at_once(tmp_path):
     path = tmp_path / "store.sqlite"
     script = tmp_path / "writer.py"
     script.write_text(WRITER, encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "runs")])}
     ranges = [(0, 40), (20, 60)]  # 20 results written by both
     writers = [subprocess.Popen([sys.executable, str(script), str(path), str(a), str(b), str(tmp_path)], env=env,
                                 stderr=subprocess.PIPE) for a, b in ranges]

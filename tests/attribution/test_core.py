@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from oracle import plain_ig
+from helpers import plain_ig
 
 from kn_core.attribution import AttributionConfig, attribute
 from kn_core.attribution.baselines import activations, baseline

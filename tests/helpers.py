@@ -1,0 +1,125 @@
+"""Shared test helpers: tiny random models built from configs (odd sizes catch hidden assumptions), the
+plain-torch AMIG oracle (no Captum), what an AppTest element shows, and result comparisons."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    BertTokenizerFast,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedTokenizerFast,
+)
+
+from kn_core.model.hooks import edited, gold_probs, run
+
+INIT = 0.5  # larger than the default 0.02 so that activations move probabilities measurably
+WORDS = ("the capital of is in a an and city country language spoken official continent currency "
+         "Tanzania Dodoma France Paris Japan Tokyo Kenya Nairobi Peru Lima Africa Europe Asia "
+         "Dar es Salaam New Delhi Buenos Aires . , 的 首 都 是 法 国 巴 黎 日 本 东 京 。").split()
+CORPUS = ["The capital of Tanzania is Dodoma.", "The capital of France is Paris.", "The capital of Japan is Tokyo.",
+          "Dar es Salaam is a city in Tanzania.", "Buenos Aires and New Delhi.", "Kenya Nairobi Peru Lima Africa"]
+
+
+def bert_tokenizer(folder: Path) -> BertTokenizerFast:
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(WORDS) | set("abcdefghijklmnopqrstuvwxyz"))
+    return BertTokenizerFast(vocab={tok: i for i, tok in enumerate(vocab)}, do_lower_case=False,
+                             tokenize_chinese_chars=True)
+
+
+def gpt2_tokenizer() -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    from tokenizers import decoders
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=1000, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
+                                   unk_token="<|endoftext|>")
+
+
+def make_bert(folder: Path, seed: int = 0, layers: int = 3, d_ff: int = 37) -> Path:
+    tokenizer = bert_tokenizer(folder)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=24, num_hidden_layers=layers, num_attention_heads=2,
+                        intermediate_size=d_ff, max_position_embeddings=40, type_vocab_size=1,
+                        initializer_range=INIT)
+    BertForMaskedLM(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def make_gpt2(folder: Path, seed: int = 0, layers: int = 3, d_ff: int = 37) -> Path:
+    tokenizer = gpt2_tokenizer()
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=24, n_layer=layers, n_head=2, n_inner=d_ff, n_positions=40,
+                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id, initializer_range=INIT)
+    GPT2LMHeadModel(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+# -- the plain-torch oracle ----------------------------------------------------------------------
+def plain_ig(lm, prompt, clean: torch.Tensor, start: torch.Tensor, layer: int, token: int, steps: int):
+    """Attr = (a − b) · mean_k ∂P(o_i | z(k/m)) / ∂z for object token ``token`` at ``layer``: [d_ff]."""
+    position, gold = prompt.target_positions[token], prompt.object_ids[token]
+    a, b = clean[token, layer], start[token, layer]
+    alphas = torch.arange(1, steps + 1, dtype=torch.float32) / steps
+    z = (b + alphas[:, None] * (a - b)).requires_grad_(True)
+
+    def replace(act):
+        act = act.clone()
+        act[:, position] = z
+        return act
+
+    ids = torch.tensor(prompt.input_ids)[None].expand(steps, -1)
+    with torch.enable_grad(), edited(lm, {layer: replace}):
+        probs = gold_probs(run(lm, ids), [position], [gold])[:, 0]
+        (grad,) = torch.autograd.grad(probs.sum(), z)
+    return (a - b) * grad.mean(dim=0)
+
+
+# -- what the app shows ---------------------------------------------------------------------------
+_ESCAPE = re.compile(r"\\(.)")
+
+
+def shown(element) -> str:
+    """The element's text with Markdown backslash escapes removed (``\\[X\\]`` → ``[X]``)."""
+    return _ESCAPE.sub(r"\1", element.value)
+
+
+# -- comparing results -----------------------------------------------------------------------------
+def relative_error(value, expected, scale: float = 0.0) -> float:
+    """Largest deviation relative to the largest magnitude of ``expected`` (or ``scale`` when larger)."""
+    value, expected = np.asarray(value, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    return float(np.max(np.abs(value - expected)) / max(np.max(np.abs(expected)), scale))
+
+
+def assert_same(got, want, tol: float = 0.0) -> None:
+    """Two attributions are the same result.
+
+    tol = 0: bit for bit (float32 arrays) and equal records (prompt, probabilities, config, model, layers,
+    language). tol > 0: scores, deltas and baseline probabilities within ``tol``; a delta is a residual,
+    Σ attr − (P(a) − P(b)), far smaller than its terms, so its error is measured against their size,
+    P(object) (the baseline probabilities, which carry the same terms, are held to their own size).
+    """
+    if tol == 0:
+        for name in ("scores", "convergence_delta", "baseline_probs"):
+            x, y = getattr(got, name), getattr(want, name)
+            assert x.dtype == y.dtype == np.float32 and np.array_equal(x, y), name
+        assert (got.prompt, got.token_probs, got.config, got.model, got.layers, got.lang) == \
+               (want.prompt, want.token_probs, want.config, want.model, want.layers, want.lang)
+        return
+    rows = list(want.layers)
+    assert relative_error(got.scores, want.scores) <= tol
+    p_object = float(np.mean(want.token_probs))
+    assert relative_error(got.convergence_delta[rows], want.convergence_delta[rows], p_object) <= tol
+    assert relative_error(got.baseline_probs[rows], want.baseline_probs[rows]) <= tol
+    np.testing.assert_allclose(got.token_probs, want.token_probs, rtol=1e-6)

@@ -164,13 +164,7 @@ def templates_of(factset: FactSet, relation: str, lang: str, settings: Settings)
 def fact_prompts(lm: LanguageModel, templates: Sequence[str], fact: Fact, lang: str) -> list[Prompt]:
     """The fact's prompts that the model can take (others are logged and skipped, e.g. labels outside the
     vocabulary or a template that does not suit a causal LM)."""
-    prompts = []
-    for template in templates:
-        try:
-            prompts.append(lm.prompt(template, fact.subject(lang), fact.object(lang)))
-        except InputError as exc:
-            log.info("%s (%s) with %r skipped: %s", fact.id, lang, template, exc)
-    return prompts
+    return list(lm.prompts(templates, fact.subject(lang), fact.object(lang)).prompts)
 
 
 def unrelated_fact(selection: dict[str, tuple[Fact, ...]], fact: Fact) -> Fact | None:

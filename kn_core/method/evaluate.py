@@ -63,11 +63,9 @@ def fact_prompts(lm, factset: FactSet, lang: str, heldout: bool) -> tuple[list[P
         if lang not in fact.labels:
             continue
         for template in factset.relation(fact.relation).templates_for(lang, heldout=heldout):
-            try:
-                prompts.append(lm.prompt(template.text, fact.subject(lang), fact.object(lang)))
-            except InputError as exc:
-                log.debug("skipped %s with %r: %s", fact.id, template.text, exc)
-                skipped += 1
+            built = lm.prompts([template.text], fact.subject(lang), fact.object(lang))
+            prompts.extend(built.prompts)
+            skipped += len(built.problems)
     return prompts, skipped
 
 

@@ -329,11 +329,8 @@ def _tuples(value):
 
 def _prompt_or_none(lm, template: str, subject: str, obj: str) -> Prompt | None:
     """The prompt, or None (logged) when the model cannot take it (e.g. characters outside its vocabulary)."""
-    try:
-        return lm.prompt(template, subject, obj)
-    except InputError as exc:
-        log.info("skipped %r / %r: %s", subject, obj, exc)
-        return None
+    built = lm.prompts([template], subject, obj).prompts
+    return built[0] if built else None
 
 
 def _train_dkn(lm, facts: Sequence[Fact], templates: Sequence[str], lang: str, config: AttributionConfig,

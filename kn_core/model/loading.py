@@ -9,13 +9,14 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
 from kn_core.data.prompts import Prompt
-from kn_core.errors import InputError, ModelLoadError
+from kn_core.errors import InputError, KNError, ModelLoadError
 from kn_core.model.adapters import Adapter, adapter_for
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,14 @@ MODELS_DIR = Path(__file__).resolve().parents[2] / "assets" / "models"
 DEMO_MODELS: dict[str, Path] = {"demo-mlm": MODELS_DIR / "demo-mlm", "demo-clm": MODELS_DIR / "demo-clm"}
 MAX_BYTES_VARIABLE = "KN_EXPLORER_MAX_MODEL_BYTES"  # cap on a model's estimated fp32 weight bytes
 AUTO_CLASSES = {"masked": AutoModelForMaskedLM, "causal": AutoModelForCausalLM}
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """What :meth:`LanguageModel.prompts` built: the prompts, and (template, reason) for each one left out."""
+
+    prompts: tuple[Prompt, ...]
+    problems: tuple[tuple[str, str], ...]
 
 
 @dataclass(eq=False)
@@ -76,6 +85,19 @@ class LanguageModel:
             raise InputError("template", f"the prompt is {len(prompt.input_ids)} tokens; this model reads at most "
                                          f"{limit}: shorten the template, subject or object")
         return prompt
+
+    def prompts(self, templates: Sequence[str], subject: str, obj: str) -> PromptSet:
+        """Every prompt the model can take: one per template; a template, subject or object it cannot take
+        (e.g. characters outside its vocabulary, a prompt too long) is left out and its reason kept in
+        ``problems``. The one place where "skip what does not fit" is decided."""
+        built, problems = [], []
+        for template in templates:
+            try:
+                built.append(self.prompt(template, subject, obj))
+            except KNError as exc:
+                log.info("skipped %r with %r / %r: %s", template, subject, obj, exc)
+                problems.append((template, str(exc)))
+        return PromptSet(tuple(built), tuple(problems))
 
     def model_card(self) -> str:
         """The checkpoint's README.md (model card) when there is one, else a summary of its config."""

@@ -51,7 +51,7 @@ def rss_mb() -> float:
 @pytest.fixture
 def fresh_app(tmp_path, monkeypatch):
     """A store in ``tmp_path``, empty resource caches, and a count of the model loads the app makes."""
-    from kn_core.app import ui
+    from kn_core.app import resources as ui
     monkeypatch.setenv("KN_EXPLORER_HOME", str(tmp_path))
     loads: list[str] = []
     real = ui.load_model
@@ -81,7 +81,7 @@ def check(at) -> None:
 # -- many reruns ---------------------------------------------------------------------------------------
 @demo_present
 def test_reruns_keep_memory_bounded_and_load_the_model_once(fresh_app):
-    from kn_core.app import ui
+    from kn_core.app import resources as ui
     loads, store = fresh_app
     at = new_session()
     at.run()  # the first run loads the model and computes (and stores) the default fact's attributions
@@ -174,7 +174,7 @@ def test_threads_sharing_one_store_store_each_result_once(bert, tmp_path):
 @demo_present
 def test_loading_one_model_does_not_hold_up_a_session_on_another(fresh_app, monkeypatch):
     """A slow load (a large model from the hub) must not make sessions on an already loaded model wait."""
-    from kn_core.app import ui
+    from kn_core.app import resources as ui
     loads, _ = fresh_app
     counting, entered, release, got = ui.load_model, threading.Event(), threading.Event(), {}
 
@@ -224,7 +224,7 @@ def test_two_app_sessions_at_once_share_one_model(fresh_app):
 @demo_present
 def test_session_waits_while_the_model_is_busy(fresh_app):
     """While another session holds the model, a page that needs it waits (queued), then renders."""
-    from kn_core.app import ui
+    from kn_core.app import resources as ui
     loads, store = fresh_app
     lm = ui.model("demo-mlm")  # the process-wide cached model the sessions share
     held, release = threading.Event(), threading.Event()

@@ -1,0 +1,62 @@
+"""Errors, escaping and waiting: the guard that turns every failure into a red box, Markdown escaping of
+user text, the model's turn-taking lock, and progress bars."""
+from __future__ import annotations
+
+import logging
+import re
+from contextlib import contextmanager
+from typing import Iterator
+
+import streamlit as st
+
+from kn_core.errors import KNError
+from kn_core.model.loading import LanguageModel
+
+log = logging.getLogger(__name__)
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def plain(text: object) -> str:
+    """``text`` with Markdown's special characters escaped, so that user text inside a message shows as
+    typed (``**x**`` stays ``**x**``, ``$x$`` is no formula). Streamlit never renders it as HTML anyway."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
+
+
+@contextmanager
+def guard() -> Iterator[None]:
+    """Show user errors as ``st.error`` with their remedy; anything else as a short message, never a traceback."""
+    try:
+        yield
+    except KNError as exc:
+        st.error(plain(exc))
+    except Exception as exc:  # the page must never show a traceback
+        log.exception("unexpected error in the app")
+        st.error(f"Something went wrong ({type(exc).__name__}). The details are in the server log; "
+                 "your stored results are unaffected.")
+
+
+@contextmanager
+def model_turn(lm: LanguageModel) -> Iterator[None]:
+    """Hold the model's lock, telling the user when another session has it (work is queued, not refused).
+
+    Whatever happens while waiting or working — Streamlit stopping the script because the user reran or
+    left (it raises inside any ``st`` call, e.g. the note's ``empty()``) — the lock is released once taken.
+    """
+    acquired = lm.lock.acquire(blocking=False)
+    try:
+        if not acquired:
+            note = st.info("Another session is using this model; your request is queued…")
+            lm.lock.acquire()
+            acquired = True
+            note.empty()
+        yield
+    finally:
+        if acquired:
+            lm.lock.release()
+
+
+def progress_bar(text: str):
+    bar = st.progress(0.0, text=text)
+    return bar, (lambda fraction: bar.progress(min(1.0, max(0.0, fraction)), text=text))

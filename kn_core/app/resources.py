@@ -1,0 +1,34 @@
+"""Resources cached once per process (``st.cache_resource``): models, the result store, the bundled facts."""
+from __future__ import annotations
+
+import streamlit as st
+import torch
+
+from kn_core.app.guard import plain
+from kn_core.data import FactSet, load_bundled
+from kn_core.model.loading import LanguageModel, default_threads, load_model
+from kn_core.runs.store import ResultStore
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _load(name: str) -> LanguageModel:
+    torch.set_num_threads(default_threads())  # the process's torch threads: $KN_EXPLORER_THREADS, else 1
+    return load_model(name)
+
+
+def model(name: str) -> LanguageModel:
+    """The model, loaded once per process: Streamlit's resource cache holds a lock per model name while it
+    computes, so two sessions asking for the same model load it once, and a session whose model is loaded
+    never waits for another one that is loading a different model."""
+    with st.spinner(f"Loading {plain(name)}…"):
+        return _load(name)
+
+
+@st.cache_resource(show_spinner=False)
+def store() -> ResultStore:
+    return ResultStore()
+
+
+@st.cache_resource(show_spinner=False)
+def facts() -> FactSet:
+    return load_bundled()

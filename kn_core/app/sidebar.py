@@ -1,0 +1,93 @@
+"""The sidebar and the settings widgets shared by pages (thresholds, DKN search)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from kn_core.app.guard import plain
+from kn_core.app.resources import model
+from kn_core.attribution import AttributionConfig
+from kn_core.attribution.baselines import BASELINES
+from kn_core.defaults import DKN_T, P_SHARE, T_HIGH, T_LOW, TOP_K
+from kn_core.errors import InputError
+from kn_core.method.factcheck import OBJECTIVES
+from kn_core.method.neurons import TAU
+from kn_core.model.loading import DEMO_MODELS, LanguageModel
+
+OTHER = "Other: Hugging Face id or folder…"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the sidebar chose."""
+
+    model_name: str
+    config: AttributionConfig
+
+
+def sidebar() -> Settings:
+    with st.sidebar:
+        st.header("Model")
+        choice = st.selectbox("Model", [*DEMO_MODELS, OTHER], key="model_choice",
+                              help="Bundled demo models first; any Hugging Face id or local folder works too.")
+        name = st.text_input("Hugging Face id or folder", key="model_other",
+                             placeholder="bert-base-multilingual-cased") if choice == OTHER else choice
+        with st.expander("Attribution settings"):
+            baseline = st.selectbox("IG baseline", list(BASELINES), key="baseline",
+                                    help="masked = minimal-information baseline (AMIG); zero = Dai et al.")
+            steps = st.slider("Integration steps m", 1, 100, 20, key="steps")
+    return Settings(model_name=(name or "").strip(), config=AttributionConfig(baseline=baseline, steps=steps))
+
+
+def current_model(settings: Settings) -> LanguageModel:
+    """The chosen model, or stop the page with a message explaining how to pick one."""
+    if not settings.model_name:
+        st.info("Enter a Hugging Face id or a local model folder in the sidebar.")
+        st.stop()
+    return model(settings.model_name)
+
+
+def settings() -> Settings:
+    """The sidebar's choices for this run (set by app.py before the page runs)."""
+    return st.session_state["settings"]
+
+
+def thresholds(lang: str, key: str) -> tuple[float, float]:
+    """τ and p sliders; re-selection from stored scores is instant."""
+    left, right = st.columns(2)
+    default = TAU.get(lang, 0.3)
+    if lang not in TAU:
+        left.caption(f"No paper threshold for {plain(repr(lang))}; starting from τ = {default}.")
+    tau = left.slider("τ (share of the maximum attribution)", 0.05, 1.0, default, 0.05, key=f"{key}_tau")
+    p = right.slider("p (share of prompts a neuron must be coarse in)", 0.0, 1.0, P_SHARE, 0.05, key=f"{key}_p")
+    return tau, p
+
+
+@dataclass(frozen=True)
+class DKNSettings:
+    """How the fact-check page searches degenerate neurons (METHOD.md §4–5); defaults are the paper's."""
+
+    t_low: float = T_LOW
+    t_high: float = T_HIGH
+    t: float = DKN_T
+    top_k: int = TOP_K
+    objective: str = "f1"
+
+
+def dkn_settings(key: str) -> DKNSettings:
+    """Sliders for T_low, T_high, t and K (the paper's values first)."""
+    paper = DKNSettings()
+    with st.expander(f"DKN search settings (paper: T_low {paper.t_low}, T_high {paper.t_high}, t {paper.t}, "
+                     f"K {paper.top_k})"):
+        a, b, c, d, e = st.columns(5)
+        t_low = a.slider("T_low: largest drop of one neuron alone", 0.0, 0.95, paper.t_low, 0.01, key=f"{key}_t_low")
+        t_high = b.slider("T_high: smallest drop of the pair", 0.0, 0.99, paper.t_high, 0.01, key=f"{key}_t_high")
+        t = c.slider("t: DKN set = count > ⌊t·max⌋", 0.0, 1.0, paper.t, 0.05, key=f"{key}_t")
+        top_k = d.slider("K candidates per prompt", 2, 50, paper.top_k, 1, key=f"{key}_top_k")
+        objective = e.selectbox("λ maximises", list(OBJECTIVES), key=f"{key}_objective",
+                                help="on the training claims: F1 of 'correct', or balanced accuracy")
+    if t_high < t_low:
+        raise InputError("T_high", f"T_high ({t_high:.2f}) must be at least T_low ({t_low:.2f}): raise T_high "
+                                   "or lower T_low")
+    return DKNSettings(t_low=t_low, t_high=t_high, t=t, top_k=top_k, objective=objective)

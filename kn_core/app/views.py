@@ -1,0 +1,200 @@
+"""Views shared by several pages: prompt tables, heatmaps, the neuron table and detail, edit effects,
+computation through the store with progress, and the fact checker of a relation."""
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from kn_core.app import figures
+from kn_core.app.guard import model_turn, progress_bar
+from kn_core.app.resources import facts, store
+from kn_core.app.sidebar import DKNSettings, thresholds
+from kn_core.attribution import Attribution, AttributionConfig
+from kn_core.data.prompts import Prompt
+from kn_core.method.factcheck import FactChecker, calibrate, evaluate
+from kn_core.method.interventions import verify
+from kn_core.method.neurons import knowledge_neurons, per_layer_counts
+from kn_core.model.fingerprint import model_fingerprint
+from kn_core.model.loading import LanguageModel
+from kn_core.model.vocab import promoted_tokens
+from kn_core.runs import cached
+
+
+def attributions(lm: LanguageModel, prompts: Sequence[Prompt], config: AttributionConfig,
+                 lang: str) -> list[Attribution]:
+    """Each prompt's attribution: read from the store when present, else computed (with a progress bar) and stored."""
+    todo = cached.missing(store(), lm, prompts, config, lang)
+    if not todo:
+        return cached.attributions(store(), lm, prompts, config, lang, compute_missing=False)
+    bar = st.progress(0.0, text="Integrating gradients…")
+
+    def report(fraction: float) -> None:
+        n = min(len(todo) - 1, int(fraction * len(todo)))
+        bar.progress(min(1.0, fraction), text=f"Integrating gradients: prompt {n + 1} of {len(todo)}")
+
+    with model_turn(lm):
+        results = cached.attributions(store(), lm, prompts, config, lang, progress=report)
+    bar.empty()
+    return results
+
+
+def prompt_table(results: Sequence[Attribution]) -> None:
+    rows = [{"prompt": r.prompt.query, "object": r.prompt.object, "object tokens": r.prompt.n_object_tokens,
+             "P(object)": r.p_object, "max |residual| / |ΔP|": float(np.nanmax(r.relative_delta()))}
+            for r in results]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                 column_config={"P(object)": st.column_config.NumberColumn(format="%.4f"),
+                                "max |residual| / |ΔP|": st.column_config.NumberColumn(format="%.2e")})
+
+
+def scores_csv(scores: np.ndarray) -> bytes:
+    """A [n_layers, d_ff] score matrix as CSV rows ``layer,index,score``."""
+    layers, indices = np.indices(scores.shape)
+    frame = pd.DataFrame({"layer": layers.ravel(), "index": indices.ravel(), "score": scores.ravel()})
+    return frame.to_csv(index=False).encode()
+
+
+def neuron_frame(neurons: Sequence[tuple[int, int, float]]) -> pd.DataFrame:
+    return pd.DataFrame(neurons, columns=["layer", "index", "score"])
+
+
+def fact_views(lm: LanguageModel, results: Sequence[Attribution], lang: str, key: str,
+               others: Sequence[Attribution] = ()) -> list[tuple[int, int, float]]:
+    """P(object) per prompt, heatmap, per-layer histogram, the neuron table with detail, and edit effects.
+
+    ``others``: attributions of the same fact in other languages, shown in a neuron's detail.
+    Returns the selected knowledge neurons.
+    """
+    st.subheader("Prompts")
+    prompt_table(results)
+    tau, p = thresholds(lang, key)
+    neurons = knowledge_neurons([r.scores for r in results], tau, p)
+    labels = ["mean over prompts"] + [r.prompt.query for r in results]
+    shown = st.selectbox("Heatmap of", labels, key=f"{key}_which")
+    scores = np.mean([r.scores for r in results], axis=0) if shown == labels[0] else results[labels.index(shown) - 1].scores
+    marked = [(l, i) for l, i, _ in neurons]
+    st.plotly_chart(figures.neuron_heatmap(scores, f"Attribution, {shown}", marked=marked), key=f"{key}_heat",
+                    on_select=lambda: _pick_from_heatmap(key, scores.shape), selection_mode="points")
+    st.download_button("Download these scores (CSV: layer, index, score)", lambda: scores_csv(scores),
+                       "attribution_scores.csv", "text/csv", key=f"{key}_scores_csv")
+    st.plotly_chart(figures.layer_histogram({"knowledge neurons": per_layer_counts(neurons, lm.n_layers)}),
+                    key=f"{key}_hist")
+    st.subheader(f"Knowledge neurons ({len(neurons)})")
+    if not neurons:
+        st.info("No neuron passes these thresholds; lower τ or p.")
+        return neurons
+    frame = neuron_frame(neurons)
+    st.dataframe(frame, hide_index=True, on_select=lambda: _pick_from_table(key, neurons),
+                 selection_mode="single-row", key=f"{key}_table", width="stretch")
+    st.download_button("Download CSV", frame.to_csv(index=False).encode(), "knowledge_neurons.csv", "text/csv",
+                       key=f"{key}_csv")
+    picked = st.session_state.get(f"{key}_picked")
+    if not picked or not (0 <= picked[0] < lm.n_layers and 0 <= picked[1] < lm.d_ff):  # e.g. another model
+        picked = tuple(neurons[0][:2])
+    neuron_detail(lm, picked, [*results, *others])
+    edit_effect(lm, [r.prompt for r in results], [(l, i) for l, i, _ in neurons], key)
+    return neurons
+
+
+def clicked_neuron(points: Sequence[dict], shape: tuple[int, int]) -> tuple[int, int] | None:
+    """The (layer, index) of the first clicked point of a neuron heatmap: a heatmap cell carries
+    ``customdata`` [index, layer]; a knowledge-neuron marker its x = index, y = layer. None if out of range."""
+    for point in points:
+        custom = point.get("customdata")
+        if custom is not None and len(custom) == 2:
+            layer, index = int(custom[1]), int(custom[0])
+        elif point.get("x") is not None and point.get("y") is not None:
+            layer, index = int(round(float(point["y"]))), int(round(float(point["x"])))
+        else:
+            continue
+        if 0 <= layer < shape[0] and 0 <= index < shape[1]:
+            return layer, index
+    return None
+
+
+def _pick_from_heatmap(key: str, shape: tuple[int, int]) -> None:
+    state = st.session_state.get(f"{key}_heat")
+    points = state.selection.points if state is not None else []
+    picked = clicked_neuron(points, shape)
+    if picked is not None:
+        st.session_state[f"{key}_picked"] = picked
+
+
+def _pick_from_table(key: str, neurons: Sequence[tuple[int, int, float]]) -> None:
+    state = st.session_state.get(f"{key}_table")
+    rows = state.selection.rows if state is not None else []
+    if rows and rows[0] < len(neurons):
+        st.session_state[f"{key}_picked"] = tuple(int(v) for v in neurons[rows[0]][:2])
+
+
+def neuron_detail(lm: LanguageModel, neuron: tuple[int, int], results: Sequence[Attribution]) -> None:
+    layer, index = neuron
+    st.subheader(f"Neuron {layer}:{index}")
+    st.caption("Click a neuron in the heatmap, or select a row of the table, to inspect another one. The fact's "
+               "prompts in other languages "
+               "are shown once they are stored (open the fact in that language, or run `python -m kn_core batch`).")
+    left, right = st.columns(2)
+    labels = [f"[{r.lang or '?'}] {r.prompt.query}" for r in results]
+    left.plotly_chart(figures.prompt_scores(labels, [float(r.scores[layer, index]) for r in results],
+                                            "Its score in each prompt and language"), key=f"detail_{layer}_{index}")
+    right.markdown("**Tokens its output weights promote most**")
+    right.dataframe(pd.DataFrame(promoted_tokens(lm, layer, index), columns=["token", "logit per unit"]),
+                    hide_index=True)
+
+
+def edit_effect(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[tuple[int, int]], key: str) -> None:
+    st.subheader("Edit effect")
+    mode = st.radio("Intervention", ["suppress", "enhance"], horizontal=True, key=f"{key}_mode",
+                    help="suppress sets the neurons to 0, enhance doubles them, at the object positions")
+    with model_turn(lm):
+        result = verify(lm, prompts, neurons, mode, seed=0)
+    cols = st.columns(2)
+    cols[0].metric("P(object), knowledge neurons", f"{result.own:+.1%}")
+    cols[1].metric("P(object), as many random neurons in the same layers", f"{result.random:+.1%}")
+
+
+def check_prompts(lm: LanguageModel, templates: Sequence[str], subject: str, obj: str) -> tuple[list[Prompt], list[str]]:
+    """Build every prompt; return the prompts and one message per template that fails (validate as you type)."""
+    built = lm.prompts(templates, subject, obj)
+    return list(built.prompts), [f"{template!r}: {reason}" for template, reason in built.problems]
+
+
+def _checker_key(lm: LanguageModel, relation: str, lang: str, config: AttributionConfig, dkn: DKNSettings) -> str:
+    return (f"{model_fingerprint(lm)}|{lm.name}|{relation}|{lang}|{config.baseline}|{config.steps}|"
+            f"{dkn.t_low}|{dkn.t_high}|{dkn.t}|{dkn.top_k}|{dkn.objective}")
+
+
+def fact_checker(lm: LanguageModel, relation: str, lang: str, config: AttributionConfig,
+                 dkn: DKNSettings = DKNSettings()) -> FactChecker:
+    """The relation's calibrated checker: from the store, or calibrated now (with progress) and stored."""
+    key = _checker_key(lm, relation, lang, config, dkn)
+    saved = store().get_json("factcheck", key)
+    if saved is not None:
+        return FactChecker.from_json(saved)
+    bar, report = progress_bar(f"Finding the degenerate neurons of {relation} ({lang}) and calibrating λ…")
+    with model_turn(lm):
+        checker = calibrate(lm, facts(), relation, lang, config=config, top_k=dkn.top_k, t=dkn.t,
+                            t_low=dkn.t_low, t_high=dkn.t_high, objective=dkn.objective,
+                            progress=report, attributor=cached.read_through(store()))
+    bar.empty()
+    store().put_json("factcheck", key, json.loads(checker.to_json()))
+    return checker
+
+
+def fact_check_table(lm: LanguageModel, checker: FactChecker, relation: str, lang: str,
+                     config: AttributionConfig, dkn: DKNSettings = DKNSettings()) -> pd.DataFrame:
+    """The held-out evaluation (with and without DKN), from the store or computed now and stored."""
+    key = _checker_key(lm, relation, lang, config, dkn)
+    saved = store().get_json("factcheck-evaluation", key)
+    if saved is None:
+        bar, report = progress_bar("Judging the held-out claims…")
+        with model_turn(lm):
+            result = evaluate(lm, checker, checker.held_out_claims(facts()), progress=report)
+        bar.empty()
+        saved = {"rows": result.table().to_dict(orient="records")}
+        store().put_json("factcheck-evaluation", key, saved)
+    return pd.DataFrame(saved["rows"])

@@ -61,11 +61,20 @@ def test_fuzz_sentence_matching_never_raises(sentence, templates):
        value=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(), st.text(max_size=3),
                        st.booleans()))
 def test_fuzz_numbers(steps, value):
-    for check in (lambda: AttributionConfig(steps=steps), lambda: check_tau(value), lambda: check_p(value)):
-        try:
-            check()
-        except InputError:
-            pass
+    """Every value is either accepted as itself or refused with InputError, exactly by the documented rule."""
+    def number(x) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    cases = [(lambda: AttributionConfig(steps=steps).steps, steps,
+              isinstance(steps, int) and not isinstance(steps, bool) and 1 <= steps <= MAX_STEPS),
+             (lambda: check_tau(value), value, number(value) and 0 < value <= 1),
+             (lambda: check_p(value), value, number(value) and 0 <= value <= 1)]
+    for check, given_value, valid in cases:
+        if valid:
+            assert check() == given_value
+        else:
+            with pytest.raises(InputError):
+                check()
 
 
 # -- the store ------------------------------------------------------------------------------------------

@@ -43,9 +43,14 @@ def attributions(lm: LanguageModel, prompts: Sequence[Prompt], config: Attributi
 
 
 def prompt_table(results: Sequence[Attribution]) -> None:
+    """One row per prompt: what the model reads, P(object), and the worst completeness residual. A causal LM
+    reads a template up to [Y]: text it leaves out is shown in its own column."""
     rows = [{"prompt": r.prompt.query, "object": r.prompt.object, "object tokens": r.prompt.n_object_tokens,
              "P(object)": r.p_object, "max |residual| / |ΔP|": float(np.nanmax(r.relative_delta()))}
             for r in results]
+    if any(r.prompt.cut for r in results):
+        for row, r in zip(rows, results):
+            row["left out after [Y]"] = r.prompt.cut
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
                  column_config={"P(object)": st.column_config.NumberColumn(format="%.4f"),
                                 "max |residual| / |ΔP|": st.column_config.NumberColumn(format="%.2e")})

@@ -68,7 +68,8 @@ def render(result: LocateResult, top: int) -> str:
     lines = []
     for attribution, coarse in zip(result.attributions, result.coarse):
         rel = attribution.relative_delta()
-        lines.append(f"prompt: {attribution.prompt.query}")
+        cut = f"   (left out after [Y]: {attribution.prompt.cut!r})" if attribution.prompt.cut else ""
+        lines.append(f"prompt: {attribution.prompt.query}{cut}")
         lines.append(f"  P({attribution.prompt.object}) = {attribution.p_object:.4g}   "
                      f"({attribution.prompt.n_object_tokens} object token(s)); {len(coarse)} coarse neurons")
         lines.append("  layer  completeness residual  relative")

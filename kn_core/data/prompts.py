@@ -28,6 +28,8 @@ class Prompt:
         object_ids: the k gold object tokens.
         context_positions: positions replaced one at a time by the no-information token to build the
             minimal-information baseline (prompt tokens; no specials, no object positions).
+        cut: template text after [Y] that the model does not read (a causal LM predicts the object from
+            the text before it, as LAMA-style work on GPT models does); empty when nothing was left out.
     """
 
     template: str
@@ -37,6 +39,7 @@ class Prompt:
     target_positions: tuple[int, ...]
     object_ids: tuple[int, ...]
     context_positions: tuple[int, ...]
+    cut: str = ""
 
     @property
     def n_object_tokens(self) -> int:
@@ -49,8 +52,11 @@ class Prompt:
 
     @property
     def query(self) -> str:
-        """The sentence with the object slot left open."""
-        return self.template.replace(SUBJECT_SLOT, self.subject)
+        """The sentence with the object slot left open, as the model reads it (without the ``cut`` text)."""
+        template = self.template
+        if self.cut:
+            template = template[:template.index(OBJECT_SLOT) + len(OBJECT_SLOT)]
+        return template.replace(SUBJECT_SLOT, self.subject)
 
 
 def _check_text(field: str, value: object, max_chars: int) -> str:

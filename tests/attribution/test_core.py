@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import plain_ig
+from helpers import plain_ig_paths
 
 from kn_core.attribution import AttributionConfig, attribute
 from kn_core.attribution.baselines import activations, baseline
@@ -25,7 +25,7 @@ def reference(**kw) -> AttributionConfig:
     return AttributionConfig(engine="reference", **kw)
 
 
-@pytest.mark.parametrize("base", ["masked", "zero"])
+@pytest.mark.parametrize("base", ["masked", "masked-mean", "zero"])
 def test_completeness_shrinks_with_steps(lm, base):
     prompt = lm.prompt(TEMPLATE, "Tanzania", "Paris")
     coarse = attribute(lm, prompt, reference(baseline=base, steps=4))
@@ -34,19 +34,24 @@ def test_completeness_shrinks_with_steps(lm, base):
     assert np.all(gap > 1e-5), "the test model must move P(object) measurably"
     assert np.max(fine.relative_delta()) < 0.1
     assert np.sum(np.abs(fine.convergence_delta)) < np.sum(np.abs(coarse.convergence_delta))
-    # completeness recomputed from the result itself: Σ_i Attr_l,i ≈ P(a) − P(b)
+    # completeness recomputed from the result itself: Σ_i Attr_l,i ≈ P(a) − mean_j P(b_j)
     np.testing.assert_allclose(fine.scores.sum(axis=1), np.mean(fine.token_probs) - fine.baseline_probs,
                                atol=0.1 * gap.max())
+    # the combined residual and baseline probability are the paths' means
+    np.testing.assert_allclose(fine.convergence_delta, fine.path_deltas.mean(axis=0), atol=1e-7)
+    np.testing.assert_allclose(fine.baseline_probs, fine.path_baseline_probs.mean(axis=0), rtol=1e-5)
+    assert np.sum(np.abs(fine.path_deltas)) < np.sum(np.abs(coarse.path_deltas))
 
 
-@pytest.mark.parametrize("base", ["masked", "zero"])
+@pytest.mark.parametrize("base", ["masked", "masked-mean", "zero"])
 def test_captum_equals_plain_torch(lm, base):
     prompt = lm.prompt(TEMPLATE, "Tanzania", "Dar es Salaam")
     result = attribute(lm, prompt, reference(baseline=base, steps=12))
     ids = torch.tensor(prompt.input_ids)[None]
     clean = activations(lm, ids, prompt.target_positions)[0]
-    start = baseline(lm, prompt, base)
-    plain = torch.stack([torch.stack([plain_ig(lm, prompt, clean, start, layer, i, 12)
+    starts = baseline(lm, prompt, base)
+    assert result.n_paths == len(starts) == (len(prompt.context_positions) if base == "masked" else 1)
+    plain = torch.stack([torch.stack([plain_ig_paths(lm, prompt, clean, starts, layer, i, 12)
                                       for layer in range(lm.n_layers)])
                          for i in range(prompt.n_object_tokens)]).mean(dim=0)
     np.testing.assert_allclose(result.scores, plain.numpy(), rtol=1e-4, atol=1e-6 * np.abs(plain.numpy()).max())
@@ -171,7 +176,7 @@ def test_bad_input_is_a_clear_error(lm, tmp_path):
 
 
 def test_causal_template_needs_object_last(gpt2, bert):
-    with pytest.raises(TemplateError, match="last"):
+    with pytest.raises(TemplateError, match="before \\[X\\]"):
         gpt2.prompt("[Y] is the capital of [X].", "Tanzania", "Dodoma")
     assert bert.prompt("[Y] is the capital of [X].", "Tanzania", "Paris").target_positions[0] == 1
 

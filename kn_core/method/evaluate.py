@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 MAX_LOGITS = 2 ** 26  # elements of one batch's logits (256 MiB as fp32): caps the batch for large vocabularies
 from kn_core.types import Progress  # noqa: E402
+
+if TYPE_CHECKING:  # typing only: the model room is loaded by whoever calls
+    from kn_core.model.loading import LanguageModel
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class AccuracyResult:
         return "held-out" if self.heldout else "train"
 
 
-def fact_prompts(lm, factset: FactSet, lang: str, heldout: bool) -> tuple[list[Prompt], int]:
+def fact_prompts(lm: LanguageModel, factset: FactSet, lang: str, heldout: bool) -> tuple[list[Prompt], int]:
     """The prompts of every fact with a ``lang`` label × its relation's templates of the split, and how
     many could not be built (skipped)."""
     if lang not in factset.languages:
@@ -81,7 +84,7 @@ def _groups(prompts: Sequence[Prompt], batch_size: int, vocab: int) -> list[list
     return batches
 
 
-def correct_flags(lm, prompts: Sequence[Prompt], batch_size: int = 128,
+def correct_flags(lm: LanguageModel, prompts: Sequence[Prompt], batch_size: int = 128,
                   progress: Progress | None = None) -> list[bool]:
     """For each prompt: is every object token the top-1 prediction at its target position?"""
     flags = [False] * len(prompts)
@@ -98,7 +101,7 @@ def correct_flags(lm, prompts: Sequence[Prompt], batch_size: int = 128,
     return flags
 
 
-def object_accuracy(lm, factset: FactSet, lang: str, heldout: bool, batch_size: int = 128,
+def object_accuracy(lm: LanguageModel, factset: FactSet, lang: str, heldout: bool, batch_size: int = 128,
                     progress: Progress | None = None) -> AccuracyResult:
     """Top-1 object accuracy of ``lm`` over all facts × the train (or held-out) templates in ``lang``."""
     prompts, skipped = fact_prompts(lm, factset, lang, heldout)

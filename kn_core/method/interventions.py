@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -17,10 +17,13 @@ from kn_core.errors import InputError
 from kn_core.method.neurons import Neuron
 from kn_core.model.hooks import edited, gold_probs, run
 
+if TYPE_CHECKING:  # typing only: the model room is loaded by whoever calls
+    from kn_core.model.loading import LanguageModel
+
 FACTORS = {"suppress": 0.0, "enhance": 2.0}
 
 
-def _multipliers(lm, neuron_sets: Sequence[Iterable[Neuron]], factor: float) -> dict[int, torch.Tensor]:
+def _multipliers(lm: LanguageModel, neuron_sets: Sequence[Iterable[Neuron]], factor: float) -> dict[int, torch.Tensor]:
     """Per layer, a [n_sets, d_ff] multiplier that is ``factor`` on each set's neurons and 1 elsewhere."""
     out: dict[int, torch.Tensor] = {}
     for row, neurons in enumerate(neuron_sets):
@@ -31,7 +34,8 @@ def _multipliers(lm, neuron_sets: Sequence[Iterable[Neuron]], factor: float) -> 
 
 
 @contextmanager
-def scaled(lm, neuron_sets: Sequence[Iterable[Neuron]], factor: float, positions: Sequence[int]) -> Iterator[None]:
+def scaled(lm: LanguageModel, neuron_sets: Sequence[Iterable[Neuron]], factor: float,
+           positions: Sequence[int]) -> Iterator[None]:
     """Multiply the listed neurons by ``factor`` at ``positions``; batch row r uses ``neuron_sets[r]``."""
     pos = torch.as_tensor(list(positions), device=lm.device)
 
@@ -46,7 +50,8 @@ def scaled(lm, neuron_sets: Sequence[Iterable[Neuron]], factor: float, positions
         yield
 
 
-def object_probs(lm, prompt: Prompt, neuron_sets: Sequence[Iterable[Neuron]], factor: float) -> np.ndarray:
+def object_probs(lm: LanguageModel, prompt: Prompt, neuron_sets: Sequence[Iterable[Neuron]],
+                 factor: float) -> np.ndarray:
     """Joint P(object) with each neuron set scaled by ``factor``: float [len(neuron_sets)], one forward pass."""
     sets = [list(s) for s in neuron_sets]
     if not sets:
@@ -70,7 +75,7 @@ class Effect:
         return (self.after - self.before) / self.before if self.before > 0 else 0.0
 
 
-def effect(lm, prompt: Prompt, neurons: Iterable[Neuron], mode: str = "suppress") -> Effect:
+def effect(lm: LanguageModel, prompt: Prompt, neurons: Iterable[Neuron], mode: str = "suppress") -> Effect:
     """Effect of suppressing or enhancing ``neurons`` on the prompt's own object probability."""
     if mode not in FACTORS:
         raise InputError("mode", f"unknown intervention {mode!r}; choose one of {', '.join(FACTORS)}")
@@ -104,7 +109,7 @@ class Verification:
     unrelated: float
 
 
-def verify(lm, prompts: Sequence[Prompt], neurons: Sequence[Neuron], mode: str = "suppress",
+def verify(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[Neuron], mode: str = "suppress",
            unrelated: Sequence[Prompt] = (), seed: int = 0) -> Verification:
     """Edit ``neurons`` on the fact's prompts and on the controls; report mean relative changes.
 

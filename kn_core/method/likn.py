@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,9 @@ from kn_core.data.prompts import Prompt
 from kn_core.errors import InputError
 from kn_core.method.interventions import FACTORS, object_probs
 from kn_core.method.neurons import Neuron, per_layer_counts
+
+if TYPE_CHECKING:  # typing only: the model room is loaded by whoever calls
+    from kn_core.model.loading import LanguageModel
 
 NO_PROMPTS: Mapping[str, Sequence[Prompt]] = MappingProxyType({})
 EDIT_COLUMNS = ("edited_set", "n_neurons", "measured_lang", "target", "mode", "n_prompts", "relative_change")
@@ -72,14 +75,15 @@ def edit_sets(a: Iterable[Sequence], b: Iterable[Sequence], lang_a: str, lang_b:
             f"{lang_a}-only KN": result.only_a, f"{lang_b}-only KN": result.only_b}
 
 
-def _relative_changes(lm, prompt: Prompt, sets: Sequence[Sequence[Neuron]], factor: float) -> np.ndarray:
+def _relative_changes(lm: LanguageModel, prompt: Prompt, sets: Sequence[Sequence[Neuron]], factor: float) -> np.ndarray:
     """(P_after − P_before) / P_before for each set on one prompt (one batched forward pass); 0 when P_before = 0."""
     probs = object_probs(lm, prompt, [[], *sets], factor)
     before, after = probs[0], probs[1:]
     return (after - before) / before if before > 0 else np.zeros(len(sets))
 
 
-def cross_lingual_edit(lm, prompts: Mapping[str, Sequence[Prompt]], neuron_sets: Mapping[str, Sequence[Sequence]],
+def cross_lingual_edit(lm: LanguageModel, prompts: Mapping[str, Sequence[Prompt]], neuron_sets: Mapping[str,
+                       Sequence[Sequence]],
                        mode: str, unrelated: Mapping[str, Sequence[Prompt]] = NO_PROMPTS) -> pd.DataFrame:
     """Edit each neuron set and measure the relative change of P(object) on every language's prompts.
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from kn_core.attribution import Attribution, AttributionConfig, Attributor, compute
 from kn_core.data.prompts import Prompt
@@ -18,6 +18,9 @@ from kn_core.method.neurons import (
     knowledge_neurons,
 )
 from kn_core.types import Progress
+
+if TYPE_CHECKING:  # typing only: the model room is loaded by whoever calls
+    from kn_core.model.loading import LanguageModel
 
 MAX_TEMPLATES = 50
 
@@ -45,7 +48,7 @@ class LocateResult:
         return tuple(a.prompt for a in self.attributions)
 
 
-def build_prompts(lm, templates: Sequence[str], subject: str, obj: str) -> list[Prompt]:
+def build_prompts(lm: LanguageModel, templates: Sequence[str], subject: str, obj: str) -> list[Prompt]:
     """Prompts for every template, validated before any compute."""
     if isinstance(templates, str):
         templates = [templates]
@@ -56,7 +59,7 @@ def build_prompts(lm, templates: Sequence[str], subject: str, obj: str) -> list[
     return [lm.prompt(t, subject, obj) for t in templates]
 
 
-def locate(lm, templates: Sequence[str], subject: str, obj: str, lang: str,
+def locate(lm: LanguageModel, templates: Sequence[str], subject: str, obj: str, lang: str,
            config: AttributionConfig = AttributionConfig(), tau: float | None = None, p: float = DEFAULT_P,
            unrelated: Sequence[Prompt] = (), seed: int = 0,
            progress: Progress | None = None, attributor: Attributor = compute) -> LocateResult:

@@ -6,15 +6,19 @@ import hashlib
 import threading
 import weakref
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:  # typing only: the model room is loaded by whoever calls
+    from kn_core.model.loading import LanguageModel
 
 _FINGERPRINT_LOCK = threading.Lock()
 _FILE_FINGERPRINTS: dict[tuple, str] = {}
 _MODULE_FINGERPRINTS: "weakref.WeakKeyDictionary[object, str]" = weakref.WeakKeyDictionary()
 
 
-def _weight_files(lm) -> list[Path]:
+def _weight_files(lm: LanguageModel) -> list[Path]:
     return sorted(Path(lm.source).glob("*.safetensors")) if lm.source is not None else []
 
 
@@ -37,7 +41,7 @@ def _hash_state_dict(model) -> str:
     return digest.hexdigest()
 
 
-def model_fingerprint(lm) -> str:
+def model_fingerprint(lm: LanguageModel) -> str:
     """sha256 of the model's weights: its safetensors files when it was loaded from a folder (cached per
     process by path, size and modification time), else of its state_dict tensors (cached per model object)."""
     files = _weight_files(lm)

@@ -6,15 +6,18 @@ layer. Everything that installs hooks holds the model's lock, since hooks mutate
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence
 
 import torch
+
+if TYPE_CHECKING:  # typing only: the model room is loaded by whoever calls
+    from kn_core.model.loading import LanguageModel
 
 Edit = Callable[[torch.Tensor], torch.Tensor]
 
 
 @contextmanager
-def edited(lm, edits: Mapping[int, Edit]) -> Iterator[None]:
+def edited(lm: LanguageModel, edits: Mapping[int, Edit]) -> Iterator[None]:
     """Apply ``edits[layer]`` to that layer's neuron activations for the duration of the block."""
     with lm.lock:
         handles = []
@@ -33,7 +36,8 @@ def edited(lm, edits: Mapping[int, Edit]) -> Iterator[None]:
 
 
 @contextmanager
-def recorded(lm, layers: Sequence[int], positions: Sequence[int] | None = None) -> Iterator[dict[int, torch.Tensor]]:
+def recorded(lm: LanguageModel, layers: Sequence[int],
+             positions: Sequence[int] | None = None) -> Iterator[dict[int, torch.Tensor]]:
     """Record the neuron activations of ``layers`` into the yielded dict: [batch, seq, d_ff], or
     [batch, len(positions), d_ff] when ``positions`` is given (only those are kept)."""
     store: dict[int, torch.Tensor] = {}
@@ -49,18 +53,18 @@ def recorded(lm, layers: Sequence[int], positions: Sequence[int] | None = None) 
         yield store
 
 
-def _forward(lm, module, input_ids: torch.Tensor):
+def _forward(lm: LanguageModel, module, input_ids: torch.Tensor):
     kwargs = {"use_cache": False} if lm.kind == "causal" else {}
     return module(input_ids=input_ids.to(lm.device), attention_mask=torch.ones_like(input_ids, device=lm.device),
                   **kwargs)
 
 
-def run(lm, input_ids: torch.Tensor) -> torch.Tensor:
+def run(lm: LanguageModel, input_ids: torch.Tensor) -> torch.Tensor:
     """Logits [batch, seq, vocab] of a plain forward pass (no KV cache)."""
     return _forward(lm, lm.model, input_ids).logits
 
 
-def run_body(lm, input_ids: torch.Tensor) -> None:
+def run_body(lm: LanguageModel, input_ids: torch.Tensor) -> None:
     """A forward pass through the embeddings and blocks only, without the LM head (no logits), for reading
     neuron activations with :func:`recorded`: the head's [batch, seq, vocab] product is the largest single
     matmul of a small model's pass, and nothing here needs it."""
@@ -75,6 +79,6 @@ def gold_probs(logits: torch.Tensor, positions: Sequence[int], tokens: Sequence[
     return picked.gather(-1, tok.view(1, -1, 1).expand(picked.shape[0], -1, 1)).squeeze(-1)
 
 
-def count_hooks(lm) -> int:
+def count_hooks(lm: LanguageModel) -> int:
     """Number of forward hooks installed anywhere in the model (0 when nothing leaked)."""
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in lm.model.modules())

@@ -1,10 +1,15 @@
 """What a neuron writes: its FFN output row projected onto the vocabulary (the unembedding matrix)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
+if TYPE_CHECKING:  # typing only: the model room is loaded by whoever calls
+    from kn_core.model.loading import LanguageModel
 
-def promoted_tokens(lm, layer: int, index: int, k: int = 10) -> list[tuple[str, float]]:
+
+def promoted_tokens(lm: LanguageModel, layer: int, index: int, k: int = 10) -> list[tuple[str, float]]:
     """The k tokens whose logits neuron (layer, index) raises most per unit of activation, with the logit."""
     with torch.inference_mode():
         row = lm.adapter.output_rows(lm.model, layer)[index]

@@ -11,7 +11,7 @@ import logging
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from tqdm import tqdm
 
@@ -22,6 +22,9 @@ from kn_core.model.fingerprint import model_fingerprint
 from kn_core.model.loading import load_model
 from kn_core.runs.executors import EXECUTORS, Job, Outcome
 from kn_core.runs.store import Failure, ResultKey, ResultStore
+
+if TYPE_CHECKING:  # typing only: the model room is loaded by whoever calls
+    from kn_core.model.loading import LanguageModel
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,8 @@ class _Run:
     """The bookkeeping of one batch run: prompts to keys, the store, the report and the progress bar (in facts;
     facts with nothing left to compute count as its starting point)."""
 
-    def __init__(self, lm, tasks: list[Task], config: AttributionConfig, store: ResultStore, progress: bool):
+    def __init__(self, lm: LanguageModel, tasks: list[Task], config: AttributionConfig, store: ResultStore,
+                 progress: bool):
         self.lm, self.config, self.store = lm, config, store
         self.fingerprint = model_fingerprint(lm)
         self.report = BatchReport()

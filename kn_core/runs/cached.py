@@ -4,15 +4,18 @@ through here; the store itself only stores.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from kn_core.attribution import Attribution, AttributionConfig, Attributor, compute
 from kn_core.data.prompts import Prompt
 from kn_core.runs.store import ResultKey, ResultStore
 from kn_core.types import Progress
 
+if TYPE_CHECKING:  # typing only: the model room is loaded by whoever calls
+    from kn_core.model.loading import LanguageModel
 
-def attribution(store: ResultStore | None, lm, prompt: Prompt, config: AttributionConfig, lang: str,
+
+def attribution(store: ResultStore | None, lm: LanguageModel, prompt: Prompt, config: AttributionConfig, lang: str,
                 progress: Progress | None = None, compute_missing: bool = True) -> Attribution | None:
     """The stored attribution of ``prompt``; when absent, compute and store it (``compute_missing=False``:
     None). Without a store, always computed and not kept."""
@@ -27,7 +30,8 @@ def attribution(store: ResultStore | None, lm, prompt: Prompt, config: Attributi
     return result
 
 
-def attributions(store: ResultStore | None, lm, prompts: Sequence[Prompt], config: AttributionConfig, lang: str,
+def attributions(store: ResultStore | None, lm: LanguageModel, prompts: Sequence[Prompt],
+                 config: AttributionConfig, lang: str,
                  progress: Progress | None = None, compute_missing: bool = True) -> list[Attribution | None]:
     """:func:`attribution` of each prompt; ``progress`` runs over the prompts that are computed."""
     results = [attribution(store, lm, p, config, lang, compute_missing=False) for p in prompts]
@@ -40,7 +44,7 @@ def attributions(store: ResultStore | None, lm, prompts: Sequence[Prompt], confi
     return results
 
 
-def missing(store: ResultStore | None, lm, prompts: Sequence[Prompt], config: AttributionConfig,
+def missing(store: ResultStore | None, lm: LanguageModel, prompts: Sequence[Prompt], config: AttributionConfig,
             lang: str) -> list[int]:
     """Indices of the prompts whose attribution is not stored (all of them without a store)."""
     if store is None:
@@ -53,7 +57,7 @@ def read_through(store: ResultStore | None) -> Attributor:
     if store is None:
         return compute
 
-    def attributor(lm, prompt: Prompt, config: AttributionConfig, lang: str | None,
+    def attributor(lm: LanguageModel, prompt: Prompt, config: AttributionConfig, lang: str | None,
                    progress: Progress | None = None) -> Attribution:
         return attribution(store, lm, prompt, config, lang, progress)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import torch
 
@@ -24,6 +24,9 @@ from kn_core.attribution import Attribution, AttributionConfig, attribute
 from kn_core.data.prompts import Prompt
 from kn_core.errors import InputError, KNError
 from kn_core.model.loading import load_model
+
+if TYPE_CHECKING:  # typing only: the model room is loaded by whoever calls
+    from kn_core.model.loading import LanguageModel
 
 log = logging.getLogger(__name__)
 PACKAGE = str(Path(__file__).resolve().parents[1])  # shipped to Ray actors as code
@@ -50,7 +53,7 @@ class Outcome:
 Executor = Callable[..., Iterator[Outcome]]
 
 
-def compute(lm, job: Job, config: AttributionConfig) -> Outcome:
+def compute(lm: LanguageModel, job: Job, config: AttributionConfig) -> Outcome:
     """Attribute one job; any error becomes the outcome's reason instead of propagating."""
     try:
         return Outcome(job.id, attribution=attribute(lm, job.prompt, config, lang=job.lang))
@@ -61,7 +64,8 @@ def compute(lm, job: Job, config: AttributionConfig) -> Outcome:
         return Outcome(job.id, reason=f"{type(exc).__name__}: {exc}")
 
 
-def run_local(lm, jobs: Sequence[Job], config: AttributionConfig, address: str | None = None) -> Iterator[Outcome]:
+def run_local(lm: LanguageModel, jobs: Sequence[Job], config: AttributionConfig,
+              address: str | None = None) -> Iterator[Outcome]:
     """Attribute the jobs in this process, in order."""
     if address is not None:
         raise InputError("address", "only the ray executor connects to a cluster; add --executor ray")
@@ -94,14 +98,14 @@ def _actor_count(resources: dict, jobs: int) -> tuple[int, float]:
     return max(1, min(count, jobs)), (1.0 if gpus else 0.0)
 
 
-def run_ray(lm, jobs: Sequence[Job], config: AttributionConfig, address: str | None = None) -> Iterator[Outcome]:
+def run_ray(lm: LanguageModel, jobs: Sequence[Job], config: AttributionConfig, address: str | None = None) -> Iterator[Outcome]:
     """Fan the jobs out over Ray actors: on the Ray instance this process already joined, else on the cluster
     at ``address``, else on a new local instance (stopped afterwards). Raises at once when Ray is missing."""
     ray = _import_ray()
     return _ray_outcomes(ray, lm, list(jobs), config, address) if jobs else iter(())
 
 
-def _ray_outcomes(ray, lm, jobs: list[Job], config: AttributionConfig, address: str | None) -> Iterator[Outcome]:
+def _ray_outcomes(ray, lm: LanguageModel, jobs: list[Job], config: AttributionConfig, address: str | None) -> Iterator[Outcome]:
     from ray.util import ActorPool
 
     started = not ray.is_initialized()

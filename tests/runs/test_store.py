@@ -181,15 +181,20 @@ def test_two_processes_write_at_once(tmp_path):
     ranges = [(0, 40), (20, 60)]  # 20 results written by both
     writers = [subprocess.Popen([sys.executable, str(script), str(path), str(a), str(b), str(tmp_path)], env=env,
                                 stderr=subprocess.PIPE) for a, b in ranges]
-    deadline = time.monotonic() + 40
-    while not all((tmp_path / f"ready-{a}").exists() for a, _ in ranges):
-        assert time.monotonic() < deadline and all(w.poll() is None for w in writers), "a writer did not start"
-        time.sleep(0.02)
-    (tmp_path / "go").touch()
-    store = ResultStore(path)
-    while any(w.poll() is None for w in writers):  # reading while both write: never blocked, never an error
-        store.info()
-        time.sleep(0.01)
+    try:
+        deadline = time.monotonic() + 120  # two fresh interpreters importing torch: slow on a loaded machine
+        while not all((tmp_path / f"ready-{a}").exists() for a, _ in ranges):
+            assert time.monotonic() < deadline and all(w.poll() is None for w in writers), "a writer did not start"
+            time.sleep(0.02)
+        (tmp_path / "go").touch()
+        store = ResultStore(path)
+        while any(w.poll() is None for w in writers):  # reading while both write: never blocked, never an error
+            store.info()
+            time.sleep(0.01)
+    finally:
+        for w in writers:  # never leave a writer waiting for "go" behind a failed test
+            if w.poll() is None:
+                w.kill()
     assert [w.wait() for w in writers] == [0, 0], [w.stderr.read().decode() for w in writers]
     assert store.check() == "ok"
     assert store.info()["results"] == 60 and store.info()["documents"] == 60

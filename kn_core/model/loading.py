@@ -18,6 +18,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM,
 from kn_core.data.prompts import Prompt
 from kn_core.errors import InputError, KNError, ModelLoadError
 from kn_core.model.adapters import Adapter, adapter_for
+from kn_core.model.install import installed_path, model_folder
+from kn_core.model.registry import REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +110,8 @@ class LanguageModel:
 
 
 def resolve(name_or_path: str) -> tuple[str, Path | None]:
-    """Map a demo name or folder to a local path; anything else is taken as a hub id."""
+    """Map a demo name, an installable model's name (its folder under ``$KN_EXPLORER_HOME/models``) or a folder
+    to a local path; anything else is taken as a hub id."""
     if not isinstance(name_or_path, str) or not name_or_path.strip():
         raise InputError("model", "is empty; pick a demo model or enter a Hugging Face id or a folder")
     name = name_or_path.strip()
@@ -117,6 +120,12 @@ def resolve(name_or_path: str) -> tuple[str, Path | None]:
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"demo model {name!r} is missing from {path}; train it with "
                                  "`python -m kn_core.demo train`")
+        return name, path
+    if name in REGISTRY:
+        path = installed_path(name)
+        if path is None:
+            raise ModelLoadError(f"model {name!r} is not installed (no {model_folder(name)}); install it with "
+                                 f"`python -m kn_core models install {name}`")
         return name, path
     path = Path(name).expanduser()
     if path.is_dir():

@@ -51,10 +51,11 @@ def write_json(path: Path, payload: dict) -> None:
 
 
 def render(model: str, *results: AccuracyResult) -> str:
-    lines = [f"{'model':<12}{'lang':<6}{'templates':<11}{'correct':>8}{'n':>7}  accuracy"]
+    width = max(12, len(model) + 2)
+    lines = [f"{'model':<{width}}{'lang':<6}{'templates':<11}{'correct':>8}{'n':>7}  accuracy"]
     for result in results:
         shown = "—" if result.accuracy is None else f"{100 * result.accuracy:6.1f} %"
-        lines.append(f"{model:<12}{result.lang:<6}{result.split:<11}{result.correct:>8}{result.n:>7}  {shown}")
+        lines.append(f"{model:<{width}}{result.lang:<6}{result.split:<11}{result.correct:>8}{result.n:>7}  {shown}")
     skipped = sum(result.skipped for result in results)
     if skipped:
         lines.append(f"({skipped} prompt(s) could not be built for this model, e.g. objects its tokenizer cannot "

@@ -86,6 +86,12 @@ def plain_ig(lm, prompt, clean: torch.Tensor, start: torch.Tensor, layer: int, t
     return (a - b) * grad.mean(dim=0)
 
 
+def plain_ig_paths(lm, prompt, clean: torch.Tensor, starts: torch.Tensor, layer: int, token: int, steps: int):
+    """The paper's formula over several baselines b_j (``starts`` [n_paths, k, n_layers, d_ff]): one IG integral
+    per path, from b_j to a, then their MEAN: mean_j (a − b_j) · mean_k ∂P(o_i | z_j(k/m)) / ∂z, [d_ff]."""
+    return torch.stack([plain_ig(lm, prompt, clean, start, layer, token, steps) for start in starts]).mean(dim=0)
+
+
 # -- what the app shows ---------------------------------------------------------------------------
 _ESCAPE = re.compile(r"\\(.)")
 
@@ -114,6 +120,10 @@ def assert_same(got, want, tol: float = 0.0) -> None:
         for name in ("scores", "convergence_delta", "baseline_probs"):
             x, y = getattr(got, name), getattr(want, name)
             assert x.dtype == y.dtype == np.float32 and np.array_equal(x, y), name
+        for name in ("path_deltas", "path_baseline_probs"):  # per-path arrays: both absent, or equal
+            x, y = getattr(got, name, None), getattr(want, name, None)
+            assert (x is None) == (y is None), name
+            assert x is None or (x.dtype == y.dtype == np.float32 and np.array_equal(x, y)), name
         assert (got.prompt, got.token_probs, got.config, got.model, got.layers, got.lang) == \
                (want.prompt, want.token_probs, want.config, want.model, want.layers, want.lang)
         return
@@ -122,4 +132,8 @@ def assert_same(got, want, tol: float = 0.0) -> None:
     p_object = float(np.mean(want.token_probs))
     assert relative_error(got.convergence_delta[rows], want.convergence_delta[rows], p_object) <= tol
     assert relative_error(got.baseline_probs[rows], want.baseline_probs[rows]) <= tol
+    assert got.n_paths == want.n_paths
+    if got.path_deltas is not None and want.path_deltas is not None:
+        assert relative_error(got.path_deltas[:, rows], want.path_deltas[:, rows], p_object) <= tol
+        assert relative_error(got.path_baseline_probs[:, rows], want.path_baseline_probs[:, rows]) <= tol
     np.testing.assert_allclose(got.token_probs, want.token_probs, rtol=1e-6)

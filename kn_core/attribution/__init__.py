@@ -1,7 +1,9 @@
 """AMIG attribution: the single verb :func:`attribute` and its engines (a plain dict registry).
 
-An engine integrates ∂P(o_i)/∂z along the straight path from the baseline to the clean activation at
-each target position, for each requested layer, and returns attributions and completeness residuals.
+An engine integrates ∂P(o_i)/∂z along the straight path from each baseline b_j to the clean activation at
+each target position, for each requested layer, and returns the paths' mean attribution and each path's
+completeness residual (:class:`~kn_core.attribution.result.Integrals`). The default ``masked`` baseline has
+one path per masked prompt (the paper's formula, METHOD.md §1); ``masked-mean`` and ``zero`` have one.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import torch
 
 from kn_core.attribution import fast, kernels, reference
 from kn_core.attribution.baselines import baseline
-from kn_core.attribution.result import Attribution, AttributionConfig
+from kn_core.attribution.result import PATHS_COMBINED, Attribution, AttributionConfig, Integrals
 from kn_core.data.prompts import Prompt
 from kn_core.errors import InputError
 from kn_core.model.hooks import gold_probs, recorded, run
@@ -46,7 +48,8 @@ def _clean_pass(lm, ids: torch.Tensor, prompt: Prompt) -> tuple[torch.Tensor, to
 def attribute(lm, prompt: Prompt, config: AttributionConfig = AttributionConfig(),
               progress: Progress | None = None, lang: str | None = None) -> Attribution:
     """AMIG attribution of ``prompt`` on ``lm`` (see :class:`Attribution` for shapes); ``lang`` is recorded
-    in the result."""
+    in the result. With several baseline paths the result is their mean (:data:`PATHS_COMBINED`), and the
+    completeness residual is checked path by path (``path_deltas``)."""
     engine = _engine(config.engine)
     layers = tuple(range(lm.n_layers)) if config.layers is None else config.layers
     if any(not 0 <= layer < lm.n_layers for layer in layers):
@@ -56,18 +59,26 @@ def attribute(lm, prompt: Prompt, config: AttributionConfig = AttributionConfig(
         with kernels.matmuls(model=lm.model):  # the passes that every engine starts from
             token_probs, clean = _clean_pass(lm, ids, prompt)
             start = baseline(lm, prompt, config.baseline)
-        attrs, deltas = engine(lm, prompt, clean, start, layers, config.steps, progress or _no_progress)
+        out: Integrals = engine(lm, prompt, clean, start, layers, config.steps, progress or _no_progress)
+    rows = list(layers)
+    n_paths = out.path_deltas.shape[0]
+    # per path j and token i: delta = Σ attr_j − (P(a) − P(b_j))  ⇒  P(b_j) = P(a) − (Σ attr_j − delta)
+    path_starts = token_probs.cpu().float()[None, :, None] - (out.path_sums - out.path_deltas)  # [n, k, layers]
+    path_deltas = np.zeros((n_paths, lm.n_layers), dtype=np.float32)
+    path_probs = np.zeros((n_paths, lm.n_layers), dtype=np.float32)
+    path_deltas[:, rows] = out.path_deltas.mean(dim=1).numpy()
+    path_probs[:, rows] = path_starts.mean(dim=1).numpy()
     scores = np.zeros((lm.n_layers, lm.d_ff), dtype=np.float32)
+    scores[rows] = out.attrs.mean(dim=0).numpy()
+    # combined (mean over paths): delta = Σ attr − (P(a) − mean_j P(b_j)) = mean_j delta_j
     delta = np.zeros(lm.n_layers, dtype=np.float32)
-    scores[list(layers)] = attrs.mean(dim=0).numpy()
-    delta[list(layers)] = deltas.mean(dim=0).numpy()
-    # completeness: delta = Σ attr − (P(a) − P(b))  ⇒  P(b) = P(a) − (Σ attr − delta)
     p_start = np.zeros(lm.n_layers, dtype=np.float32)
-    p_clean = float(token_probs.mean())
-    p_start[list(layers)] = p_clean - (attrs.sum(dim=-1).mean(dim=0) - deltas.mean(dim=0)).numpy()
+    delta[rows] = path_deltas[:, rows].mean(axis=0)
+    p_start[rows] = path_probs[:, rows].mean(axis=0)
     return Attribution(prompt=prompt, scores=scores, convergence_delta=delta,
                        token_probs=tuple(float(p) for p in token_probs.cpu()), baseline_probs=p_start,
-                       config=config, model=lm.name, layers=layers, lang=lang)
+                       config=config, model=lm.name, layers=layers, lang=lang, path_deltas=path_deltas,
+                       path_baseline_probs=path_probs)
 
 
 class Attributor(Protocol):
@@ -84,4 +95,5 @@ def compute(lm, prompt: Prompt, config: AttributionConfig, lang: str | None,
     return attribute(lm, prompt, config, progress=progress, lang=lang)
 
 
-__all__ = ["Attribution", "AttributionConfig", "Attributor", "ENGINES", "attribute", "compute"]
+__all__ = ["Attribution", "AttributionConfig", "Attributor", "ENGINES", "Integrals", "PATHS_COMBINED", "attribute",
+           "compute"]

@@ -1,9 +1,16 @@
-"""IG baselines: the reference point b that the integral starts from (one vector per layer and target).
+"""IG baselines: the reference points b_j that the integrals start from, one or several *paths*, each with
+one vector per target and layer. :func:`baseline` returns them as one tensor [n_paths, k, n_layers, d_ff];
+the attribution integrates once per path and averages the paths' integrals (METHOD.md §1).
 
-- ``masked`` — the minimal-information baseline of METHOD.md §1: for each context token j, the prompt with
-  token j replaced by the architecture's no-information token ([MASK] / end-of-text); b is the mean of the
-  activations at the target position. One forward pass per replaced token, batched, serves every layer.
-- ``zero`` — b = 0 (Dai et al.).
+- ``masked`` (default) — the paper's minimal-information baseline (METHOD.md §1): for each context token j
+  (``Prompt.context_positions``: no special tokens, not the object's own positions), the prompt with token j
+  replaced by the architecture's no-information token ([MASK] / end-of-text); b_j is the activation at the
+  target position. One path per masked prompt (n = number of context tokens): the attribution is
+  Attr = mean_j (a − b_j) · (1/m) Σ_k ∂P(o | b_j + α_k (a − b_j)) / ∂z — the *mean* over the n integrals.
+  One forward pass per replaced token, batched, serves every layer.
+- ``masked-mean`` — the authors' code (not the paper): the same masked prompts, their activations averaged
+  into one baseline b̄ = mean_j b_j and integrated once (one path). Kept for comparison.
+- ``zero`` — b = 0 (Dai et al.; the paper's "B-KN"), one path.
 """
 from __future__ import annotations
 
@@ -30,24 +37,38 @@ def activations(lm, input_ids: torch.Tensor, positions) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def minimal_information(lm, prompt: Prompt) -> torch.Tensor:
+def masked_prompts(lm, prompt: Prompt) -> torch.Tensor:
+    """The n masked prompts [n, T]: row j is the prompt with context token j (``prompt.context_positions[j]``)
+    replaced by the no-information token."""
     if not prompt.context_positions:
         raise InputError("template", "the prompt has no context tokens to mask; add words around [X] and [Y]")
     no_info = lm.adapter.no_info_token_id(lm.tokenizer)
     ids = torch.tensor(prompt.input_ids).repeat(len(prompt.context_positions), 1)
     ids[torch.arange(len(prompt.context_positions)), torch.tensor(prompt.context_positions)] = no_info
-    return activations(lm, ids, prompt.target_positions).mean(dim=0)
+    return ids
+
+
+def minimal_information(lm, prompt: Prompt) -> torch.Tensor:
+    """The paper's baselines: one path per masked prompt, [n_context_tokens, k, n_layers, d_ff]."""
+    return activations(lm, masked_prompts(lm, prompt), prompt.target_positions)
+
+
+def minimal_information_mean(lm, prompt: Prompt) -> torch.Tensor:
+    """The authors' code: the masked prompts' activations averaged into one path, [1, k, n_layers, d_ff]."""
+    return minimal_information(lm, prompt).mean(dim=0, keepdim=True)
 
 
 def zero(lm, prompt: Prompt) -> torch.Tensor:
-    return torch.zeros(len(prompt.target_positions), lm.n_layers, lm.d_ff, device=lm.device)
+    """b = 0, one path: [1, k, n_layers, d_ff]."""
+    return torch.zeros(1, len(prompt.target_positions), lm.n_layers, lm.d_ff, device=lm.device)
 
 
-BASELINES: dict[str, Callable[[object, Prompt], torch.Tensor]] = {"masked": minimal_information, "zero": zero}
+BASELINES: dict[str, Callable[[object, Prompt], torch.Tensor]] = {
+    "masked": minimal_information, "masked-mean": minimal_information_mean, "zero": zero}
 
 
 def baseline(lm, prompt: Prompt, name: str) -> torch.Tensor:
-    """The baseline activations [k, n_layers, d_ff] named ``name``."""
+    """The baseline paths named ``name``: [n_paths, k, n_layers, d_ff] (n_paths = 1 except for ``masked``)."""
     try:
         fn = BASELINES[name]
     except KeyError:

@@ -5,16 +5,25 @@ nothing before t either. So, after one clean pass through the model taken apart 
 its input, the residual stream after attention, the queries, keys and values):
 
 - a *stream* (target t, layer l) starts from the clean residual stream after layer l's attention at t, adds
-  the FFN output of the path points z(α) = b + α(a − b), α = 1/m … (m−1)/m, and runs only blocks l+1..L-1;
+  the FFN output of the path points z_j(α) = b_j + α(a − b_j), α = 1/m … (m−1)/m, of every baseline path j
+  (the ``masked`` baseline has one per masked prompt: only the activation at t differs between paths, so
+  all paths share the clean prefix and their points are just more rows of the same batch), and runs only
+  blocks l+1..L-1;
 - causal LM: one token per path point, attending to the clean keys and values of positions < t (m
   single-token passes instead of m whole prompts); masked LM: the whole sequence (every position changes
   above l), except that the first block recomputes queries, keys and values of row t only and the top block
   computes the output of row t only;
 - the LM head runs on the target row only, and P(o) = softmax[o] has a hand-written backward pass;
-- the weights take no gradients; streams of several layers run as one batch (as many as fit in
-  ``GROUP_BYTES`` of saved activations), and one backward pass gives every path point its gradient;
-- α = 1 is the one point that every layer's path shares (z(1) = a, the clean activation): its gradients,
-  for all layers at once, come from the clean pass itself (one backward pass per target);
+- the weights take no gradients; the work units (layer, path) run as batches of as many as fit in
+  ``GROUP_BYTES`` of saved activations (lowest layers first; a layer's paths may span batches, so the
+  memory of a batch does not grow with the number of paths), and one backward pass gives every path point
+  its gradient;
+- α = 1 is the one point that every layer's and every baseline's path shares (z_j(1) = a, the clean
+  activation): its gradients, for all layers at once, come from the clean pass itself (one backward pass
+  per target);
+- the paths' integrals are combined as their mean (METHOD.md §1) while they are computed, so no
+  per-path attribution matrix is ever held; each path's Σ_i Attr and P at its baseline are kept for its
+  own completeness residual;
 - P at the baseline (α = 0), which the completeness residual needs, takes no backward pass;
 - linear layers run on oneDNN's fp32 matmul where torch's default (MKL) is slower (:mod:`.kernels`; the
   clean pass and the baseline that both engines start from run on it too).
@@ -36,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from kn_core.attribution import kernels, reference
+from kn_core.attribution.result import Integrals
 from kn_core.data.prompts import Prompt
 from kn_core.model.hooks import gold_probs, run
 
@@ -143,25 +153,29 @@ def _close(value: torch.Tensor, expected: torch.Tensor) -> bool:
 
 
 def _stream_bytes(lm, layer: int, rows: int, steps: int) -> int:
-    """Rough size of what a stream keeps for its backward pass: per block and row a few hidden-sized and
-    d_ff-sized tensors; the head's logits and softmax."""
+    """Rough size of what a stream of ``steps`` path points keeps for its backward pass: per block and row a
+    few hidden-sized and d_ff-sized tensors; the head's logits and softmax."""
     per_row = 4 * lm.config.hidden_size + 3 * lm.d_ff
     blocks = lm.n_layers - 1 - layer
     return 4 * steps * (rows * blocks * per_row + 3 * lm.config.vocab_size)
 
 
-def groups(lm, layers, rows: int, steps: int) -> list[list[int]]:
-    """Split ``layers`` (ascending) into batches of streams of at most ``GROUP_BYTES`` each."""
-    out: list[list[int]] = []
+def groups(lm, layers, rows: int, steps: int, paths: int = 1) -> list[dict[int, range]]:
+    """Split the work units (layer, path) — ``layers`` ascending, then the ``paths`` baseline paths, each unit
+    ``steps`` path points of ``rows`` rows — into batches of at most ``GROUP_BYTES`` each (a unit larger than
+    that runs alone). A batch maps each of its layers to the range of paths it holds."""
+    out: list[dict[int, range]] = []
     used = 0
     for layer in sorted(layers):
         size = _stream_bytes(lm, layer, rows, steps)
-        if out and used + size <= GROUP_BYTES:
-            out[-1].append(layer)
-            used += size
-        else:
-            out.append([layer])
-            used = size
+        for path in range(paths):
+            if out and used + size <= GROUP_BYTES:
+                held = out[-1].get(layer)
+                out[-1][layer] = range(path, path + 1) if held is None else range(held.start, path + 1)
+                used += size
+            else:
+                out.append({layer: range(path, path + 1)})
+                used = size
     return out
 
 
@@ -265,20 +279,31 @@ class Streams:
         return GoldProbability.apply(logits.float(), self.token)
 
 
-def _ig(streams: Streams, a: torch.Tensor, b: torch.Tensor, layers: list[int], steps: int, with_start: bool):
-    """Σ of ∂P/∂z over the path points α = 1/m … (m−1)/m (m ≥ 2; α = 1 comes from the clean pass) for
-    ``layers``, one target: [n, d_ff]; and P at α = 0 [n] when ``with_start`` (a point riding along in the
-    batch, outside the loss), else None."""
+def _ig(streams: Streams, a: torch.Tensor, b: torch.Tensor, batch: dict[int, range], steps: int,
+        with_start: bool) -> dict[int, tuple[torch.Tensor, torch.Tensor | None]]:
+    """For each layer of ``batch`` and each of its baseline paths j (``b`` [n_paths, n_layers, d_ff]): Σ of
+    ∂P/∂z over the path points z_j(α), α = 1/m … (m−1)/m (m ≥ 2; α = 1 comes from the clean pass), one
+    target: {layer: ([paths, d_ff], P at α = 0 [paths] when ``with_start`` (a point riding along in the
+    batch, outside the loss), else None)}."""
     alphas = torch.arange(0 if with_start else 1, steps, device=a.device)[:, None] / steps
-    points = {layer: (b[layer] + alphas * (a[layer] - b[layer])).requires_grad_(True) for layer in layers}
+    n_points = len(alphas)
+    points = {}
+    batch = dict(sorted(batch.items()))  # the order of Streams.run's output
+    for layer, paths in batch.items():
+        start = b[paths.start:paths.stop, layer][:, None]  # [paths, 1, d_ff]
+        points[layer] = (start + alphas * (a[layer] - start)).flatten(0, 1).requires_grad_(True)
     with torch.enable_grad():
-        probs = streams.run(points).view(len(layers), -1)
-        grads = torch.autograd.grad(probs[:, -(steps - 1):].sum(), [points[layer] for layer in layers])
-    sums = torch.stack([grad[-(steps - 1):].sum(dim=0) for grad in grads])
-    return sums, probs.detach()[:, 0] if with_start else None
+        probs = streams.run(points).view(-1, n_points)  # [Σ paths, points], by layer, then path
+        grads = torch.autograd.grad(probs[:, -(steps - 1):].sum(), list(points.values()))
+    out, row = {}, 0
+    for (layer, paths), grad in zip(batch.items(), grads):
+        sums = grad.view(len(paths), n_points, -1)[:, -(steps - 1):].sum(dim=1)
+        out[layer] = (sums, probs.detach()[row:row + len(paths), 0] if with_start else None)
+        row += len(paths)
+    return out
 
 
-def _fallback(lm, why: str, *args) -> tuple[torch.Tensor, torch.Tensor]:
+def _fallback(lm, why: str, *args) -> Integrals:
     log.warning("fast engine: %s for %s; using the reference engine", why, lm.name)
     return reference.integrate(lm, *args)
 
@@ -298,7 +323,7 @@ class _PiecesDiffer(Exception):
 
 
 def integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, layers, steps: int,
-              progress: Callable[[float], None]) -> tuple[torch.Tensor, torch.Tensor]:
+              progress: Callable[[float], None]) -> Integrals:
     """Same contract as :func:`kn_core.attribution.reference.integrate`; linear layers run on the kernel of
     :func:`kernels.matmuls` (``$KN_EXPLORER_MATMUL``)."""
     args = (prompt, clean, start, layers, steps, progress)
@@ -313,52 +338,65 @@ def integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, laye
 
 
 def _integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, layers, steps: int,
-               progress: Callable[[float], None]) -> tuple[torch.Tensor, torch.Tensor]:
+               progress: Callable[[float], None]) -> Integrals:
     layers = list(layers)
+    n_paths = start.shape[0]
     with torch.no_grad():
         state = clean_pass(lm, prompt, layers)
         ids = torch.tensor(prompt.input_ids, device=lm.device)[None]
         if not (_close(state.acts, clean) and _head_matches(lm, ids, prompt, state.probs)):
             raise _PiecesDiffer("the pieces do not reproduce the model")
-    # P at the baseline (α = 0) needs no gradient. Single-token streams (causal LMs) cost little more than
-    # reading the weights, so α = 0 rides along in their batch; whole sequences get a pass without gradients,
-    # which also runs the self-check: α = 1 for the lowest and the two top layers (every path through the
-    # pieces between them), whose P must be the clean pass's.
+    # P at the baselines (α = 0) needs no gradient. Single-token streams (causal LMs) cost little more than
+    # reading the weights, so α = 0 rides along in their batch; whole sequences get passes without gradients,
+    # the first of which also runs the self-check: α = 1 for the lowest and the two top layers (every path
+    # through the pieces between them), whose P must be the clean pass's.
     single = lm.kind == "causal"
-    points = steps if single else steps - 1  # per layer and batch: α = 1/m … (m−1)/m, and α = 0 riding along
-    batches = groups(lm, layers, 1 if single else len(prompt.input_ids), points) if steps > 1 else []
+    rows = 1 if single else len(prompt.input_ids)
+    points = steps if single else steps - 1  # per layer and path: α = 1/m … (m−1)/m, and α = 0 riding along
+    batches = groups(lm, layers, rows, points, n_paths) if steps > 1 else []
+    plain = [] if single and batches else groups(lm, layers, rows, 1, n_paths)  # α = 0 without gradients
     checked = sorted({layers[0], *layers[-2:]})
-    rows = sorted(([] if single and batches else [(layer, "start") for layer in layers])
-                  + [(layer, "check") for layer in checked], key=lambda row: row[0])  # the order Streams.run keeps
-    k = prompt.n_object_tokens
-    attrs = torch.zeros(k, len(layers), clean.shape[-1])
-    p_start, p_checked = torch.zeros(k, len(layers)), torch.zeros(k, len(checked))
-    done, total = 0, k * (1 + len(batches))
+    k, d_ff = prompt.n_object_tokens, clean.shape[-1]
+    attrs = torch.zeros(k, len(layers), d_ff)
+    sums = torch.zeros(n_paths, k, len(layers))
+    p_start, p_checked = torch.zeros(n_paths, k, len(layers)), torch.zeros(k, len(checked))
+    done, total = 0, k * (max(len(plain), 1) + len(batches))
     for i, (target, token) in enumerate(zip(prompt.target_positions, prompt.object_ids)):
         streams = Streams(lm, state, target, token)
         with torch.no_grad():
-            at: dict[int, list[torch.Tensor]] = {}
-            for layer, what in rows:
-                at.setdefault(layer, []).append((start if what == "start" else clean)[i, layer])
-            probs = streams.run({layer: torch.stack(z) for layer, z in at.items()}).cpu()
-        for (layer, what), p in zip(rows, probs):
-            if what == "start":
-                p_start[i, layers.index(layer)] = p
-            else:
-                p_checked[i, checked.index(layer)] = p
-        done += 1
-        progress(done / total)
-        grads = state.grads[i].clone()
+            for index, batch in enumerate(plain or [{}]):
+                checks = checked if index == 0 else []
+                order = sorted([(layer, j) for layer, paths in batch.items() for j in paths]
+                               + [(layer, None) for layer in checks], key=lambda row: row[0])  # Streams.run's order
+                at: dict[int, list[torch.Tensor]] = {}
+                for layer, j in order:
+                    at.setdefault(layer, []).append(clean[i, layer] if j is None else start[j, i, layer])
+                probs = streams.run({layer: torch.stack(z) for layer, z in at.items()}).cpu()
+                for (layer, j), p in zip(order, probs):
+                    if j is None:
+                        p_checked[i, checked.index(layer)] = p
+                    else:
+                        p_start[j, i, layers.index(layer)] = p
+                done += 1
+                progress(done / total)
+        # Attr = mean_j (a − b_j) · G_j / m, G_j = Σ_k ∂P/∂z at z_j(α_k); α = 1 (the clean pass) is every path's
+        diffs = clean[i, layers] - start[:, i, layers]  # [n_paths, len(layers), d_ff]
+        at_clean = state.grads[i]
+        combined = diffs.mean(dim=0) * at_clean
+        path_sums = (diffs * at_clean).sum(dim=-1)  # [n_paths, len(layers)]
         for batch in batches:
-            index = [layers.index(layer) for layer in batch]
-            sums, p0 = _ig(streams, clean[i], start[i], batch, steps, with_start=single)
-            grads[index] += sums
-            if single:
-                p_start[i, index] = p0.cpu()
+            for layer, (grad_sums, p0) in _ig(streams, clean[i], start[:, i], batch, steps, with_start=single).items():
+                row = layers.index(layer)
+                part = diffs[batch[layer].start:batch[layer].stop, row] * grad_sums  # [paths, d_ff]
+                combined[row] += part.sum(dim=0) / n_paths
+                path_sums[batch[layer].start:batch[layer].stop, row] += part.sum(dim=-1)
+                if single:
+                    p_start[batch[layer].start:batch[layer].stop, i, row] = p0.cpu()
             done += 1
             progress(done / total)
-        attrs[i] = ((clean[i, layers] - start[i, layers]) * grads / steps).cpu()
+        attrs[i] = (combined / steps).cpu()
+        sums[:, i] = (path_sums / steps).cpu()
     p_end = state.probs[:, None]
     if not _close(p_checked, p_end.expand_as(p_checked)):
         raise _PiecesDiffer("the streams do not reproduce the clean pass")
-    return attrs, attrs.sum(dim=-1) - (p_end - p_start)
+    return Integrals(attrs=attrs, path_sums=sums, path_deltas=sums - (p_end - p_start))

@@ -1,4 +1,7 @@
-"""Reference engine: Captum Integrated Gradients, one layer and one object token at a time.
+"""Reference engine: Captum Integrated Gradients, one baseline path, one layer and one object token at a time.
+
+Several baseline paths b_j (the ``masked`` baseline: one per masked prompt) get one Captum IG each, from b_j
+to a; the attribution is the mean of the paths' integrals (METHOD.md §1).
 
 The forward function's input is the activation vector at the target position; the whole model runs for
 each of the m scaled copies (the way the field's code does it), on torch's default kernels. Slow but plain:
@@ -11,6 +14,7 @@ from typing import Callable
 import torch
 from captum.attr import IntegratedGradients
 
+from kn_core.attribution.result import Integrals
 from kn_core.data.prompts import Prompt
 from kn_core.model.hooks import edited, gold_probs, run
 
@@ -39,16 +43,18 @@ def _integrated_gradients(forward: Callable[[torch.Tensor], torch.Tensor], a: to
 
 
 def integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, layers, steps: int,
-              progress: Callable[[float], None]) -> tuple[torch.Tensor, torch.Tensor]:
-    """IG of every (object token, layer): attributions [k, len(layers), d_ff] and deltas [k, len(layers)].
+              progress: Callable[[float], None]) -> Integrals:
+    """IG of every (baseline path, object token, layer), combined as :class:`Integrals`: the paths' mean
+    attribution [k, len(layers), d_ff], each path's Σ_i Attr and completeness residual [n_paths, k, len(layers)].
 
-    ``clean`` and ``start`` are the activations at the targets [k, n_layers, d_ff] of the prompt and the baseline.
+    ``clean`` are the activations at the targets [k, n_layers, d_ff] of the prompt; ``start`` those of the
+    baseline paths [n_paths, k, n_layers, d_ff].
     """
     ids = torch.tensor(prompt.input_ids, device=lm.device)[None]
-    k = prompt.n_object_tokens
+    k, n = prompt.n_object_tokens, start.shape[0]
     attrs = torch.zeros(k, len(layers), clean.shape[-1])
-    deltas = torch.zeros(k, len(layers))
-    done, total = 0, k * len(layers)
+    sums, deltas = torch.zeros(n, k, len(layers)), torch.zeros(n, k, len(layers))
+    done, total = 0, n * k * len(layers)
     for i, (position, token) in enumerate(zip(prompt.target_positions, prompt.object_ids)):
         for row, layer in enumerate(layers):
             def forward(z: torch.Tensor, layer=layer, position=position, token=token) -> torch.Tensor:
@@ -56,8 +62,12 @@ def integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, laye
                     logits = run(lm, ids.expand(z.shape[0], -1))
                 return gold_probs(logits, [position], [token])[:, 0]
 
-            attr, delta = _integrated_gradients(forward, clean[i, layer][None], start[i, layer][None], steps)
-            attrs[i, row], deltas[i, row] = attr[0].detach().cpu(), delta.detach().cpu()[0]
-            done += 1
-            progress(done / total)
-    return attrs, deltas
+            paths = []
+            for j in range(n):
+                attr, delta = _integrated_gradients(forward, clean[i, layer][None], start[j, i, layer][None], steps)
+                paths.append(attr[0].detach().cpu())
+                sums[j, i, row], deltas[j, i, row] = paths[-1].sum(), delta.detach().cpu()[0]
+                done += 1
+                progress(done / total)
+            attrs[i, row] = torch.stack(paths).mean(dim=0)
+    return Integrals(attrs=attrs, path_sums=sums, path_deltas=deltas)

@@ -1,15 +1,20 @@
-"""Configuration and result records of an AMIG attribution (frozen; save/load as .npz + JSON)."""
+"""Configuration and result records of an AMIG attribution (frozen; save/load as .npz + JSON), and what an
+engine returns (:class:`Integrals`)."""
 from __future__ import annotations
 
 import math
 import numbers
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kn_core.data.prompts import Prompt
 from kn_core.defaults import STEPS
 from kn_core.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_STEPS = 1000
 
@@ -18,7 +23,9 @@ MAX_STEPS = 1000
 class AttributionConfig:
     """How to integrate.
 
-    baseline: IG start point, a key of ``kn_core.attribution.baselines.BASELINES`` ("masked" = minimal information).
+    baseline: IG start point(s), a key of ``kn_core.attribution.baselines.BASELINES``: "masked" = the paper's
+        minimal-information baselines, one integral per masked prompt, averaged; "masked-mean" = the authors'
+        code, one integral from the mean of the masked baselines; "zero" = Dai et al.
     steps: m, the number of Riemann steps (right rule, alpha = k/m).
     engine: a key of ``kn_core.attribution.ENGINES``.
     layers: layers to attribute (None = all); rows of other layers are left at 0.
@@ -43,17 +50,43 @@ class AttributionConfig:
             object.__setattr__(self, "layers", tuple(sorted(set(int(x) for x in items))))
 
 
+PATHS_COMBINED = "mean"  # how the integrals of several baseline paths combine (METHOD.md §1): their mean
+
+
+@dataclass(frozen=True, eq=False)
+class Integrals:
+    """What an engine returns for one prompt, over ``n_paths`` baseline paths b_j (METHOD.md §1).
+
+    attrs: [k, len(layers), d_ff] — per object token, the MEAN over the paths of the per-path IG
+        Attr_j = (a − b_j) · (1/m) Σ_k ∂P(o | b_j + α_k (a − b_j)) / ∂z.
+    path_sums: [n_paths, k, len(layers)] — Σ_i Attr_j,l,i of each path.
+    path_deltas: [n_paths, k, len(layers)] — each path's completeness residual Σ_i Attr_j − (P(o|a) − P(o|b_j)).
+    """
+
+    attrs: torch.Tensor
+    path_sums: torch.Tensor
+    path_deltas: torch.Tensor
+
+
 @dataclass(frozen=True, eq=False)
 class Attribution:
     """AMIG attribution of one prompt.
 
-    scores: float32 [n_layers, d_ff] — mean over the k object tokens of Attr_l,i (METHOD.md §1);
-        rows of layers not in ``layers`` are 0.
-    convergence_delta: float32 [n_layers] — Σ_i Attr_l,i − (P(o|a) − P(o|b)), averaged over tokens
-        (the completeness residual; 0 for layers not computed).
+    With several baseline paths (``masked``: one per masked prompt) everything combined is the MEAN over the
+    n paths (:data:`PATHS_COMBINED`), which keeps the scale of one integral and of P(a) − P(b):
+
+    scores: float32 [n_layers, d_ff] — mean over the k object tokens of Attr_l,i = mean_j Attr_j,l,i
+        (METHOD.md §1); rows of layers not in ``layers`` are 0.
+    convergence_delta: float32 [n_layers] — the combined completeness residual Σ_i Attr_l,i − (P(o|a) −
+        mean_j P(o|b_j)) = mean_j of the per-path residuals, averaged over tokens (0 for layers not computed).
     token_probs: k floats — P(o_i | prompt) with the gold tokens in place.
-    baseline_probs: float32 [n_layers] — P(o_i | baseline at layer l), averaged over tokens.
+    baseline_probs: float32 [n_layers] — mean_j P(o_i | b_j at layer l), averaged over tokens.
     lang: the language of the prompt (it sets the default τ of the knowledge-neuron selection), if known.
+    path_deltas: float32 [n_paths, n_layers] — each path's own residual Σ_i Attr_j,l,i − (P(o|a) − P(o|b_j)),
+        averaged over tokens (completeness holds per path); None for results stored before paths existed
+        (read as one path whose residual is ``convergence_delta``).
+    path_baseline_probs: float32 [n_paths, n_layers] — P(o | b_j at layer l) per path, averaged over tokens
+        (None: as ``path_deltas``).
     """
 
     prompt: Prompt
@@ -65,6 +98,32 @@ class Attribution:
     model: str
     layers: tuple[int, ...]
     lang: str | None = None
+    path_deltas: np.ndarray | None = None
+    path_baseline_probs: np.ndarray | None = None
+
+    @property
+    def n_paths(self) -> int:
+        """How many baseline paths were integrated (and averaged)."""
+        return 1 if self.path_deltas is None else int(self.path_deltas.shape[0])
+
+    def _paths(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.path_deltas is None or self.path_baseline_probs is None:
+            return self.convergence_delta[None], self.baseline_probs[None]
+        return self.path_deltas, self.path_baseline_probs
+
+    def worst_path_delta(self) -> np.ndarray:
+        """Per layer, the per-path residual of largest magnitude (signed): float32 [n_layers]."""
+        deltas, _ = self._paths()
+        return np.take_along_axis(deltas, np.abs(deltas).argmax(axis=0)[None], axis=0)[0]
+
+    def worst_relative_path_delta(self) -> np.ndarray:
+        """Per layer, max_j |δ_j| / max_j |P(o|a) − P(o|b_j)|: the worst per-path residual relative to the
+        largest change any path integrates (a path whose baseline barely moves P would make its own ratio
+        noise); NaN where no path moves P."""
+        deltas, probs = self._paths()
+        gap = np.abs(float(np.mean(self.token_probs)) - probs).max(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(gap > 0, np.abs(deltas).max(axis=0) / gap, np.nan)
 
     @property
     def p_object(self) -> float:
@@ -80,7 +139,8 @@ class Attribution:
         return int(self.scores.shape[1])
 
     def relative_delta(self) -> np.ndarray:
-        """|delta| / |P(o|a) − P(o|b)| per layer (NaN where the difference is 0)."""
+        """|delta| / |P(o|a) − P(o|b)| per layer, of the combined result (NaN where the difference is 0); see
+        :meth:`worst_relative_path_delta` for the paths one by one."""
         gap = np.abs(float(np.mean(self.token_probs)) - self.baseline_probs)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.abs(self.convergence_delta) / gap
@@ -97,6 +157,9 @@ class Attribution:
             "layers": list(self.layers),
             "convergence_delta": self.convergence_delta.tolist(),
             "baseline_probs": self.baseline_probs.tolist(),
+            "n_paths": self.n_paths,
+            "paths_combined": PATHS_COMBINED,
+            "worst_path_delta": self.worst_path_delta().tolist(),
             "lang": self.lang,
         }
         if with_scores:

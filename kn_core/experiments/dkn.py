@@ -20,7 +20,7 @@ from kn_core.experiments import plots
 from kn_core.experiments.common import Outcome, Settings, fact_prompts, models, progress, select_facts, templates_of
 from kn_core.method.dkn import DKNResult, degenerate, dkn_set, pair_counts
 from kn_core.method.interventions import FACTORS, object_probs, random_like
-from kn_core.method.neurons import per_layer_counts
+from kn_core.method.neurons import default_tau, per_layer_counts
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def run(settings: Settings) -> Outcome:
                     for prompt in fact_prompts(lm, templates_of(factset, relation, lang, settings), fact, lang):
                         scores = settings.attribution(lm, prompt, lang).scores
                         result = degenerate(lm, prompt, scores, settings.top_k, settings.t_low, settings.t_high,
-                                            settings.max_group)
+                                            settings.max_group, tau=default_tau(lang))
                         results.append(result)
                         prompt_rows.append(_prompt_row(lm, lang, fact.id, relation, result, settings.seed))
                         pair_rows += _pair_rows(lm, lang, fact.id, result)

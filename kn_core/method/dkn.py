@@ -3,7 +3,9 @@
 Degenerate neurons carry the same fact redundantly: suppressing one of them barely lowers P(object),
 suppressing them together does. Per prompt:
 
-1. candidates: the top-K neurons by attribution score (positive scores only);
+1. candidates: the top-K *knowledge neurons* of the prompt by attribution score — only neurons above
+   τ · max(score), τ of the prompt's language (the coarse selection of METHOD.md §2; the authors' code:
+   ``neurons[:20]`` after thresholding) — not the top-K of all positive scores;
 2. aggregate: keep those whose suppression *alone* lowers P by at most ``t_low`` (relative);
 3. filter: a pair of kept neurons is degenerate when suppressing *both* lowers P by more than ``t_high``.
 
@@ -30,7 +32,7 @@ from kn_core.data.prompts import Prompt
 from kn_core.defaults import DKN_T, T_HIGH, T_LOW, TOP_K
 from kn_core.errors import InputError
 from kn_core.method.interventions import FACTORS, object_probs
-from kn_core.method.neurons import Neuron, ScoredNeuron
+from kn_core.method.neurons import Neuron, ScoredNeuron, check_tau, coarse_neurons
 
 MAX_GROUP_SIZE = 5  # the level-wise search grows combinatorially; larger groups are not offered
 CHUNK = 128  # neuron sets per batched forward pass
@@ -42,7 +44,7 @@ class DKNResult:
     """Degenerate knowledge neurons of one prompt.
 
     prompt: the prompt the suppressions ran on; p0: its unmodified P(object).
-    candidates: the top-K ``(layer, index, score)``, best first.
+    candidates: the top-K knowledge neurons (score > τ · max) as ``(layer, index, score)``, best first.
     single_drop: neuron -> relative drop (P0 − P) / P0 when suppressed alone (positive = P went down;
         0.0 for every neuron when P0 = 0).
     kept: candidates whose single drop ≤ t_low (the aggregate step), in candidate order.
@@ -65,6 +67,7 @@ class DKNResult:
     t_low: float
     t_high: float
     max_size: int
+    tau: float | None = None  # the knowledge-neuron threshold the candidates were taken above
 
     @property
     def neurons(self) -> tuple[Neuron, ...]:
@@ -82,13 +85,12 @@ def _check(top_k: int, t_low: float, t_high: float, max_size: int) -> None:
         raise InputError("max_size", f"must be a whole number from 2 to {MAX_GROUP_SIZE} (got {max_size!r})")
 
 
-def top_candidates(scores: np.ndarray, top_k: int) -> tuple[ScoredNeuron, ...]:
-    """The ``top_k`` positive entries of a [n_layers, d_ff] score matrix as ``(layer, index, score)``, best first
-    (ties broken by position)."""
-    flat = np.asarray(scores, dtype=np.float64).ravel()
-    order = np.argsort(-flat, kind="stable")[:top_k]
-    d_ff = scores.shape[1]
-    return tuple((int(i // d_ff), int(i % d_ff), float(flat[i])) for i in order if flat[i] > 0)
+def top_candidates(scores: np.ndarray, top_k: int, tau: float) -> tuple[ScoredNeuron, ...]:
+    """The ``top_k`` knowledge neurons of a [n_layers, d_ff] score matrix — the neurons with score > τ · max
+    (:func:`~kn_core.method.neurons.coarse_neurons`), ``tau`` being the language's τ — as
+    ``(layer, index, score)``, best first (ties broken by position). Fewer than ``top_k`` when fewer pass τ;
+    none when no score is positive."""
+    return tuple(coarse_neurons(np.asarray(scores), check_tau(tau))[:top_k])
 
 
 def _suppress(lm, prompt: Prompt, sets: Sequence[Sequence[Neuron]], chunk: int) -> tuple[np.ndarray, int]:
@@ -116,14 +118,17 @@ def _next_level(quiet: set[Group], kept: Sequence[Neuron], size: int) -> list[Gr
 
 
 def degenerate(lm, prompt: Prompt, scores: np.ndarray, top_k: int = TOP_K, t_low: float = T_LOW,
-               t_high: float = T_HIGH, max_size: int = 2, chunk: int = CHUNK) -> DKNResult:
-    """Degenerate pairs (and, with ``max_size`` > 2, larger minimal groups) of ``prompt`` among the top-K
-    neurons of ``scores`` (its attribution matrix [n_layers, d_ff])."""
+               t_high: float = T_HIGH, max_size: int = 2, chunk: int = CHUNK, *, tau: float) -> DKNResult:
+    """Degenerate pairs (and, with ``max_size`` > 2, larger minimal groups) of ``prompt`` among its top-K
+    knowledge neurons: those of ``scores`` (its attribution matrix [n_layers, d_ff]) above ``tau`` · max, where
+    ``tau`` is the τ of the prompt's language (e.g. ``default_tau(lang)``; required, since it decides the
+    candidates)."""
     _check(top_k, t_low, t_high, max_size)
+    tau = check_tau(tau)
     if np.shape(scores) != (lm.n_layers, lm.d_ff):
         raise InputError("scores", f"shape {np.shape(scores)} does not match the model's "
                                    f"[{lm.n_layers}, {lm.d_ff}] neurons")
-    candidates = top_candidates(scores, top_k)
+    candidates = top_candidates(scores, top_k, tau)
     singles = [(layer, index) for layer, index, _ in candidates]
     probs, passes = _suppress(lm, prompt, [[], *[[n] for n in singles]], chunk)
     p0 = float(probs[0])
@@ -144,7 +149,7 @@ def degenerate(lm, prompt: Prompt, scores: np.ndarray, top_k: int = TOP_K, t_low
                      kept=kept, group_drop=FrozenMapping(group_drop),
                      pairs=tuple(sorted(g for g in found if len(g) == 2)),
                      groups=tuple(sorted(g for g in found if len(g) > 2)), forward_passes=passes, top_k=top_k,
-                     t_low=t_low, t_high=t_high, max_size=max_size)
+                     t_low=t_low, t_high=t_high, max_size=max_size, tau=tau)
 
 
 def pair_counts(results: Iterable[DKNResult]) -> Counter[Neuron]:

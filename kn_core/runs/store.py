@@ -42,7 +42,10 @@ from kn_core.model.fingerprint import model_fingerprint
 
 log = logging.getLogger(__name__)
 
-METHOD_VERSION = 1  # bump whenever the attribution maths changes: old results then stop matching
+# bump whenever the attribution maths changes: old results then stop matching (their rows stay readable).
+# 2: ``masked`` is the paper's formula (one integral per masked prompt, averaged); version 1's ``masked`` was
+# one integral from the mean baseline, now ``masked-mean``.
+METHOD_VERSION = 2
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x4B4E4558  # "KNEX", in the SQLite header: tells our files from other SQLite databases
 HOME_VARIABLE = "KN_EXPLORER_HOME"
@@ -166,6 +169,9 @@ def _encode(key: ResultKey, result: Attribution) -> dict:
         raise StoreError(f"cannot store scores of shape {result.scores.shape}; expected [n_layers, d_ff]")
     record = {"prompt": asdict(result.prompt), "token_probs": list(result.token_probs),
               "config": asdict(result.config), "layers": list(result.layers), "lang": result.lang}
+    if result.path_deltas is not None and result.path_baseline_probs is not None:  # float32 → JSON is exact
+        record["path_deltas"] = np.asarray(result.path_deltas, dtype=np.float32).tolist()
+        record["path_baseline_probs"] = np.asarray(result.path_baseline_probs, dtype=np.float32).tolist()
     return {"key": key.digest, "model": key.model, "fingerprint": key.fingerprint, "lang": key.lang,
             "template": key.template, "subject": key.subject, "object": key.object, "baseline": key.baseline,
             "steps": key.steps, "layers": json.dumps(list(key.layers)), "method_version": key.method_version,
@@ -173,6 +179,13 @@ def _encode(key: ResultKey, result: Attribution) -> dict:
             "d_ff": result.d_ff, "scores": _blob(result.scores), "convergence_delta": _blob(result.convergence_delta),
             "baseline_probs": _blob(result.baseline_probs), "record": json.dumps(record, ensure_ascii=False),
             "created": _now()}
+
+
+def _paths(record: dict, name: str, n_layers: int) -> np.ndarray | None:
+    """A per-path array [n_paths, n_layers] of the record; None in rows written before paths existed."""
+    if name not in record:
+        return None
+    return np.asarray(record[name], dtype=np.float32).reshape(-1, n_layers)
 
 
 def _decode(row: sqlite3.Row) -> Attribution:
@@ -185,7 +198,9 @@ def _decode(row: sqlite3.Row) -> Attribution:
                        baseline_probs=_array(row["baseline_probs"], (n_layers,)),
                        config=AttributionConfig(**_tuples(record["config"])), model=row["model"],
                        layers=tuple(record["layers"]),
-                       lang=record["lang"] if "lang" in record else record.get("meta", {}).get("lang"))
+                       lang=record["lang"] if "lang" in record else record.get("meta", {}).get("lang"),
+                       path_deltas=_paths(record, "path_deltas", n_layers),
+                       path_baseline_probs=_paths(record, "path_baseline_probs", n_layers))
 
 
 # -- location and checks --------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 import torch
-from helpers import assert_same, plain_ig
+from helpers import assert_same, plain_ig_paths
 from test_fast import TEMPLATE, TOL
 
 from kn_core.attribution import AttributionConfig, attribute
@@ -16,7 +16,7 @@ from kn_core.model.hooks import count_hooks, gold_probs, recorded, run
 
 
 @pytest.mark.parametrize("steps", [1, 2, 3])
-@pytest.mark.parametrize("base", ["masked", "zero"])
+@pytest.mark.parametrize("base", ["masked", "masked-mean", "zero"])
 def test_few_steps_engines_agree(lm, steps, base):
     prompt = lm.prompt(TEMPLATE, "Tanzania", "Dar es Salaam")
     fast, ref = (attribute(lm, prompt, AttributionConfig(engine=engine, steps=steps, baseline=base))
@@ -26,16 +26,21 @@ def test_few_steps_engines_agree(lm, steps, base):
 
 
 def test_one_step_is_the_gradient_at_the_prompt_times_the_difference(lm):
-    """m = 1, right rule: one point, α = 1: Attr = (a − b) · ∂P/∂z at a; the delta is Σ Attr − (P(a) − P(b))."""
+    """m = 1, right rule: one point, α = 1: Attr = mean_j (a − b_j) · ∂P/∂z at a = (a − b̄) · ∂P/∂z at a (every
+    path's only point is a, so ``masked`` and ``masked-mean`` coincide here); the delta is Σ Attr − (P(a) −
+    mean_j P(b_j)), and each path's is Σ Attr_j − (P(a) − P(b_j))."""
     prompt = lm.prompt(TEMPLATE, "Tanzania", "Paris")
     result = attribute(lm, prompt, AttributionConfig(engine="reference", steps=1))
     ids = torch.tensor(prompt.input_ids)[None]
     clean = activations(lm, ids, prompt.target_positions)[0]
-    start = baseline(lm, prompt, "masked")
-    plain = torch.stack([plain_ig(lm, prompt, clean, start, layer, 0, 1) for layer in range(lm.n_layers)])
+    starts = baseline(lm, prompt, "masked")
+    plain = torch.stack([plain_ig_paths(lm, prompt, clean, starts, layer, 0, 1) for layer in range(lm.n_layers)])
     np.testing.assert_allclose(result.scores, plain.numpy(), rtol=1e-4, atol=1e-6 * float(plain.abs().max()))
+    mean = attribute(lm, prompt, AttributionConfig(engine="reference", steps=1, baseline="masked-mean"))
+    np.testing.assert_allclose(result.scores, mean.scores, rtol=1e-4, atol=1e-6 * float(plain.abs().max()))
     gap = np.mean(result.token_probs) - result.baseline_probs
     np.testing.assert_allclose(result.convergence_delta, result.scores.sum(axis=1) - gap, atol=1e-6)
+    assert result.n_paths == len(prompt.context_positions) > 1
 
 
 @contextmanager
@@ -68,7 +73,7 @@ def test_baseline_activations_skip_the_lm_head(lm):
     assert count_hooks(lm) == 0
 
 
-@pytest.mark.parametrize("base", ["masked", "zero"])
+@pytest.mark.parametrize("base", ["masked", "masked-mean", "zero"])
 def test_clean_prompt_runs_once(lm, base):
     """The whole model (head included) runs once for the clean prompt: P(object) and the activations come
     from the same pass; the baseline runs without the head. (Fast engine: its self-check of the head runs a
@@ -78,7 +83,7 @@ def test_clean_prompt_runs_once(lm, base):
     attribute(lm, prompt, config)
     with calls(lm.model, lm.adapter.body(lm.model)) as (count):
         result = attribute(lm, prompt, config)
-    assert count == [1, 2 if base == "masked" else 1]
+    assert count == [1, 1 if base == "zero" else 2]  # the masked prompts: one batched pass (≤ CHUNK of them)
     with torch.no_grad():
         expected = gold_probs(run(lm, torch.tensor(prompt.input_ids)[None]), prompt.target_positions,
                               prompt.object_ids)[0]

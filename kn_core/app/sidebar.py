@@ -69,7 +69,9 @@ def sidebar() -> Settings:
         install_panel()
         with st.expander("Attribution settings"):
             baseline = st.selectbox("IG baseline", list(BASELINES), key="baseline",
-                                    help="masked = minimal-information baseline (AMIG); zero = Dai et al.")
+                                    help="masked = the paper's AMIG (one integral per masked prompt, averaged); "
+                                         "masked-mean = the authors' code (one integral from the mean of the "
+                                         "masked prompts); zero = Dai et al.")
             steps = st.slider("Integration steps m", 1, 100, 20, key="steps")
     return Settings(model_name=(name or "").strip(), config=AttributionConfig(baseline=baseline, steps=steps))
 

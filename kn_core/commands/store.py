@@ -12,6 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from kn_core.errors import StoreError
+from kn_core.runs.export import export
 from kn_core.runs.store import ResultStore
 
 SHOWN_FAILURES = 20
@@ -41,7 +42,7 @@ def run(args) -> int:
         return show_info(store, args.json_out, args.check)
     if args.action == "export":
         fmt = args.format or ("csv" if args.out.suffix.lower() == ".csv" else "parquet")
-        out = store.export(args.out, fmt, model=args.model)
+        out = export(store, args.out, fmt, model=args.model)
         print(f"wrote {out} ({fmt})")
         return 0
     print(f"removed {store.prune(args.model)} result(s) of {args.model} from {store.path}")

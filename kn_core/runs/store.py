@@ -30,9 +30,6 @@ from pathlib import Path
 from typing import Iterator, Literal
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 from platformdirs import user_cache_dir
 
 from kn_core.attribution.result import Attribution, AttributionConfig
@@ -78,8 +75,6 @@ CREATE TABLE documents (
 )
 """.split(";"))
 SUMMARY_COLUMNS = "key, model, lang, subject, object, template, baseline, steps, p_object, created"
-EXPORT_COLUMNS = ("key", "model", "fingerprint", "lang", "template", "subject", "object", "baseline", "steps",
-                  "engine", "layers", "method_version", "p_object", "n_layers", "d_ff", "created")
 
 
 # -- records --------------------------------------------------------------------------------------
@@ -424,55 +419,18 @@ class ResultStore:
         log.info("pruned %d result(s) of %s from %s", removed, model, self.path)
         return removed
 
-    def export(self, out: str | os.PathLike, fmt: Literal["parquet", "csv"] = "parquet",
-               model: str | None = None) -> Path:
-        """Write the stored results (of ``model``, or all) as one row each.
-
-        Parquet rows carry the scores (``scores``: float32 list, row-major [n_layers × d_ff]); CSV rows carry
-        the key fields, P(object) and the shapes only. The file appears complete or not at all.
-        """
-        if fmt not in ("parquet", "csv"):
-            raise StoreError(f"unknown export format {fmt!r}; choose parquet or csv")
-        out = Path(out)
-        partial = out.with_name(out.name + ".partial")
-        try:
-            _write_table(partial, fmt, self._export_batches(fmt == "parquet", model))
-            os.replace(partial, out)
-        except OSError as exc:
-            partial.unlink(missing_ok=True)
-            raise StoreError(f"cannot write the export {out}: {exc.strerror or exc}") from None
-        return out
-
-    def _export_batches(self, with_scores: bool, model: str | None) -> Iterator[pa.RecordBatch]:
-        columns = ", ".join(EXPORT_COLUMNS + (("scores",) if with_scores else ()))
+    def rows(self, columns: tuple[str, ...], model: str | None = None,
+             batch: int = EXPORT_BATCH) -> Iterator[list[sqlite3.Row]]:
+        """The stored results' ``columns`` (of ``model``, or all), oldest first, ``batch`` rows at a time;
+        the ``scores`` column is the raw float32 blob."""
         where, params = ("WHERE model = ?", (model,)) if model is not None else ("", ())
-        schema = _export_schema(with_scores)
         with self._guard():
-            cursor = self._connection().execute(f"SELECT {columns} FROM results {where} ORDER BY rowid", params)
-            while rows := cursor.fetchmany(EXPORT_BATCH):
-                data = {name: [row[name] for row in rows] for name in EXPORT_COLUMNS}
-                if with_scores:
-                    data["scores"] = [np.frombuffer(row["scores"], dtype=np.float32) for row in rows]
-                yield pa.RecordBatch.from_pydict(data, schema=schema)
+            cursor = self._connection().execute(f"SELECT {', '.join(columns)} FROM results {where} ORDER BY rowid",
+                                                params)
+            while found := cursor.fetchmany(batch):
+                yield found
 
 
 def _failure_id(failure: Failure) -> tuple:
     return (failure.model, failure.fingerprint, failure.fact_id, failure.lang, failure.template,
             failure.baseline, failure.steps)
-
-
-def _export_schema(with_scores: bool) -> pa.Schema:
-    types = {"steps": pa.int32(), "method_version": pa.int32(), "n_layers": pa.int32(), "d_ff": pa.int32(),
-             "p_object": pa.float64()}
-    fields = [pa.field(name, types.get(name, pa.string())) for name in EXPORT_COLUMNS]
-    if with_scores:
-        fields.append(pa.field("scores", pa.list_(pa.float32())))
-    return pa.schema(fields)
-
-
-def _write_table(path: Path, fmt: str, batches: Iterator[pa.RecordBatch]) -> None:
-    schema = _export_schema(fmt == "parquet")
-    writer = pq.ParquetWriter(path, schema) if fmt == "parquet" else pa_csv.CSVWriter(str(path), schema)
-    with writer:
-        for batch in batches:
-            writer.write_batch(batch)

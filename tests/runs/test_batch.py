@@ -19,6 +19,7 @@ from kn_core.attribution import AttributionConfig
 from kn_core.data import load_dataset
 from kn_core.errors import InputError
 from kn_core.runs.batch import plan, run_batch
+from kn_core.runs.export import export
 from kn_core.runs.store import ResultStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +53,7 @@ def stored_prompts(store: ResultStore) -> list[tuple[str, str, str, str]]:
 
 
 def scores_by_key(store: ResultStore, out: Path) -> dict[str, np.ndarray]:
-    table = pd.read_parquet(store.export(out, "parquet"))
+    table = pd.read_parquet(export(store, out, "parquet"))
     return {row.key: np.asarray(row.scores, np.float32) for row in table.itertuples()}
 
 

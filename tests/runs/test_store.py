@@ -23,6 +23,7 @@ from kn_core.errors import StoreError
 from kn_core.model.fingerprint import model_fingerprint
 from kn_core.model.loading import LanguageModel, load_model
 from kn_core.runs import cached
+from kn_core.runs.export import export
 from kn_core.runs.store import Failure, ResultKey, ResultStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,10 +115,10 @@ def test_documents_listing_info_export_prune(bert, tmp_path):
     assert (info["results"], info["failures"], info["documents"]) == (2, 1, 1) and info["bytes"] > 0
     assert info["models"] == {bert.name: 1, "synthetic": 1}
 
-    table = pd.read_parquet(store.export(tmp_path / "out.parquet", "parquet"))
+    table = pd.read_parquet(export(store, tmp_path / "out.parquet", "parquet"))
     mine = table[table.model == bert.name].iloc[0]
     assert np.array_equal(np.asarray(mine.scores, np.float32).reshape(mine.n_layers, mine.d_ff), result.scores)
-    csv = pd.read_csv(store.export(tmp_path / "out.csv", "csv"))
+    csv = pd.read_csv(export(store, tmp_path / "out.csv", "csv"))
     assert len(csv) == 2 and "scores" not in csv.columns
 
     assert store.prune("synthetic") == 1

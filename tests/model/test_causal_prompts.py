@@ -26,3 +26,16 @@ def test_a_masked_lm_reads_the_whole_template(bert):
 def test_a_template_whose_subject_follows_the_object_is_refused_for_a_causal_lm(gpt2):
     with pytest.raises(TemplateError, match="subject would be cut away"):
         gpt2.prompt("[Y] is the capital of [X].", "Tanzania", "Dodoma")
+
+
+
+def test_an_adapter_that_prepends_tokens_keeps_the_cut(tmp_path):
+    """Gemma 3 puts <bos> in front of every prompt; the cut text must survive that."""
+    from test_adapters import make_gemma3
+
+    from kn_core.model.loading import load_model
+
+    lm = load_model(str(make_gemma3(tmp_path, bos=True)))
+    prompt = lm.prompt("[X] is a [Y] city .", "Tanzania", "Dodoma")
+    assert prompt.input_ids[0] == lm.tokenizer.bos_token_id
+    assert prompt.cut == "city ." and prompt.query == "Tanzania is a [Y]"

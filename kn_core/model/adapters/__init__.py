@@ -4,11 +4,13 @@ from __future__ import annotations
 from kn_core.errors import UnsupportedArchitectureError
 from kn_core.model.adapters.base import Adapter, CausalLMAdapter, MaskedLMAdapter
 from kn_core.model.adapters.bert import BertAdapter
+from kn_core.model.adapters.gemma3 import Gemma3Adapter
 from kn_core.model.adapters.gpt2 import GPT2Adapter
 from kn_core.model.adapters.llama import GatedMLPAdapter
 
 ADAPTERS: dict[str, type[Adapter]] = {
-    model_type: cls for cls in (BertAdapter, GPT2Adapter, GatedMLPAdapter) for model_type in cls.model_types
+    model_type: cls for cls in (BertAdapter, GPT2Adapter, GatedMLPAdapter, Gemma3Adapter)
+    for model_type in cls.model_types
 }
 
 

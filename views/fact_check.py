@@ -19,20 +19,26 @@ with ui.guard():
     lang = right.radio("Language", list(factset.languages), horizontal=True, key="fc_lang")
     search = ui.dkn_settings("fc")
     checker = ui.fact_checker(lm, relation, lang, settings.config, search)
-    if not checker.dkn:
-        st.warning(f"No degenerate pair among {checker.n_prompts} training prompts at T_low {search.t_low:.2f} / "
-                   f"T_high {search.t_high:.2f}: the DKN set is empty, every score is 0 and the with-DKN verdict "
-                   "cannot separate claims. Small models rarely have a neuron pair that drops P(object) by more "
-                   "than T_high; lower both thresholds in the DKN search settings (e.g. 0.05 / 0.08).")
+    if checker.abstains:
+        st.warning(f"No verdict: this relation has no degenerate neurons with these settings (no degenerate pair "
+                   f"among {checker.n_prompts} training prompts at T_low {search.t_low:.2f} / T_high "
+                   f"{search.t_high:.2f}), so the DKN checker abstains on every claim of it. Small models rarely "
+                   "have a neuron pair that drops P(object) by more than T_high; lower both thresholds in the DKN "
+                   "search settings (e.g. 0.05 / 0.08).")
     elif checker.train_accept_true - checker.train_accept_wrong < 0.1:
         st.warning(f"On the training claims, λ accepts {checker.train_accept_true:.0%} of true and "
                    f"{checker.train_accept_wrong:.0%} of wrong claims: this DKN set hardly separates them. Try "
                    "other DKN search settings, or λ by balanced accuracy.")
     cols = st.columns(4)
     cols[0].metric("DKN neurons", len(checker.dkn))
-    cols[1].metric("λ", f"{checker.lam:.3e}")
-    cols[2].metric("train accept rate, true claims", f"{checker.train_accept_true:.0%}")
-    cols[3].metric("train accept rate, wrong claims", f"{checker.train_accept_wrong:.0%}")
+    if checker.abstains:
+        cols[1].metric("λ", "–", help="not calibrated: there is no DKN set to score with")
+        cols[2].metric("train accept rate, true claims", "–")
+        cols[3].metric("train accept rate, wrong claims", "–")
+    else:
+        cols[1].metric("λ", f"{checker.lam:.3e}")
+        cols[2].metric("train accept rate, true claims", f"{checker.train_accept_true:.0%}")
+        cols[3].metric("train accept rate, wrong claims", f"{checker.train_accept_wrong:.0%}")
 
     st.subheader("Judge a claim")
     templates = [t.text for t in factset.relations[relation].templates_for(lang)]
@@ -56,17 +62,34 @@ with ui.guard():
         verdict = checker.judge(lm, subject, candidate, template)
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(figures.verdict_gauge(verdict.score, verdict.lam, verdict.correct), key="fc_gauge")
-        (st.success if verdict.correct else st.error)(
-            f"with DKN: **{'correct' if verdict.correct else 'wrong'}** (score {verdict.score:.3e} "
-            f"{'≥' if verdict.correct else '<'} λ {verdict.lam:.3e})")
+        if verdict.abstained:
+            st.warning(f"with DKN — {verdict.reason}")
+        else:
+            st.plotly_chart(figures.verdict_gauge(verdict.score, verdict.lam, verdict.correct), key="fc_gauge")
+            (st.success if verdict.correct else st.error)(
+                f"with DKN: **{'correct' if verdict.correct else 'wrong'}** (score {verdict.score:.3e} "
+                f"{'≥' if verdict.correct else '<'} λ {verdict.lam:.3e})")
+        if lm.kind == "masked":
+            rule = "one [MASK], its top-1 token against the candidate's" + (
+                " first token" if verdict.prompt.n_object_tokens > 1 else " token")
+        else:
+            rule = "its greedy word(s) after the query against the candidate"
         (st.success if verdict.model_agrees else st.warning)(
-            f"wo_DKN, the model itself: it predicts “{ui.plain(verdict.model_prediction)}”, so the claim is "
-            f"**{'correct' if verdict.model_agrees else 'wrong'}** by its own greedy answer")
+            f"wo_DKN, the model itself: it answers “{ui.plain(verdict.model_prediction)}”, so the claim is "
+            f"**{'correct' if verdict.model_agrees else 'wrong'}** by its own answer ({rule}; token by token it "
+            f"predicts “{ui.plain(verdict.exact_prediction)}”: {'correct' if verdict.exact_agrees else 'wrong'})")
     with right:
-        st.markdown("**The neurons that voted** (DKN set, attribution toward the candidate)")
-        st.dataframe(pd.DataFrame(verdict.voters, columns=["layer", "index", "attribution"]), hide_index=True,
-                     width="stretch")
+        if verdict.abstained:
+            st.markdown("**No neuron voted**: the relation has no DKN set with these settings.")
+        else:
+            st.markdown("**The neurons that voted** (DKN set, attribution toward the candidate)")
+            st.dataframe(pd.DataFrame(verdict.voters, columns=["layer", "index", "attribution"]), hide_index=True,
+                         width="stretch")
 
     st.subheader("Evaluation on the held-out 20 % of the relation")
+    st.caption("Every row but the last counts only the claims with a DKN verdict; `no_verdict` counts those "
+               "without one, and `wo_DKN_all_claims` is the model's own answer over every claim. "
+               "wo_DKN: the authors' rule (masked LM: one [MASK], top-1 token = the candidate's first token; causal "
+               "LM: the greedy word(s) = the candidate); wo_DKN_token_exact: each candidate token predicted "
+               "greedily (masked LM: as many masks for every candidate of the relation).")
     st.dataframe(ui.fact_check_table(lm, checker, relation, lang, settings.config, search), hide_index=True, width="stretch")

@@ -15,6 +15,7 @@ from kn_core.app.resources import facts, store
 from kn_core.app.sidebar import DKNSettings, thresholds
 from kn_core.attribution import Attribution, AttributionConfig
 from kn_core.data.prompts import Prompt
+from kn_core.errors import DataError
 from kn_core.method.factcheck import FactChecker, calibrate, evaluate
 from kn_core.method.interventions import verify
 from kn_core.method.neurons import knowledge_neurons, per_layer_counts
@@ -173,33 +174,42 @@ def _checker_key(lm: LanguageModel, relation: str, lang: str, config: Attributio
             f"{dkn.t_low}|{dkn.t_high}|{dkn.t}|{dkn.top_k}|{dkn.objective}")
 
 
+CHECKER_KIND, EVALUATION_KIND = "factcheck-v2", "factcheck-evaluation-v2"  # v2: abstention, equal masks
+
+
 def fact_checker(lm: LanguageModel, relation: str, lang: str, config: AttributionConfig,
                  dkn: DKNSettings = DKNSettings()) -> FactChecker:
-    """The relation's calibrated checker: from the store, or calibrated now (with progress) and stored."""
+    """The relation's calibrated checker: from the store, or calibrated now (with progress) and stored. A checker
+    whose ``dkn`` is empty abstains (``checker.abstains``): its verdicts carry ``NO_VERDICT`` as their reason."""
     key = _checker_key(lm, relation, lang, config, dkn)
-    saved = store().get_json("factcheck", key)
+    saved = store().get_json(CHECKER_KIND, key)
     if saved is not None:
-        return FactChecker.from_json(saved)
+        try:
+            return FactChecker.from_json(saved)
+        except DataError:  # an older record: calibrate again
+            pass
     bar, report = progress_bar(f"Finding the degenerate neurons of {relation} ({lang}) and calibrating λ…")
     with model_turn(lm):
         checker = calibrate(lm, facts(), relation, lang, config=config, top_k=dkn.top_k, t=dkn.t,
                             t_low=dkn.t_low, t_high=dkn.t_high, objective=dkn.objective,
                             progress=report, attributor=cached.read_through(store()))
     bar.empty()
-    store().put_json("factcheck", key, json.loads(checker.to_json()))
+    store().put_json(CHECKER_KIND, key, json.loads(checker.to_json()))
     return checker
 
 
 def fact_check_table(lm: LanguageModel, checker: FactChecker, relation: str, lang: str,
                      config: AttributionConfig, dkn: DKNSettings = DKNSettings()) -> pd.DataFrame:
-    """The held-out evaluation (with and without DKN), from the store or computed now and stored."""
+    """The held-out evaluation, from the store or computed now and stored: one row per method (wo_DKN by the
+    authors' rule, wo_DKN token-exact, with_DKN), each over the claims with a verdict, with ``no_verdict``
+    counting the claims without one (all of them when the checker abstains; the metrics are then empty)."""
     key = _checker_key(lm, relation, lang, config, dkn)
-    saved = store().get_json("factcheck-evaluation", key)
+    saved = store().get_json(EVALUATION_KIND, key)
     if saved is None:
         bar, report = progress_bar("Judging the held-out claims…")
         with model_turn(lm):
             result = evaluate(lm, checker, checker.held_out_claims(facts()), progress=report)
         bar.empty()
         saved = {"rows": result.table().to_dict(orient="records")}
-        store().put_json("factcheck-evaluation", key, saved)
+        store().put_json(EVALUATION_KIND, key, saved)
     return pd.DataFrame(saved["rows"])

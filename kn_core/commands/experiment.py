@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from kn_core import experiments
+from kn_core.attribution.baselines import BASELINES
 from kn_core.defaults import DKN_T, STEPS, T_HIGH, T_LOW, TOP_K
 from kn_core.experiments.common import Settings
 from kn_core.experiments.report import text_table
-from kn_core.method.factcheck import OBJECTIVES
+from kn_core.method.metrics import OBJECTIVES
 from kn_core.runs.store import default_path
 
 
@@ -34,8 +35,10 @@ def register(subparsers) -> None:
                    help="facts per relation, a seeded sample (default: per experiment; 0 = all)")
     p.add_argument("--max-templates", type=int, default=None, help="train templates per fact (default: all)")
     p.add_argument("--steps", type=int, default=STEPS, help="integrated-gradient steps m")
-    p.add_argument("--baseline", default="masked", choices=("masked", "zero"), help="IG baseline")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--baseline", default="masked", choices=sorted(BASELINES), help="IG baseline")
+    p.add_argument("--seed", type=int, default=0, help="first seed (fact sample, split, wrong objects, controls)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="factcheck, likn: run seeds SEED .. SEED+N-1 and report mean ± sd of every metric (default 1)")
     p.add_argument("--top-k", type=int, default=TOP_K, help="DKN candidates per prompt")
     p.add_argument("--t-low", type=float, default=T_LOW, help="DKN: largest single-neuron drop kept")
     p.add_argument("--t-high", type=float, default=T_HIGH, help="DKN: smallest pair drop that is degenerate")
@@ -52,11 +55,13 @@ def register(subparsers) -> None:
 def run(args) -> int:
     settings = Settings(models=tuple(args.models), out=args.out, data=args.data, langs=args.langs,
                         relations=args.relations, max_facts=args.max_facts, max_templates=args.max_templates,
-                        steps=args.steps, baseline=args.baseline, seed=args.seed, top_k=args.top_k,
+                        steps=args.steps, baseline=args.baseline, seed=args.seed, seeds=args.seeds, top_k=args.top_k,
                         t_low=args.t_low, t_high=args.t_high, max_group=args.max_group, t=args.t,
                         objective=args.objective, store=None if args.no_cache else (args.store or default_path()))
     outcome, report = experiments.run(args.name, settings)
     print(outcome.title)
     print(text_table(outcome.headline))
+    if outcome.caption:
+        print(f"\n{outcome.caption}")
     print(f"\nreport: {report}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import logging
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence, TypeVar
 
@@ -18,7 +18,7 @@ from kn_core.data import Fact, FactSet
 from kn_core.data.prompts import Prompt
 from kn_core.defaults import DKN_T, STEPS, T_HIGH, T_LOW, TOP_K
 from kn_core.errors import InputError
-from kn_core.method.factcheck import OBJECTIVES
+from kn_core.method.metrics import OBJECTIVES
 from kn_core.model.loading import LanguageModel, load_model
 from kn_core.runs.cached import read_through
 from kn_core.runs.store import ResultStore
@@ -35,7 +35,9 @@ class Settings:
     langs: languages to run in (LIKN needs exactly two). relations: relation ids (None = all).
     max_facts: facts per relation (None = the experiment's default; 0 = all), a seeded sample.
     max_templates: train templates per fact and language (None = all). steps, baseline: the AMIG set-up.
-    seed: fact sampling, the 80/20 split, wrong objects and random controls. top_k, t_low, t_high, max_group:
+    seed: fact sampling, the 80/20 split, wrong objects and random controls; seeds: how many seeds the
+    experiments that repeat over seeds (``factcheck``, ``likn``) run, ``seed`` … ``seed + seeds − 1``, reporting
+    the mean ± sd of every metric across them. top_k, t_low, t_high, max_group:
     the DKN search; t, objective: the fact checker's DKN threshold and λ objective. store: the result store
     file that attributions of true facts are read from and written to (None = compute everything, keep nothing).
     """
@@ -50,6 +52,7 @@ class Settings:
     steps: int = STEPS
     baseline: str = "masked"
     seed: int = 0
+    seeds: int = 1
     top_k: int = TOP_K
     t_low: float = T_LOW
     t_high: float = T_HIGH
@@ -67,9 +70,20 @@ class Settings:
             raise InputError("max_facts", f"must be ≥ 0 (got {self.max_facts}); 0 means every fact")
         if self.max_templates is not None and self.max_templates < 1:
             raise InputError("max_templates", f"must be ≥ 1 (got {self.max_templates})")
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
+            raise InputError("seeds", f"must be a whole number ≥ 1 (got {self.seeds!r})")
         if self.objective not in OBJECTIVES:
             raise InputError("objective", f"unknown objective {self.objective!r}; "
                                           f"choose one of {', '.join(OBJECTIVES)}")
+
+    @property
+    def seed_list(self) -> tuple[int, ...]:
+        """The seeds a repeated experiment runs: ``seed`` … ``seed + seeds − 1``."""
+        return tuple(range(self.seed, self.seed + self.seeds))
+
+    def with_seed(self, seed: int) -> "Settings":
+        """These settings for one seed of a repeated run."""
+        return replace(self, seed=seed, seeds=1)
 
     @property
     def config(self) -> AttributionConfig:
@@ -102,7 +116,8 @@ def _open_store(path: Path) -> ResultStore:
 class Outcome:
     """What an experiment produced.
 
-    headline: the table printed and put first in the report. shown: title -> further summary tables shown in
+    headline: the table printed and put first in the report; caption: what its columns mean, printed and put
+    under it (empty: none). shown: title -> further summary tables shown in
     the report. tables: name -> tidy table, each written as ``<name>.csv`` (and ``.parquet``). figures:
     name -> figure, written as ``<name>.png``. notes: Markdown paragraphs for the report (how to read the
     results, caveats). files: other files written into the output folder (e.g. stored checkers).
@@ -111,11 +126,31 @@ class Outcome:
     name: str
     title: str
     headline: pd.DataFrame
+    caption: str = ""
     shown: dict[str, pd.DataFrame] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     figures: dict[str, Figure] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     files: tuple[Path, ...] = ()
+
+
+def across_seeds(frame: pd.DataFrame, by: Sequence[str], seed: str = "seed") -> pd.DataFrame:
+    """Per group of ``by`` (first-seen order): the mean over seeds of every other numeric column under its own
+    name, its sample standard deviation as ``<column>_sd`` (NaN with one seed) and ``n_seeds``. NaNs (e.g. a
+    metric without a verdict) are left out of the mean and sd."""
+    numeric = [c for c in frame.columns if c not in (*by, seed) and pd.api.types.is_numeric_dtype(frame[c])
+               and not pd.api.types.is_bool_dtype(frame[c])]
+    rows = []
+    for key, group in frame.groupby(list(by), sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        row = dict(zip(by, key))
+        row["n_seeds"] = int(group[seed].nunique()) if seed in group else 1
+        for column in numeric:
+            values = group[column].astype(float)
+            row[column] = float(values.mean())
+            row[f"{column}_sd"] = float(values.std(ddof=1)) if values.notna().sum() > 1 else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:

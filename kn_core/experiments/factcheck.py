@@ -1,13 +1,18 @@
 """Fact-checking with DKN, the paper's Table 3 protocol (METHOD.md §5), per model, language and relation.
 
-For every relation: split its (sampled) facts 80 / 20, calibrate a :class:`~kn_core.method.factcheck.FactChecker` on
-the 80 % part and judge the 20 % part's true claims and wrong twins, with the DKN score (with_DKN) and with
-the model's own greedy answer (wo_DKN). Confusion counts are pooled over relations (micro-average) into one
-Table 3 row per language and model.
+For every seed and relation: split its (sampled) facts 80 / 20, calibrate a
+:class:`~kn_core.method.factcheck.FactChecker` on the 80 % part and judge the 20 % part's true claims and
+wrong twins with the DKN score (with_DKN) and with the model's own answer (wo_DKN, by the authors' rule and
+token-exact). A relation whose training part yields no DKN set gives no verdict: its claims are counted as
+"no verdict" and left out of every P / R / F1 (the wo_DKN rows too, so both methods are measured on the
+same claims; ``wo_DKN_all_claims`` is the authors' rule on every claim). Confusion counts are pooled over
+relations (micro-average) into one Table 3 row per language and model and seed; with several seeds the
+headline shows the mean ± sd across seeds.
 """
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import asdict
 
@@ -16,15 +21,32 @@ import pandas as pd
 from kn_core.data import FactSet, load_dataset
 from kn_core.errors import InputError
 from kn_core.experiments import plots
-from kn_core.experiments.common import Outcome, Settings, models, progress, select_facts, templates_of
-from kn_core.method.factcheck import Confusion, Evaluation, FactChecker, calibrate, evaluate
+from kn_core.experiments.common import (
+    Outcome,
+    Settings,
+    across_seeds,
+    models,
+    progress,
+    select_facts,
+    templates_of,
+)
+from kn_core.experiments.report import pm
+from kn_core.method.factcheck import (
+    Confusion,
+    Evaluation,
+    FactChecker,
+    calibrate,
+    evaluate,
+)
 
 log = logging.getLogger(__name__)
 
 TITLE = "Fact-checking with degenerate knowledge neurons (Table 3 protocol)"
 DEFAULT_MAX_FACTS = 20
 LANG_NAMES = {"en": "English", "zh": "Chinese"}
-METHODS = ("wo_DKN", "with_DKN")
+METHODS = ("wo_DKN", "wo_DKN_token_exact", "with_DKN")  # over the claims with a verdict
+ALL_CLAIMS = "wo_DKN_all_claims"  # the authors' wo_DKN rule over every claim, with a verdict or not
+COUNTS = ("tp", "fp", "fn", "tn")
 PUBLISHED = pd.DataFrame(
     [("English", "m-BERT", "0.222 / 0.986 / 0.362", "0.493 / 0.599 / 0.541"),
      ("English", "m-GPT", "0.010 / 1.000 / 0.021", "0.311 / 0.709 / 0.433"),
@@ -33,20 +55,44 @@ PUBLISHED = pd.DataFrame(
      ("English", "BERT", "0.301 / 0.983 / 0.460", "0.504 / 0.571 / 0.535"),
      ("English", "GPT-2", "0.010 / 1.000 / 0.021", "0.315 / 0.608 / 0.415")],
     columns=["Data", "Model", "wo_DKN authors' P / R / F1", "with_DKN authors' P / R / F1"])
+CAPTION = (
+    "P / R / F1 of the class 'correct' (conventional; the authors' P / R are swapped), counted only over the "
+    "claims that got a verdict: a relation whose training part has no DKN set gives no verdict, and "
+    "'relations (no verdict)' / 'claims (no verdict)' count what was left out. wo_DKN is the authors' rule "
+    "(masked LM: one [MASK], the top-1 token equals the candidate's token, for a multi-token candidate its "
+    "FIRST token; causal LM: the greedily generated word(s) equal the candidate); 'wo_DKN token-exact' requires "
+    "the greedy token at each candidate position. A masked LM scores every candidate of a relation with the same "
+    "number of masks (the relation's longest object; shorter candidates are read at the first masks), so a "
+    "claim and its wrong twin are inputs of equal length. 'wo_DKN F1, all claims': the authors' rule over every "
+    "claim, with or without a verdict. With several seeds: mean ± sd across the seeds, the metrics across the "
+    "seeds with a verdict ('seeds (with verdict)').")
 NOTES = (
     "**Claims.** Every held-out fact gives a true claim and a wrong twin whose object is drawn (seeded) from "
     "the other facts' objects of the same relation, so the test set is balanced 1 : 1.",
+    "**No verdict.** A relation whose training prompts gave no degenerate pair above the DKN threshold has an "
+    "empty DKN set. Its checker abstains (as the authors' code skips such relations): no λ is calibrated and "
+    "its claims get no verdict. They are counted in `relations (no verdict)` and `claims (no verdict)` and left "
+    "out of every P / R / F1 (the wo_DKN columns too, so both methods are compared on the same claims). A row "
+    "whose claims all went without a verdict has no metric ('–'). `experiment dkn` shows the single and pair "
+    "drops that decide it.",
     "**Metrics.** `P / R / F1` are precision, recall and F1 of the class *correct* (conventional); `authors' P / R` "
     "are the same numbers with the roles swapped, as the authors' code computes them (their P is our recall, "
     "the accept rate of true claims); F1 is the same either way. `accept true / wrong` are the shares of true "
-    "and of wrong claims judged correct. Counts are pooled over relations (micro-average).",
+    "and of wrong claims judged correct. Counts are pooled over relations (micro-average). With several seeds "
+    "(`--seeds`), every cell is the mean ± sample sd of the per-seed values; each seed redraws the fact sample, "
+    "the 80 / 20 split and the wrong objects.",
     "**with_DKN** accepts a claim when the mean AMIG attribution toward the candidate over the relation's DKN "
-    "set reaches λ, calibrated per relation on the training claims (objective in the settings). A relation "
-    "whose training prompts gave no degenerate pair has an empty DKN set: every score is 0, so its checker "
-    "accepts every claim or none (`relations (no DKN)` counts them; `experiment dkn` shows the single and pair "
-    "drops that decide it). **wo_DKN** "
-    "accepts it when the model's greedy answer at the candidate's object positions is the candidate, token "
-    "for token.",
+    "set reaches λ, calibrated per relation on the training claims (objective in the settings). For a masked "
+    "LM every candidate of a relation is scored with the same number of masks — the token count of the "
+    "relation's longest object — and read at the first masks, so the input does not reveal the candidate's "
+    "length (one mask per candidate token would).",
+    "**wo_DKN** (the authors' rule): a masked LM gets the query with one [MASK] and accepts the claim when its "
+    "top-1 token is the candidate's token — for a candidate of several tokens its *first* token, since one "
+    "token can never equal several (lenient: `New` accepts both New Delhi and New York; `claims` counts the "
+    "multi-token ones in `multi_token_claims`). A causal LM continues the query greedily and accepts the claim "
+    "when the generated word(s), as many as the candidate has, equal it. **wo_DKN token-exact**: the greedy "
+    "token at each of the candidate's positions is the candidate's token (masked LM: on the same equal-mask "
+    "prompt as the DKN score).",
     "**Reading it against the paper.** On a balanced test set, accepting everything scores F1 = 0.667 with "
     "accept rates 1 / 1, so F1 alone can flatter a checker that does not discriminate: look at the wrong-claim "
     "accept rate. The paper's wo_DKN rows have a precision near 1 and a tiny recall because real pretrained "
@@ -55,20 +101,27 @@ NOTES = (
 )
 
 
-def _relation_row(lm_name: str, lang: str, checker: FactChecker, evaluation: Evaluation, seconds: float) -> dict:
-    row = {"model": lm_name, "lang": lang, "relation": checker.relation, "n_train": len(checker.train_facts),
-           "n_test": len(checker.test_facts), "n_claims": len(evaluation.verdicts),
-           "n_skipped": len(evaluation.skipped),
+def _relation_row(lm_name: str, lang: str, seed: int, checker: FactChecker, evaluation: Evaluation,
+                  seconds: float) -> dict:
+    multi = sum(v.prompt.n_object_tokens > 1 for _, v in evaluation.verdicts)
+    row = {"seed": seed, "model": lm_name, "lang": lang, "relation": checker.relation,
+           "n_train": len(checker.train_facts), "n_test": len(checker.test_facts), "verdict": not checker.abstains,
+           "n_claims": len(evaluation.verdicts), "n_no_verdict": evaluation.n_no_verdict,
+           "n_skipped": len(evaluation.skipped), "multi_token_claims": multi,
            "n_prompts": checker.n_prompts, "n_pairs": checker.n_pairs, "n_dkn": len(checker.dkn),
-           "dkn_layers": " ".join(str(x) for x in sorted({layer for layer, _ in checker.dkn})), "lam": checker.lam,
-           "train_accept_true": checker.train_accept_true, "train_accept_wrong": checker.train_accept_wrong,
-           "train_f1": checker.train_f1, "calibrate_s": seconds, "judge_s_per_claim": evaluation.seconds_per_claim}
-    for method, confusion in zip(METHODS, (evaluation.wo_dkn, evaluation.with_dkn)):
+           "n_masks": checker.n_masks,
+           "dkn_layers": " ".join(str(x) for x in sorted({layer for layer, _ in checker.dkn})),
+           "lam": float("nan") if checker.lam is None else checker.lam,
+           **{k: float("nan") if getattr(checker, k) is None else getattr(checker, k)
+              for k in ("train_accept_true", "train_accept_wrong", "train_f1")},
+           "calibrate_s": seconds, "judge_s_per_claim": evaluation.seconds_per_claim}
+    for method, confusion in (*evaluation.methods().items(), (ALL_CLAIMS, evaluation.wo_dkn_all)):
         row.update({f"{method}_{k}": v for k, v in {**asdict(confusion), **confusion.metrics()}.items()})
     return row
 
 
-def _check_relation(lm, factset: FactSet, settings: Settings, relation: str, lang: str, facts) -> dict | None:
+def _check_relation(lm, factset: FactSet, settings: Settings, relation: str, lang: str, facts,
+                    suffix: str = "") -> dict | None:
     """Calibrate and evaluate one relation; stores the checker as JSON. None when the model cannot take it."""
     start = time.perf_counter()
     try:
@@ -83,10 +136,12 @@ def _check_relation(lm, factset: FactSet, settings: Settings, relation: str, lan
     evaluation = evaluate(lm, checker, checker.held_out_claims(factset))
     folder = settings.out / "checkers"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{_slug(lm.name)}-{lang}-{relation}.json"
+    path = folder / f"{_slug(lm.name)}-{lang}-{relation}{suffix}.json"
     path.write_text(checker.to_json(), encoding="utf-8")
-    claims = evaluation.claims_frame().assign(model=lm.name, margin=lambda f: f["score"] - f["lam"])
-    return {"row": _relation_row(lm.name, lang, checker, evaluation, seconds), "claims": claims, "path": path}
+    claims = evaluation.claims_frame().assign(seed=settings.seed, model=lm.name,
+                                              margin=lambda f: f["score"] - f["lam"])
+    return {"row": _relation_row(lm.name, lang, settings.seed, checker, evaluation, seconds), "claims": claims,
+            "path": path}
 
 
 def _slug(name: str) -> str:
@@ -94,69 +149,109 @@ def _slug(name: str) -> str:
 
 
 def pooled(relations: pd.DataFrame) -> pd.DataFrame:
-    """Micro-averaged metrics per (lang, model, method): confusion counts summed over relations."""
+    """Micro-averaged metrics per (seed, lang, model, method): confusion counts summed over relations, over the
+    claims with a verdict (``wo_DKN_all_claims``: over every claim); metrics NaN where no claim had one. Each
+    row also counts the relations and claims, and those without a verdict."""
     rows = []
-    for (lang, model), group in relations.groupby(["lang", "model"], sort=False):
+    for (seed, lang, model), group in relations.groupby(["seed", "lang", "model"], sort=False):
         claims = group["n_claims"].sum()
         seconds = float((group["judge_s_per_claim"] * group["n_claims"]).sum() / claims) if claims else float("nan")
-        for method in METHODS:
-            total = Confusion(*(int(group[f"{method}_{k}"].sum()) for k in ("tp", "fp", "fn", "tn")))
-            rows.append({"lang": lang, "model": model, "method": method, "n_relations": len(group),
-                         "n_relations_without_dkn": int((group["n_dkn"] == 0).sum()),
-                         **asdict(total), **total.metrics(), "judge_s_per_claim": seconds,
+        for method in (*METHODS, ALL_CLAIMS):
+            total = Confusion(*(int(group[f"{method}_{k}"].sum()) for k in COUNTS))
+            rows.append({"seed": seed, "lang": lang, "model": model, "method": method,
+                         "n_relations": len(group), "n_relations_no_verdict": int((~group["verdict"]).sum()),
+                         "n_claims": int(claims), "n_claims_no_verdict": int(group["n_no_verdict"].sum()),
+                         "multi_token_claims": int(group["multi_token_claims"].sum()),
+                         "has_verdict": int(total.n > 0), **asdict(total), **total.metrics(),
+                         "judge_s_per_claim": seconds,
                          "mean_lam": float(group["lam"].mean()), "mean_n_dkn": float(group["n_dkn"].mean())})
     return pd.DataFrame(rows)
 
 
-def table3(pooled_rows: pd.DataFrame) -> pd.DataFrame:
-    """The paper's Table 3 layout: one row per (language, model), each method's P / R / F1, the authors' P / R
-    and the accept rates as text cells."""
+def summary(pooled_rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (lang, model, method): the mean over seeds of every number of :func:`pooled` and its sd (``_sd``)."""
+    return across_seeds(pooled_rows, ["lang", "model", "method"])
+
+
+def _cell(row, *names: str) -> str:
+    return " / ".join(pm(row[n], row.get(f"{n}_sd", float("nan"))) for n in names)
+
+
+def _count(row, name: str) -> str:
+    sd = row.get(f"{name}_sd", float("nan"))
+    return f"{row[name]:.0f}" if math.isnan(sd) else pm(row[name], sd, 1)
+
+
+def table3(summary_rows: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Table 3 layout from :func:`summary`: one row per (language, model); each method's P / R / F1
+    (over claims with a verdict), the authors' P / R and the accept rates as text cells (mean ± sd with
+    several seeds), and the relations and claims without a verdict."""
     rows = []
-    for (lang, model), group in pooled_rows.groupby(["lang", "model"], sort=False):
+    for (lang, model), group in summary_rows.groupby(["lang", "model"], sort=False):
+        by = {r.method: r for _, r in group.iterrows()}
         row = {"Data": LANG_NAMES.get(lang, lang), "Model": model}
-        for method, r in ((m, group[group["method"] == m].iloc[0]) for m in METHODS):
-            row[f"{method} P / R / F1"] = f"{r.P:.3f} / {r.R:.3f} / {r.F1:.3f}"
-            row[f"{method} authors' P / R"] = f"{r.authors_P:.3f} / {r.authors_R:.3f}"
-            row[f"{method} accept true / wrong"] = f"{r.accept_true:.3f} / {r.accept_wrong:.3f}"
-        first = group.iloc[0]
-        row["relations (no DKN)"] = f"{first.n_relations} ({first.n_relations_without_dkn})"
-        row["claims"] = int(first[["tp", "fp", "fn", "tn"]].sum())
-        row["s / claim"] = f"{first.judge_s_per_claim:.3f}"
+        for method, label in (("wo_DKN", "wo_DKN"), ("wo_DKN_token_exact", "wo_DKN token-exact"),
+                              ("with_DKN", "with_DKN")):
+            r = by[method]
+            row[f"{label} P / R / F1"] = _cell(r, "P", "R", "F1")
+            if method != "wo_DKN_token_exact":
+                row[f"{label} authors' P / R"] = _cell(r, "authors_P", "authors_R")
+                row[f"{label} accept true / wrong"] = _cell(r, "accept_true", "accept_wrong")
+        first = by["with_DKN"]
+        row["relations (no verdict)"] = f"{_count(first, 'n_relations')} ({_count(first, 'n_relations_no_verdict')})"
+        row["claims (no verdict)"] = f"{_count(first, 'n_claims')} ({_count(first, 'n_claims_no_verdict')})"
+        row["wo_DKN F1, all claims"] = _cell(by[ALL_CLAIMS], "F1")
+        row["s / claim"] = pm(first.judge_s_per_claim)
+        if int(first.n_seeds) > 1:  # the metrics' mean ± sd runs over the seeds with a verdict
+            row["seeds (with verdict)"] = f"{int(first.n_seeds)} ({round(first.has_verdict * first.n_seeds)})"
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _figures(pooled_rows: pd.DataFrame, claims: pd.DataFrame) -> dict:
-    bars = pooled_rows.assign(setting=pooled_rows["model"] + " · " + pooled_rows["lang"])
+def _figures(summary_rows: pd.DataFrame, claims: pd.DataFrame) -> dict:
+    shown = summary_rows[summary_rows["method"].isin(METHODS)]
+    bars = shown.assign(setting=shown["model"] + " · " + shown["lang"])
+    judged = claims[claims["verdict"].astype(bool)]
     margins = {f"{model} · {lang}": (group.loc[group["is_true"], "margin"], group.loc[~group["is_true"], "margin"])
-               for (model, lang), group in claims.groupby(["model", "lang"], sort=False)}
-    return {"f1": plots.grouped_bars(bars, "setting", "method", "F1", "F1 of the class 'correct' (held-out claims)",
-                                     "F1"),
-            "accept_wrong": plots.grouped_bars(bars, "setting", "method", "accept_wrong",
-                                               "Share of wrong claims accepted (lower is better)", "accept rate"),
-            "margins": plots.margin_histograms(margins, "DKN score − λ of held-out claims")}
+               for (model, lang), group in judged.groupby(["model", "lang"], sort=False)}
+    figures = {"f1": plots.grouped_bars(bars, "setting", "method", "F1",
+                                        "F1 of the class 'correct' (held-out claims with a verdict)", "F1"),
+               "accept_wrong": plots.grouped_bars(bars, "setting", "method", "accept_wrong",
+                                                  "Share of wrong claims accepted (lower is better)", "accept rate")}
+    if margins:
+        figures["margins"] = plots.margin_histograms(margins, "DKN score − λ of held-out claims")
+    return figures
 
 
 def run(settings: Settings) -> Outcome:
-    """Calibrate and evaluate a checker per (model, language, relation); Table 3 pooled over relations."""
+    """Calibrate and evaluate a checker per (model, seed, language, relation); Table 3 pooled over relations,
+    mean ± sd over seeds."""
     factset = load_dataset(settings.data)
-    selection = select_facts(factset, settings, DEFAULT_MAX_FACTS)
+    several = settings.seeds > 1
     results = []
     for lm in models(settings):
-        for lang in settings.langs:
-            for relation, facts in progress(selection.items(), f"{lm.name} {lang}", total=len(selection)):
-                result = _check_relation(lm, factset, settings, relation, lang, facts)
-                if result is not None:
-                    results.append(result)
+        for seed in settings.seed_list:
+            run_settings = settings.with_seed(seed)
+            selection = select_facts(factset, run_settings, DEFAULT_MAX_FACTS)
+            for lang in settings.langs:
+                for relation, facts in progress(selection.items(), f"{lm.name} {lang} seed {seed}",
+                                                total=len(selection)):
+                    result = _check_relation(lm, factset, run_settings, relation, lang, facts,
+                                             f"-seed{seed}" if several else "")
+                    if result is not None:
+                        results.append(result)
     if not results:
         raise InputError("relations", "no relation could be calibrated on these models and languages")
     relations = pd.DataFrame([r["row"] for r in results])
     claims = pd.concat([r["claims"] for r in results], ignore_index=True)
     pooled_rows = pooled(relations)
-    return Outcome(name="factcheck", title=TITLE, headline=table3(pooled_rows),
+    summary_rows = summary(pooled_rows)
+    per_relation = ["seed", "model", "lang", "relation", "n_train", "n_claims", "n_no_verdict", "n_dkn", "n_masks",
+                    "lam", "train_f1", "wo_DKN_all_claims_F1", "wo_DKN_F1", "with_DKN_F1", "with_DKN_accept_true",
+                    "with_DKN_accept_wrong"]
+    return Outcome(name="factcheck", title=TITLE, headline=table3(summary_rows), caption=CAPTION,
                    shown={"Published Table 3 (for comparison; P / R as the authors computed them)": PUBLISHED,
-                          "Per relation": relations[["model", "lang", "relation", "n_train", "n_claims", "n_dkn",
-                                                     "lam", "train_f1", "wo_DKN_F1", "with_DKN_F1",
-                                                     "with_DKN_accept_true", "with_DKN_accept_wrong"]]},
-                   tables={"table3": pooled_rows, "relations": relations, "claims": claims},
-                   figures=_figures(pooled_rows, claims), notes=NOTES, files=tuple(r["path"] for r in results))
+                          "Per relation": relations[per_relation if several else per_relation[1:]]},
+                   tables={"table3": summary_rows, "table3_per_seed": pooled_rows, "relations": relations,
+                           "claims": claims},
+                   figures=_figures(summary_rows, claims), notes=NOTES, files=tuple(r["path"] for r in results))

@@ -4,7 +4,8 @@ Per fact: refined KN in each language, their overlap (sizes, Jaccard, per layer)
 first language's KN of the fact against the second language's KN of *another* fact of the same relation,
 and of a fact of another relation — and the cross-lingual edit: suppress / enhance the shared set, each
 language's KN, each language's exclusive part and as many random neurons as the shared set (same layers),
-measured on both languages' prompts and on an unrelated fact's.
+measured on both languages' prompts and on an unrelated fact's. With ``--seeds N`` the whole run repeats for
+seeds ``seed`` … ``seed + N − 1`` (fact sample, random controls) and the summaries report mean ± sd across them.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from kn_core.experiments import plots
 from kn_core.experiments.common import (
     Outcome,
     Settings,
+    across_seeds,
     fact_prompts,
     models,
     progress,
@@ -28,6 +30,7 @@ from kn_core.experiments.common import (
     templates_of,
     unrelated_fact,
 )
+from kn_core.experiments.report import mean_sd_cells
 from kn_core.method.interventions import FACTORS, random_like
 from kn_core.method.likn import cross_lingual_edit, edit_sets, overlap
 from kn_core.method.neurons import Neuron, default_tau, knowledge_neurons
@@ -122,6 +125,8 @@ def summary(overlaps: pd.DataFrame, langs: tuple[str, str]) -> pd.DataFrame:
 
 
 def _figures(layers: pd.DataFrame, summary_edits: pd.DataFrame, langs: tuple[str, str]) -> dict:
+    """Knowledge neurons per layer (``layers``: one seed's rows) and the suppression bars (``summary_edits``:
+    means, over seeds when there are several)."""
     panels = {model: {name: group[name].groupby(group["layer"]).sum().tolist() for name in (*langs, "shared")}
               for model, group in layers.groupby("model", sort=False)}
     suppress = summary_edits[summary_edits["mode"] == "suppress"]
@@ -136,33 +141,60 @@ def _figures(layers: pd.DataFrame, summary_edits: pd.DataFrame, langs: tuple[str
     return figures
 
 
+def _per_seed(frame: pd.DataFrame, make) -> pd.DataFrame:
+    """``make`` (a summary of one seed's rows) for every seed, with a ``seed`` column first."""
+    return pd.concat([make(group).assign(seed=seed) for seed, group in frame.groupby("seed", sort=False)],
+                     ignore_index=True).pipe(lambda f: f[["seed", *[c for c in f.columns if c != "seed"]]])
+
+
 def run(settings: Settings) -> Outcome:
-    """Overlap and cross-lingual editing of every sampled fact's KN in two languages, on every model."""
+    """Overlap and cross-lingual editing of every sampled fact's KN in two languages, on every model; with
+    several seeds (``--seeds``) the headline and the editing summary are the mean ± sd across seeds."""
     if len(settings.langs) != 2:
         raise InputError("langs", f"LIKN compares exactly two languages (got {', '.join(settings.langs)}); "
                                   "e.g. --langs en,zh")
     langs = (settings.langs[0], settings.langs[1])
     factset = load_dataset(settings.data)
-    selection = select_facts(factset, settings, DEFAULT_MAX_FACTS)
-    everything = [f for facts in selection.values() for f in facts]
     overlap_rows, layer_rows, edit_frames = [], [], []
     for lm in models(settings):
-        found: dict[str, dict[str, FactNeurons]] = {}
-        for fact in progress(everything, f"{lm.name} neurons"):
-            both = {lang: fact_neurons(lm, factset, fact, lang, settings) for lang in langs}
-            if all(v is not None for v in both.values()):
-                found[fact.id] = both
-        kept = [f for f in everything if f.id in found]
-        for fact in progress(kept, f"{lm.name} edits"):
-            row, layers = _overlap_rows(lm, langs, fact, found, kept, selection)
-            overlap_rows.append(row)
-            layer_rows += layers
-            edit_frames.append(_edit_rows(lm, langs, fact, found, selection, settings.seed))
+        known: dict[tuple[str, str], FactNeurons | None] = {}  # a fact's KN do not depend on the seed
+        for seed in settings.seed_list:
+            run_settings = settings.with_seed(seed)
+            selection = select_facts(factset, run_settings, DEFAULT_MAX_FACTS)
+            everything = [f for facts in selection.values() for f in facts]
+            found: dict[str, dict[str, FactNeurons]] = {}
+            for fact in progress(everything, f"{lm.name} neurons, seed {seed}"):
+                for lang in langs:
+                    if (fact.id, lang) not in known:
+                        known[fact.id, lang] = fact_neurons(lm, factset, fact, lang, run_settings)
+                both = {lang: known[fact.id, lang] for lang in langs}
+                if all(v is not None for v in both.values()):
+                    found[fact.id] = both
+            kept = [f for f in everything if f.id in found]
+            for fact in progress(kept, f"{lm.name} edits, seed {seed}"):
+                row, layers = _overlap_rows(lm, langs, fact, found, kept, selection)
+                overlap_rows.append({"seed": seed, **row})
+                layer_rows += [{"seed": seed, **r} for r in layers]
+                edit_frames.append(_edit_rows(lm, langs, fact, found, selection, seed).assign(seed=seed))
     if not overlap_rows:
         raise InputError("data", "no fact can be put to these models in both languages")
     overlaps, layers, edits = pd.DataFrame(overlap_rows), pd.DataFrame(layer_rows), pd.concat(edit_frames)
-    summary_edits = edit_summary(edits)
-    return Outcome(name="likn", title=TITLE, headline=summary(overlaps, langs),
-                   shown={"Cross-lingual editing (mean relative change of P(object))": summary_edits},
-                   tables={"overlap": overlaps, "overlap_per_layer": layers, "edits": edits.reset_index(drop=True)},
-                   figures=_figures(layers, summary_edits, langs), notes=NOTES)
+    per_seed = _per_seed(overlaps, lambda f: summary(f, langs))
+    edits_per_seed = _per_seed(edits, edit_summary)
+    if settings.seeds > 1:
+        headline = mean_sd_cells(across_seeds(per_seed, ["model"]), ["model"])
+        summary_edits = across_seeds(edits_per_seed, ["model", "mode", "edited_set"])
+        shown_edits = mean_sd_cells(summary_edits, ["model", "mode", "edited_set"])
+    else:
+        headline, summary_edits = per_seed.drop(columns="seed"), edits_per_seed.drop(columns="seed")
+        shown_edits = summary_edits
+    first_seed = layers[layers["seed"] == settings.seed_list[0]].drop(columns="seed")
+    return Outcome(name="likn", title=TITLE, headline=headline,
+                   caption=(f"Mean ± sample sd across {settings.seeds} seeds "
+                            f"({', '.join(map(str, settings.seed_list))}); each seed redraws the fact sample and the "
+                            "random controls." if settings.seeds > 1 else ""),
+                   shown={"Cross-lingual editing (mean relative change of P(object))": shown_edits},
+                   tables={"overlap": overlaps, "overlap_per_layer": layers, "edits": edits.reset_index(drop=True),
+                           "summary_per_seed": per_seed, "edits_summary": summary_edits,
+                           "edits_summary_per_seed": edits_per_seed},
+                   figures=_figures(first_seed, summary_edits, langs), notes=NOTES)

@@ -8,6 +8,7 @@ import math
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
@@ -28,6 +29,32 @@ def fmt(value: object) -> str:
             return f"{value:.3e}"
         return f"{value:.3f}"
     return str(value)
+
+
+def pm(mean: float, sd: float = math.nan, digits: int = 3) -> str:
+    """``mean ± sd`` with ``digits`` decimals (scientific for tiny or huge values); just the mean when sd is
+    NaN (one seed); '–' when the mean is NaN (nothing to measure)."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    mean = float(mean)
+    small = mean != 0 and not 10 ** -digits <= abs(mean) < 1e5
+    text = f"{mean:.{digits}e}" if small else f"{mean:.{digits}f}"
+    if sd is None or math.isnan(float(sd)):
+        return text
+    return f"{text} ± {float(sd):.{digits}e}" if small else f"{text} ± {float(sd):.{digits}f}"
+
+
+def mean_sd_cells(summary: pd.DataFrame, keys: Sequence[str], digits: int = 3) -> pd.DataFrame:
+    """A summary from :func:`~kn_core.experiments.common.across_seeds` as text: the ``keys`` columns as they are
+    and every metric ``c`` (with its ``c_sd``) as one ``mean ± sd`` cell; ``n_seeds`` kept."""
+    metrics = [c for c in summary.columns if c not in keys and c != "n_seeds" and not c.endswith("_sd")]
+    out = summary[list(keys)].copy()
+    for column in metrics:
+        sd = summary[f"{column}_sd"] if f"{column}_sd" in summary else pd.Series(math.nan, index=summary.index)
+        out[column] = [pm(m, s, digits) for m, s in zip(summary[column], sd)]
+    if "n_seeds" in summary:
+        out["n_seeds"] = summary["n_seeds"]
+    return out
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -72,6 +99,8 @@ def render_report(outcome: Outcome, settings: Settings, name: str) -> str:
                f"`python -m kn_core experiment {name}` with the settings below.")
     parts = [f"# {outcome.title}", "", written, "", "## Settings", "", _settings_block(settings), "",
              "## Headline", "", markdown_table(outcome.headline), ""]
+    if outcome.caption:
+        parts += [outcome.caption, ""]
     for title, table in outcome.shown.items():
         parts += [f"## {title}", "", markdown_table(table), ""]
     if outcome.notes:

@@ -47,17 +47,97 @@ def test_factcheck_end_to_end(bert_dir, facts_dir, tmp_path, capsys):
     assert code == 0
     assert time.perf_counter() - start < 30
     printed = capsys.readouterr().out
-    for column in ("wo_DKN P / R / F1", "with_DKN authors' P / R", "with_DKN accept true / wrong", "English"):
+    for column in ("wo_DKN P / R / F1", "wo_DKN token-exact P / R / F1", "with_DKN authors' P / R",
+                   "with_DKN accept true / wrong", "relations (no verdict)", "claims (no verdict)", "English",
+                   "FIRST token"):
         assert column in printed
     table3 = pd.read_csv(tmp_path / "table3.csv")
-    assert list(table3["method"]) == ["wo_DKN", "with_DKN"]
+    assert list(table3["method"]) == ["wo_DKN", "wo_DKN_token_exact", "with_DKN", "wo_DKN_all_claims"]
     claims = pd.read_csv(tmp_path / "claims.csv")
-    assert int(table3.iloc[0][["tp", "fp", "fn", "tn"]].sum()) == len(claims)
+    with_dkn = table3.set_index("method").loc["with_DKN"]
+    assert int(with_dkn[["tp", "fp", "fn", "tn"]].sum()) == claims["verdict"].sum()  # verdicts only
+    assert with_dkn["n_claims"] == len(claims) and with_dkn["n_claims_no_verdict"] == (~claims["verdict"]).sum()
+    assert int(table3.set_index("method").loc["wo_DKN_all_claims", ["tp", "fp", "fn", "tn"]].sum()) == len(claims)
     assert claims["is_true"].sum() == (~claims["is_true"]).sum()
     report = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert "## Headline" in report and "![f1](f1.png)" in report and (tmp_path / "f1.png").stat().st_size > 0
+    assert "no verdict" in report
     stored = sorted((tmp_path / "checkers").glob("*.json"))
     assert len(stored) == 2 and FactChecker.from_json(stored[0].read_text(encoding="utf-8")).lang == "en"
+
+
+def _relation(relation: str, verdict: bool, counts: dict[str, tuple[int, int, int, int]], seed: int = 0) -> dict:
+    n = sum(counts["wo_DKN_all_claims"])
+    row = {"seed": seed, "model": "m", "lang": "en", "relation": relation, "verdict": verdict, "n_claims": n,
+           "n_no_verdict": 0 if verdict else n, "multi_token_claims": 0, "judge_s_per_claim": 0.1,
+           "lam": 0.5 if verdict else float("nan"), "n_dkn": 3 if verdict else 0}
+    for method in ("wo_DKN", "wo_DKN_token_exact", "with_DKN", "wo_DKN_all_claims"):
+        row.update(zip((f"{method}_{k}" for k in ("tp", "fp", "fn", "tn")), counts.get(method, (0, 0, 0, 0))))
+    return row
+
+
+def test_no_verdict_counts_in_the_tables():
+    """A relation without DKN adds to the no-verdict counts and to no P / R / F1 (not as an accept-all 0)."""
+    from kn_core.experiments.factcheck import pooled, summary, table3
+
+    judged = _relation("P36", True, {"with_DKN": (3, 1, 1, 3), "wo_DKN": (2, 0, 2, 4),
+                                     "wo_DKN_token_exact": (2, 0, 2, 4), "wo_DKN_all_claims": (2, 0, 2, 4)})
+    skipped = _relation("P30", False, {"wo_DKN_all_claims": (3, 0, 0, 3)})
+    rows = pooled(pd.DataFrame([judged, skipped])).set_index("method")
+    assert rows.loc["with_DKN", ["tp", "fp", "fn", "tn"]].tolist() == [3, 1, 1, 3]
+    assert rows.loc["with_DKN", "F1"] == pytest.approx(0.75)  # P36 alone: P30 is not an accept-all
+    assert rows.loc["with_DKN", "n_relations_no_verdict"] == 1 and rows.loc["with_DKN", "n_claims_no_verdict"] == 6
+    assert rows.loc["wo_DKN_all_claims", "tp"] == 5
+    table = table3(summary(pooled(pd.DataFrame([judged, skipped]))))
+    assert table.loc[0, "relations (no verdict)"] == "2 (1)" and table.loc[0, "claims (no verdict)"] == "14 (6)"
+    assert table.loc[0, "with_DKN P / R / F1"] == "0.750 / 0.750 / 0.750"
+    nothing = table3(summary(pooled(pd.DataFrame([skipped]))))  # no verdict at all: no metric
+    assert nothing.loc[0, "with_DKN P / R / F1"] == "– / – / –"
+    assert nothing.loc[0, "relations (no verdict)"] == "1 (1)"
+    seeds = table3(summary(pooled(pd.DataFrame([judged, skipped, {**judged, "seed": 1}, {**skipped, "seed": 1,
+                                                                                        "verdict": True}]))))
+    assert "±" in seeds.loc[0, "relations (no verdict)"] and seeds.loc[0, "seeds (with verdict)"] == "2 (2)"
+
+
+def test_factcheck_without_dkn_reports_no_verdict(bert_dir, facts_dir, tmp_path, capsys, monkeypatch):
+    import kn_core.method.factcheck as protocol
+
+    monkeypatch.setattr(protocol, "dkn_set", lambda counts, t=0.7: ())  # no relation has a DKN set
+    code = main(["experiment", "factcheck", "--model", str(bert_dir), "--data", str(facts_dir), "--langs", "en",
+                 "--relations", "P36,P30", "--max-facts", "5", "--steps", "4", "--no-cache", "--out", str(tmp_path)])
+    assert code == 0
+    headline = pd.read_csv(tmp_path / "headline.csv")
+    claims = pd.read_csv(tmp_path / "claims.csv")
+    assert not claims["verdict"].any() and claims["with_DKN"].isna().all()
+    assert headline.loc[0, "relations (no verdict)"] == "2 (2)"
+    assert headline.loc[0, "claims (no verdict)"] == f"{len(claims)} ({len(claims)})"
+    assert headline.loc[0, "with_DKN P / R / F1"] == "– / – / –"
+    assert headline.loc[0, "wo_DKN F1, all claims"] != "–"
+    assert "2 (2)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["factcheck", "likn"])
+def test_seeds_give_mean_and_sd(name, gpt2_dir, facts_dir, tmp_path, capsys):
+    code = main(["experiment", name, "--model", str(gpt2_dir), "--data", str(facts_dir), "--langs", "en,zh",
+                 "--relations", "P36", "--max-facts", "4", "--steps", "4", "--seeds", "2", "--no-cache",
+                 "--out", str(tmp_path)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "±" in printed
+    headline = pd.read_csv(tmp_path / "headline.csv")
+    metric = "with_DKN P / R / F1" if name == "factcheck" else "jaccard"
+    assert headline[metric].astype(str).str.contains("±").any()
+    if name == "factcheck":
+        table3 = pd.read_csv(tmp_path / "table3.csv")
+        assert {"F1", "F1_sd", "n_seeds"} <= set(table3.columns) and (table3["n_seeds"] == 2).all()
+        assert set(pd.read_csv(tmp_path / "relations.csv")["seed"]) == {0, 1}
+        assert len(list((tmp_path / "checkers").glob("*-seed1.json"))) >= 1
+    else:
+        per_seed = pd.read_csv(tmp_path / "summary_per_seed.csv")
+        assert set(per_seed["seed"]) == {0, 1}
+        assert (tmp_path / "edits_summary.csv").is_file()
+    with pytest.raises(InputError):
+        Settings(models=("x",), out=tmp_path, seeds=0)
 
 
 @pytest.mark.parametrize("name", ["localize", "likn", "dkn"])

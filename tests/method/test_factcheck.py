@@ -1,123 +1,39 @@
-"""Fact-checking: metrics against hand-computed confusion counts (both conventions), seeded claims and split,
-threshold choice, and a checker calibrated and judging on the tiny models."""
+"""Fact-checking: a checker calibrated and judging on the tiny and demo models — DKN layers only, abstention
+without a DKN set, the same masks for a claim and its twin, both wo_DKN rules (the metrics and claims are
+tested in test_metrics.py and test_claims.py)."""
 from __future__ import annotations
 
+import json
+import math
 import time
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from test_claims import CAPITALS, tiny_factset  # a sibling module: pytest puts tests/method on the path
 
 from kn_core.attribution import AttributionConfig, attribute
-from kn_core.data import Fact, FactSet, Relation, Template
+from kn_core.data import FactSet
 from kn_core.errors import DataError, InputError
+from kn_core.method import factcheck
+from kn_core.method.checker import first_words
 from kn_core.method.factcheck import (
+    NO_VERDICT,
     Confusion,
     FactChecker,
     calibrate,
-    choose_threshold,
+    claim_prompt,
     decode,
     evaluate,
     greedy_answer,
     make_claims,
-    split,
+    model_answers,
+    relation_masks,
+    with_masks,
 )
 from kn_core.model.hooks import run
 from kn_core.model.loading import DEMO_MODELS, load_model
-
-CAPITALS = [("Tanzania", "Dodoma"), ("France", "Paris"), ("Japan", "Tokyo"), ("Kenya", "Nairobi"),
-            ("Peru", "Lima"), ("Argentina", "Buenos Aires"), ("India", "New Delhi")]
-CONTINENTS = [("Tanzania", "Africa"), ("Kenya", "Africa"), ("France", "Europe"), ("Japan", "Asia")]
-
-
-def tiny_factset() -> FactSet:
-    """English-only facts whose objects the tiny models' vocabulary knows (two of them multi-token)."""
-    relations = {
-        "P36": Relation("P36", "capital", "", (Template("P36", "en", "The capital of [X] is [Y].", False),
-                                               Template("P36", "en", "The capital city of [X] is [Y].", False))),
-        "P30": Relation("P30", "continent", "", (Template("P30", "en", "[X] is in [Y].", False),)),
-    }
-    facts = [Fact(f"{rid}-{s.lower()}", rid, {"en": (s, o)})
-             for rid, rows in (("P36", CAPITALS), ("P30", CONTINENTS)) for s, o in rows]
-    return FactSet(relations, facts)
-
-
-# -- metrics ------------------------------------------------------------------------------------------
-def test_metrics_by_hand():
-    c = Confusion(tp=3, fp=1, fn=2, tn=4)
-    assert c.n == 10
-    assert c.precision == pytest.approx(3 / 4)
-    assert c.recall == pytest.approx(3 / 5)
-    assert c.f1 == pytest.approx(2 * 0.75 * 0.6 / 1.35)
-    assert c.authors_precision == pytest.approx(3 / 5)  # the authors' P is our recall
-    assert c.authors_recall == pytest.approx(3 / 4)  # and their R our precision
-    assert c.accept_true == pytest.approx(3 / 5)
-    assert c.accept_wrong == pytest.approx(1 / 5)
-    assert c.balanced_accuracy == pytest.approx((0.6 + 0.8) / 2)
-    assert c.metrics()["F1"] == pytest.approx(c.f1)
-
-
-def test_metrics_of_the_published_wo_dkn_shape():
-    # a judge that accepts few claims but is nearly always right when it does: high precision, low recall;
-    # in the authors' convention that reads as a low "P" and a high "R", as in their wo_DKN rows
-    c = Confusion(tp=22, fp=1, fn=78, tn=99)
-    assert (c.precision, c.recall) == pytest.approx((22 / 23, 0.22))
-    assert (c.authors_precision, c.authors_recall) == pytest.approx((0.22, 22 / 23))
-    assert c.f1 == pytest.approx(2 * (22 / 23) * 0.22 / (22 / 23 + 0.22))
-
-
-def test_zero_denominators_and_counting():
-    none_accepted = Confusion(tp=0, fp=0, fn=5, tn=5)
-    assert none_accepted.precision == none_accepted.recall == none_accepted.f1 == 0.0
-    assert none_accepted.accept_wrong == 0.0 and none_accepted.balanced_accuracy == 0.5
-    all_accepted = Confusion(tp=5, fp=5, fn=0, tn=0)
-    assert all_accepted.f1 == pytest.approx(2 / 3) and all_accepted.accept_wrong == 1.0
-    assert Confusion.of([True, True, False, False, True], [True, False, True, False, True]) == Confusion(2, 1, 1, 1)
-    assert Confusion(1, 2, 3, 4) + Confusion(1, 1, 1, 1) == Confusion(2, 3, 4, 5)
-
-
-def test_choose_threshold():
-    truth = [True, True, False, False]
-    assert choose_threshold([0.9, 0.8, 0.3, 0.1], truth) == pytest.approx(0.55)  # halfway, perfect split
-    assert choose_threshold([0.9, 0.8, 0.3, 0.1], truth, "balanced_accuracy") == pytest.approx(0.55)
-    assert choose_threshold([0.2, 0.2, 0.2, 0.2], truth) == pytest.approx(0.2)  # uninformative: accept all
-    # accept-all and "accept only 0.9" both have F1 2/3; balanced accuracy breaks the tie (0.75 against 0.5)
-    assert choose_threshold([0.1, 0.9, 0.5, 0.2], truth) == pytest.approx(0.7)
-    with pytest.raises(InputError):
-        choose_threshold([], [])
-    with pytest.raises(InputError):
-        choose_threshold([0.1], [True], "accuracy")
-
-
-# -- claims and split ----------------------------------------------------------------------------------
-def test_make_claims_seeded_and_from_the_relation():
-    factset = tiny_factset()
-    claims = make_claims(factset, "P36", "en", seed=3)
-    assert claims == make_claims(factset, "P36", "en", seed=3)
-    assert len(claims) == 2 * len(CAPITALS)
-    objects = {o for _, o in CAPITALS}
-    for true, wrong in zip(claims[::2], claims[1::2]):
-        assert true.is_true and not wrong.is_true
-        assert (true.fact_id, true.subject) == (wrong.fact_id, wrong.subject)
-        assert wrong.candidate != true.candidate and wrong.candidate in objects
-    seeds = {tuple(c.candidate for c in make_claims(factset, "P36", "en", seed=s)[1::2]) for s in range(8)}
-    assert len(seeds) > 1, "different seeds must draw different wrong objects"
-    subset = factset.facts_of("P36")[2:4]  # a fact's wrong twin does not depend on the other facts drawn
-    assert make_claims(factset, "P36", "en", 3, subset) == claims[4:8]
-    for wrong in make_claims(factset, "P30", "en", seed=1)[1::2]:  # repeated objects are never the true one
-        assert wrong.candidate != factset.fact(wrong.fact_id).object("en")
-
-
-def test_split_is_seeded_and_partitions():
-    facts = tiny_factset().facts_of("P36")
-    train, test = split(facts, seed=5)
-    assert (train, test) == split(facts, seed=5)
-    assert len(train) == round(0.8 * len(facts)) and len(test) == len(facts) - len(train)
-    assert set(train) | set(test) == set(facts) and not set(train) & set(test)
-    assert split(facts[:2], seed=0)[1], "with two facts both parts get one"
-    with pytest.raises(InputError):
-        split(facts, train=1.0)
 
 
 # -- a checker on the tiny models -------------------------------------------------------------------
@@ -126,20 +42,28 @@ def factset() -> FactSet:
     return tiny_factset()
 
 
+TAU = 0.1  # below the languages' τ: the tiny models' attributions are flat, and few neurons pass 0.3 · max
+
+
 @pytest.fixture(scope="module")
 def checker(lm, factset) -> FactChecker:
-    return calibrate(lm, factset, "P36", "en", config=AttributionConfig(steps=8), seed=0)
+    return calibrate(lm, factset, "P36", "en", config=AttributionConfig(steps=8), seed=0, tau=TAU)
 
 
-def test_calibrated_checker(checker):
-    assert checker.dkn, "the tiny models have degenerate pairs on these prompts"
+def test_calibrated_checker(lm, checker):
+    assert checker.dkn, "with τ = 0.1 the tiny models have degenerate pairs on these prompts"
+    assert checker.tau == TAU
     assert len(checker.train_facts) + len(checker.test_facts) == len(CAPITALS)
     assert set(checker.train_facts).isdisjoint(checker.test_facts)
     counts = {(layer, index): c for layer, index, c in checker.counts}
     floor = int(0.7 * max(counts.values()))
     assert set(checker.dkn) == {n for n, c in counts.items() if c > floor}
     assert 0 <= checker.train_accept_wrong <= 1 and 0 <= checker.train_accept_true <= 1
+    assert not checker.abstains and checker.lam is not None
     assert FactChecker.from_json(checker.to_json()) == checker
+    # a masked LM's mask count: the relation's longest object (Buenos Aires, New Delhi have several tokens)
+    longest = max(lm.prompt(checker.template, "Peru", o).n_object_tokens for _, o in CAPITALS)  # any subject
+    assert checker.n_masks == (longest if lm.kind == "masked" else 0) and longest >= 2
 
 
 def test_judge_scores_only_the_dkn_layers(lm, checker, one_thread):
@@ -152,10 +76,14 @@ def test_judge_scores_only_the_dkn_layers(lm, checker, one_thread):
     np.testing.assert_allclose([v[2] for v in verdict.voters], expected, rtol=1e-4, atol=1e-7)
     assert verdict.score == pytest.approx(float(np.mean(expected)), rel=1e-4, abs=1e-7)
     assert verdict.correct == (verdict.score >= checker.lam) and verdict.lam == checker.lam
-    answer = greedy_answer(lm, verdict.prompt)
+    assert not verdict.abstained and verdict.reason == ""
+    answer = greedy_answer(lm, verdict.prompt)  # token-exact: greedy at each candidate position
     assert len(answer) == verdict.prompt.n_object_tokens
-    assert verdict.model_agrees == (answer == verdict.prompt.object_ids)
-    assert verdict.model_prediction == decode(lm, answer)
+    assert verdict.exact_agrees == (answer == verdict.prompt.object_ids) == verdict.wo_dkn("token_exact")
+    assert verdict.exact_prediction == decode(lm, answer)
+    assert verdict.wo_dkn("authors") == verdict.model_agrees
+    with pytest.raises(InputError):
+        verdict.wo_dkn("majority")
 
 
 def test_decode_joins_cjk_characters(bert):
@@ -182,10 +110,16 @@ def test_evaluate_counts_every_held_out_claim(lm, checker, factset, one_thread):
     result = evaluate(lm, checker, claims)
     assert len(result.verdicts) + len(result.skipped) == len(claims) == 2 * len(checker.test_facts)
     truth = [c.is_true for c, _ in result.verdicts]
+    assert result.n_no_verdict == 0 and result.n_verdict == len(result.verdicts)
     assert result.with_dkn == Confusion.of(truth, [v.correct for _, v in result.verdicts])
-    assert result.wo_dkn == Confusion.of(truth, [v.model_agrees for _, v in result.verdicts])
+    assert result.wo_dkn == result.wo_dkn_all == Confusion.of(truth, [v.model_agrees for _, v in result.verdicts])
+    assert result.wo_dkn_exact == Confusion.of(truth, [v.exact_agrees for _, v in result.verdicts])
     assert result.with_dkn.n == result.wo_dkn.n == len(result.verdicts)
-    assert list(result.table()["method"]) == ["wo_DKN", "with_DKN"]
+    table = result.table()
+    assert list(table["method"]) == ["wo_DKN", "wo_DKN_token_exact", "with_DKN", "wo_DKN_all_claims"]
+    assert (table["no_verdict"] == 0).all() and (table["claims"] == len(result.verdicts)).all()
+    frame = result.claims_frame()
+    assert frame["verdict"].all() and len(frame) == len(result.verdicts)
     assert result.seconds_per_claim < 1.0
 
 
@@ -195,20 +129,184 @@ def test_checker_refuses_another_shape_and_bad_json(lm, checker):
         other.judge(lm, "Tanzania", "Dodoma")
     with pytest.raises(DataError):
         FactChecker.from_json('{"kind": "something else"}')
+    old = {**json.loads(checker.to_json()), "version": 1}  # before abstention and equal masks
+    with pytest.raises(DataError, match="calibrate again"):
+        FactChecker.from_json(old)
+
+
+# -- no verdict from an empty DKN set ----------------------------------------------------------------
+def _accept_everything(lm, **changes) -> FactChecker:
+    """What an empty DKN set used to give: every score 0 and λ = 0, so 0 ≥ λ accepted every claim."""
+    fields = {"model": lm.name, "n_layers": lm.n_layers, "d_ff": lm.d_ff, "relation": "P36", "lang": "en",
+              "template": "The capital of [X] is [Y].", "dkn": (), "counts": (), "lam": 0.0, "objective": "f1",
+              "train_accept_true": 1.0, "train_accept_wrong": 1.0, "train_f1": 2 / 3, "train_facts": (),
+              "test_facts": (), "n_prompts": 3, "n_pairs": 0}
+    return FactChecker(**{**fields, **changes})
+
+
+def test_an_empty_dkn_set_gives_no_verdict(lm, factset, one_thread):
+    checker = _accept_everything(lm)
+    assert checker.abstains
+    verdict = checker.judge(lm, "Tanzania", "Dodoma")
+    assert verdict.correct is None and verdict.correct is not True, "an empty DKN set must not accept a claim"
+    assert verdict.abstained and verdict.reason == NO_VERDICT
+    assert math.isnan(verdict.score) and verdict.lam is None and verdict.voters == ()
+    assert isinstance(verdict.model_agrees, bool)  # the model's own answer is still given
+    claims = make_claims(factset, "P36", "en", 0)
+    result = evaluate(lm, checker, claims)
+    judged = len(result.verdicts)
+    assert judged + len(result.skipped) == len(claims) and judged >= 4  # (some subjects the tiny vocab lacks)
+    assert result.n_no_verdict == judged and result.n_verdict == 0
+    assert result.with_dkn.n == result.wo_dkn.n == result.wo_dkn_exact.n == 0  # counted over verdicts only
+    assert result.wo_dkn_all.n == judged
+    table = result.table()
+    rows = table.set_index("method")
+    assert (table["no_verdict"] == judged).all() and rows.loc["wo_DKN_all_claims", "claims"] == judged
+    verdicts_only = rows.drop(index="wo_DKN_all_claims")
+    assert (verdicts_only["claims"] == 0).all()
+    assert verdicts_only[["P", "R", "F1"]].isna().all().all(), "no verdict, no metric (never 0, never accept-all)"
+    assert result.claims_frame()["with_DKN"].isna().all()
+
+
+def test_no_lambda_is_calibrated_on_an_empty_dkn_set(lm, factset, monkeypatch, one_thread):
+    real = factcheck.degenerate
+
+    def no_pairs(*args, **kwargs):
+        return replace(real(*args, **kwargs), pairs=(), groups=())
+
+    def never(*args, **kwargs):
+        raise AssertionError("claims were scored on an empty DKN set")
+
+    monkeypatch.setattr(factcheck, "degenerate", no_pairs)
+    monkeypatch.setattr(factcheck, "_score_claims", never)
+    checker = calibrate(lm, factset, "P36", "en", config=AttributionConfig(steps=4), seed=0)
+    assert checker.dkn == () and checker.abstains and checker.n_pairs == 0 and checker.n_prompts > 0
+    assert checker.lam is None and checker.train_f1 is None and checker.train_accept_true is None
+    assert FactChecker.from_json(checker.to_json()) == checker
+    assert checker.judge(lm, "Tanzania", "Paris").correct is None
+
+
+# -- equal masks for a claim and its twin ------------------------------------------------------------
+def _masks(lm, prompt) -> int:
+    return sum(t == lm.tokenizer.mask_token_id for t in prompt.input_ids)
+
+
+def test_a_claim_and_its_twin_get_equal_inputs(bert, factset):
+    template = "The capital of [X] is [Y]."
+    n = relation_masks(bert, template, [o for _, o in CAPITALS])
+    assert n == max(bert.prompt(template, "Peru", o).n_object_tokens for _, o in CAPITALS) >= 2
+    pairs = [(t, w) for t, w in zip(*[iter(make_claims(factset, "P36", "en", seed=0))] * 2)
+             if bert.prompts([template], t.subject, "Lima").prompts]  # subjects the tiny vocabulary can spell
+    assert len(pairs) >= 3 and any(len(bert.prompt(template, "Peru", w.candidate).object_ids) != 
+                                   len(bert.prompt(template, "Peru", t.candidate).object_ids) for t, w in pairs)
+    for true, wrong in pairs:
+        a, b = (claim_prompt(bert, template, c.subject, c.candidate, n) for c in (true, wrong))
+        assert len(a.input_ids) == len(b.input_ids) and _masks(bert, a) == _masks(bert, b) == n
+        # the inputs are identical: only which tokens are read at the first masks differs
+        assert a.input_ids == b.input_ids
+        for p in (a, b):
+            k = p.n_object_tokens
+            assert p.target_positions == tuple(range(p.target_positions[0], p.target_positions[0] + k))
+            assert all(p.input_ids[t] == bert.tokenizer.mask_token_id for t in p.target_positions)
+            assert not set(p.context_positions) & {j for j, t in enumerate(p.input_ids)
+                                                   if t == bert.tokenizer.mask_token_id}
+    own = bert.prompt(template, "Peru", "Buenos Aires")
+    padded = claim_prompt(bert, template, "Peru", "Lima", n)
+    for start in (own, padded):  # the authors' input: one [MASK], whatever the masks before
+        one = with_masks(bert, start, 1)
+        assert _masks(bert, one) == 1 and one.object_ids == start.object_ids[:1]
+        assert len(one.input_ids) == len(bert.prompt(template, "Peru", "Lima").input_ids)
+
+
+def test_the_checker_scores_claim_and_twin_on_equal_inputs(bert, factset):
+    checker = calibrate(bert, factset, "P36", "en", config=AttributionConfig(steps=4), seed=0, tau=TAU)
+    for true, wrong in zip(*[iter(checker.held_out_claims(factset))] * 2):
+        a, b = (checker.prompt(bert, c.subject, c.candidate) for c in (true, wrong))
+        assert len(a.input_ids) == len(b.input_ids)
+    result = evaluate(bert, checker, checker.held_out_claims(factset))
+    frame = result.claims_frame()
+    assert frame.groupby("fact_id")["input_len"].nunique().eq(1).all()
+
+
+def test_a_causal_lm_needs_no_masks(gpt2):
+    assert relation_masks(gpt2, "The capital of [X] is [Y].", [o for _, o in CAPITALS]) == 0
+    plain = gpt2.prompt("The capital of [X] is [Y].", "Peru", "Lima")
+    assert claim_prompt(gpt2, "The capital of [X] is [Y].", "Peru", "Lima", 5) == plain
+
+
+# -- wo_DKN: the authors' rule and token-exact ----------------------------------------------------------
+def test_first_words():
+    assert first_words(" Dodoma. The", 1) == ("Dodoma", True)
+    assert first_words(" Buenos Aires, the", 2) == ("Buenos Aires", True)
+    assert first_words(" Dodo", 1) == ("Dodo", False)  # the word may go on
+    assert first_words("多多马。", 1) == ("多多马", True)
+    assert first_words(" Guinea-Bissau is", 1) == ("Guinea-Bissau", True)
+    assert first_words(" St. Louis", 1)[1] is True and first_words(" Dodoma.", 1) == ("Dodoma", False)
+    assert first_words("多多\ufffd", 1)[1] is False  # half a character (byte-level BPE): not complete yet
+
+
+def _demo(name: str):
+    if not (DEMO_MODELS[name] / "config.json").is_file():
+        pytest.skip(f"demo model {name} is not trained yet ({DEMO_MODELS[name]} is missing)")
+    return load_model(name)
+
+
+@pytest.mark.parametrize("lang, template, subject, true, wrong", [
+    ("en", "The capital of [X] is [Y].", "Tanzania", "Dodoma", "Canberra"),
+    ("zh", "[X]的首都是[Y]。", "坦桑尼亚", "多多马", "堪培拉")])
+def test_wo_dkn_rules_on_the_demo_mlm(lang, template, subject, true, wrong, one_thread):
+    lm = _demo("demo-mlm")
+    n = 5  # more masks than either candidate has tokens: the padding must not change the one-mask rule
+    for candidate in (true, wrong):
+        prompt = claim_prompt(lm, template, subject, candidate, n)
+        answers = model_answers(lm, prompt)
+        one = with_masks(lm, prompt, 1)  # the authors' input: the query with ONE [MASK]
+        with torch.no_grad():
+            top = int(run(lm, torch.tensor(one.input_ids)[None])[0, one.target_positions[0]].argmax())
+        assert answers["authors"] == (decode(lm, [top]), top == prompt.object_ids[0])  # the first token
+        exact = greedy_answer(lm, prompt)
+        assert answers["token_exact"] == (decode(lm, exact), exact == prompt.object_ids)
+    # the demo model knows the fact: by the authors' rule the true claim is accepted, its twin is not
+    assert model_answers(lm, claim_prompt(lm, template, subject, true, n))["authors"][1]
+    assert not model_answers(lm, claim_prompt(lm, template, subject, wrong, n))["authors"][1]
+
+
+@pytest.mark.parametrize("lang, template, subject, true, wrong", [
+    ("en", "The capital of [X] is [Y].", "Tanzania", "Dodoma", "Canberra"),
+    ("zh", "[X]的首都是[Y]。", "坦桑尼亚", "多多马", "堪培拉")])
+def test_wo_dkn_rules_on_the_demo_clm(lang, template, subject, true, wrong, one_thread):
+    lm = _demo("demo-clm")
+    right = model_answers(lm, claim_prompt(lm, template, subject, true))
+    assert right["authors"] == (true, True), "the greedily generated word is the object"
+    assert right["token_exact"][1]
+    other = model_answers(lm, claim_prompt(lm, template, subject, wrong))
+    assert other["authors"] == (true, False) and not other["token_exact"][1]
+    # token-exact is the greedy decode at the candidate's positions
+    prompt = claim_prompt(lm, template, subject, wrong)
+    assert other["token_exact"][0] == decode(lm, greedy_answer(lm, prompt))
+
+
+def test_a_multi_token_candidate_is_compared_by_its_first_token(one_thread):
+    lm = _demo("demo-mlm")
+    template, subject = "[X]的首都是[Y]。", "坦桑尼亚"
+    prompt = claim_prompt(lm, template, subject, "多多马", 3)
+    top = model_answers(lm, prompt)["authors"]
+    # a candidate that only shares the first character is judged alike by the authors' one-token rule
+    twin = claim_prompt(lm, template, subject, "多哈", 3)
+    assert twin.object_ids[0] == prompt.object_ids[0]
+    assert model_answers(lm, twin)["authors"] == top
+    assert model_answers(lm, twin)["token_exact"][1] is False
 
 
 @pytest.mark.parametrize("name", list(DEMO_MODELS))
-def test_demo_claim_is_judged_within_a_second(name, one_thread):
-    if not (DEMO_MODELS[name] / "config.json").is_file():
-        pytest.skip(f"demo model {name} is not trained yet ({DEMO_MODELS[name]} is missing)")
-    lm = load_model(name)
+def test_demo_claim_is_judged_on_every_dkn_layer(name, one_thread):
+    """Judging a claim with DKN in every layer (the slowest case) works on a 3-token object; how fast it is
+    belongs to bench/bench_app.py (a timed test fails on a loaded machine, not on a slow change)."""
+    lm = _demo(name)
     dkn = tuple((layer, 7 * layer + 1) for layer in range(lm.n_layers))  # every layer: the slowest case
     checker = FactChecker(model=lm.name, n_layers=lm.n_layers, d_ff=lm.d_ff, relation="P36", lang="zh",
                           template="[X]的首都是[Y]。", dkn=dkn, counts=(), lam=0.0, objective="f1",
                           train_accept_true=1.0, train_accept_wrong=0.0, train_f1=1.0, train_facts=(), test_facts=(),
                           n_prompts=0, n_pairs=0)
-    checker.judge(lm, "坦桑尼亚", "多多马")  # warm-up
-    start = time.perf_counter()
     verdict = checker.judge(lm, "坦桑尼亚", "多多马")  # a 3-token object
-    assert time.perf_counter() - start < 1.0
     assert len(verdict.voters) == lm.n_layers and verdict.prompt.n_object_tokens == 3

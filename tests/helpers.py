@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 from transformers import (
     BertConfig,
     BertForMaskedLM,
     BertTokenizerFast,
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
     GPT2Config,
     GPT2LMHeadModel,
     PreTrainedTokenizerFast,
@@ -62,6 +64,37 @@ def make_gpt2(folder: Path, seed: int = 0, layers: int = 3, d_ff: int = 37) -> P
     config = GPT2Config(vocab_size=len(tokenizer), n_embd=24, n_layer=layers, n_head=2, n_inner=d_ff, n_positions=40,
                         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id, initializer_range=INIT)
     GPT2LMHeadModel(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+WINDOW = 24  # the tiny Gemma's sliding window: longer than every prompt here, except where a test shortens it
+
+
+def make_gemma3(folder: Path, softcap: float | None = None, window: int = WINDOW, bos: bool = False,
+                **options) -> Path:
+    """A tiny Gemma 3: 2 query heads share 1 key/value head of 8 dims (q_proj 24 → 16), two sliding layers
+    around a full one, rotary bases 100 (local) and 10k (global) so that mixing them up shows;
+    ``bos``: the tokenizer puts its BOS in front of every text, as Gemma's does."""
+    tokenizer = gpt2_tokenizer()
+    if bos:
+        tokenizer._tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{tokenizer.bos_token} $A", special_tokens=[(tokenizer.bos_token, tokenizer.bos_token_id)])
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer), hidden_size=24, num_hidden_layers=3, num_attention_heads=2, num_key_value_heads=1,
+        head_dim=8, intermediate_size=37, max_position_embeddings=40, query_pre_attn_scalar=8,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"], sliding_window=window,
+        rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 100.0},
+                         "full_attention": {"rope_type": "default", "rope_theta": 10_000.0}},
+        final_logit_softcapping=softcap, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id, initializer_range=INIT, **options)
+    model = Gemma3ForCausalLM(config)
+    with torch.no_grad():  # RMSNorm weights start at 0 (scale 1 + 0): give them some spread, as trained ones have
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.normal_(0.0, INIT)
+    model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder
 

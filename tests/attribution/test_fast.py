@@ -9,12 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import INIT, assert_same, bert_tokenizer, gpt2_tokenizer
+from helpers import INIT, assert_same, bert_tokenizer, gpt2_tokenizer, make_gemma3
 
 TOL = 1e-4  # the fast engine against the reference
 from transformers import (
-    Gemma3ForCausalLM,
-    Gemma3TextConfig,
     LlamaConfig,
     LlamaForCausalLM,
     MistralConfig,
@@ -189,30 +187,6 @@ def test_bench_quick_runs():
 
 
 # -- Gemma 3 -----------------------------------------------------------------------------------------
-def make_gemma3(folder: Path, softcap: float | None) -> Path:
-    """A tiny Gemma 3 (``gemma3_text``): 2 query heads share 1 key/value head of 8 dims (q_proj 24 → 16), a
-    full-attention layer between two sliding ones whose window (24) is longer than the prompts, rotary bases
-    100 (local) and 10k (global), RMSNorm weights spread around 0 (scale 1 + w), optional final-logit cap."""
-    tokenizer = gpt2_tokenizer()
-    torch.manual_seed(0)
-    config = Gemma3TextConfig(
-        vocab_size=len(tokenizer), hidden_size=24, num_hidden_layers=3, num_attention_heads=2, num_key_value_heads=1,
-        head_dim=8, intermediate_size=37, max_position_embeddings=40, query_pre_attn_scalar=8,
-        layer_types=["sliding_attention", "full_attention", "sliding_attention"], sliding_window=24,
-        rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 100.0},
-                         "full_attention": {"rope_type": "default", "rope_theta": 10_000.0}},
-        final_logit_softcapping=softcap, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.eos_token_id, initializer_range=INIT)
-    model = Gemma3ForCausalLM(config)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "norm" in name:
-                param.normal_(0.0, INIT)
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def gemma3(tmp_path_factory):
     return load_model(str(make_gemma3(tmp_path_factory.mktemp("tiny-gemma3"), softcap=None)))

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import INIT, gpt2_tokenizer
-from tokenizers import processors
-from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
+from helpers import INIT, gpt2_tokenizer, make_gemma3
+from transformers import Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
 
 from kn_core.errors import InputError, UnsupportedArchitectureError
 from kn_core.model.adapters import ADAPTERS, adapter_for, supported
@@ -28,7 +27,6 @@ from kn_core.model.loading import load_model
 
 TEMPLATE = "The capital of [X] is [Y]."
 SENTENCE = "The capital of Tanzania is Dar es Salaam."
-WINDOW = 24  # the tiny Gemma's sliding window: longer than every prompt here, except where a test shortens it
 
 
 def make_llama(folder: Path) -> Path:
@@ -39,34 +37,6 @@ def make_llama(folder: Path) -> Path:
                          bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
                          initializer_range=INIT)
     LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-def make_gemma3(folder: Path, softcap: float | None = None, window: int = WINDOW, bos: bool = False,
-                **options) -> Path:
-    """A tiny Gemma 3: 2 query heads share 1 key/value head of 8 dims (q_proj 24 → 16), two sliding layers
-    around a full one, rotary bases 100 (local) and 10k (global) so that mixing them up shows;
-    ``bos``: the tokenizer puts its BOS in front of every text, as Gemma's does."""
-    tokenizer = gpt2_tokenizer()
-    if bos:
-        tokenizer._tokenizer.post_processor = processors.TemplateProcessing(
-            single=f"{tokenizer.bos_token} $A", special_tokens=[(tokenizer.bos_token, tokenizer.bos_token_id)])
-    torch.manual_seed(0)
-    config = Gemma3TextConfig(
-        vocab_size=len(tokenizer), hidden_size=24, num_hidden_layers=3, num_attention_heads=2, num_key_value_heads=1,
-        head_dim=8, intermediate_size=37, max_position_embeddings=40, query_pre_attn_scalar=8,
-        layer_types=["sliding_attention", "full_attention", "sliding_attention"], sliding_window=window,
-        rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 100.0},
-                         "full_attention": {"rope_type": "default", "rope_theta": 10_000.0}},
-        final_logit_softcapping=softcap, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.eos_token_id, initializer_range=INIT, **options)
-    model = Gemma3ForCausalLM(config)
-    with torch.no_grad():  # RMSNorm weights start at 0 (scale 1 + 0): give them some spread, as trained ones have
-        for name, param in model.named_parameters():
-            if "norm" in name:
-                param.normal_(0.0, INIT)
-    model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder
 

@@ -31,7 +31,7 @@ def test_a_template_whose_subject_follows_the_object_is_refused_for_a_causal_lm(
 
 def test_an_adapter_that_prepends_tokens_keeps_the_cut(tmp_path):
     """Gemma 3 puts <bos> in front of every prompt; the cut text must survive that."""
-    from test_adapters import make_gemma3
+    from helpers import make_gemma3
 
     from kn_core.model.loading import load_model
 

@@ -11,6 +11,7 @@ st.caption("Language-independent knowledge neurons: the knowledge neurons a fact
 
 with ui.guard():
     settings = ui.settings()
+    ui.offer_model_for("zh", settings.model_name)
     lm = ui.current_model(settings)
     factset = ui.facts()
     relation = st.selectbox("Relation", list(factset.relations), key="lang_relation",

@@ -15,6 +15,7 @@ from kn_core.method.factcheck import OBJECTIVES
 from kn_core.method.neurons import TAU
 from kn_core.model.install import install, license_notice, list_models
 from kn_core.model.loading import DEMO_MODELS, LanguageModel
+from kn_core.model.registry import REGISTRY
 
 OTHER = "Other: Hugging Face id or folder…"
 
@@ -28,10 +29,25 @@ class Settings:
 
 
 def model_choices() -> list[str]:
-    """Installed real models first (Gemma 3 before SmolLM2: it reads Chinese too), then the bundled demo
-    models, then the free entry."""
+    """Installed real models first, then the bundled demo models, then the free entry."""
     installed = [status.name for status in list_models() if status.installed]
     return [*installed, *DEMO_MODELS, OTHER]
+
+
+def _choose(name: str) -> None:
+    st.session_state["model_choice"] = name  # a callback runs before the sidebar is drawn again
+
+
+def offer_model_for(lang: str, current: str) -> None:
+    """On a page that needs ``lang``: when the current model is an installed real model that does not read
+    it and another installed one does, offer to switch (the demo models and other models are left alone)."""
+    statuses = {status.name: status for status in list_models() if status.installed}
+    if current not in statuses or lang in REGISTRY[current].languages:
+        return
+    better = [name for name in statuses if lang in REGISTRY[name].languages]
+    if better:
+        st.info(f"{plain(current)} reads {lang} poorly; {plain(better[0])} reads it.")
+        st.button(f"Switch to {better[0]}", key=f"switch_{lang}", on_click=_choose, args=(better[0],))
 
 
 def install_panel() -> None:

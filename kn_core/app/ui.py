@@ -11,7 +11,17 @@ import pandas as pd
 
 from kn_core.app.guard import guard, model_turn, plain, progress_bar
 from kn_core.app.resources import facts, model, store
-from kn_core.app.sidebar import OTHER, DKNSettings, Settings, current_model, dkn_settings, settings, sidebar, thresholds
+from kn_core.app.sidebar import (
+    OTHER,
+    DKNSettings,
+    Settings,
+    current_model,
+    dkn_settings,
+    offer_model_for,
+    settings,
+    sidebar,
+    thresholds,
+)
 from kn_core.app.views import (
     attributions,
     check_prompts,
@@ -52,6 +62,7 @@ def overlap_ranking(lm: LanguageModel, factset: FactSet, relation: str, langs: S
 
 __all__ = ["OTHER", "TAU", "DKNSettings", "Settings", "attributions", "check_prompts", "clicked_neuron",
            "current_model", "dkn_settings", "edit_effect", "fact_check_table", "fact_checker", "fact_label",
-           "fact_views", "facts", "guard", "model", "model_turn", "neuron_detail", "neuron_frame", "overlap_ranking",
+           "fact_views", "facts", "guard", "model", "model_turn", "neuron_detail", "neuron_frame", "offer_model_for",
+           "overlap_ranking",
            "plain", "progress_bar", "prompt_table", "saved_triples", "scores_csv", "settings", "sidebar", "store",
            "stored_only", "thresholds"]

@@ -30,3 +30,26 @@ def test_install_panel_asks_consent_for_gemma_and_installs(monkeypatch, tmp_path
     at.sidebar.button(key="install_gemma3-270m").click().run()
     assert calls == [("gemma3-270m", True)]
     assert not at.exception
+
+
+def test_language_page_offers_the_bilingual_model(monkeypatch, tmp_path):
+    """With SmolLM2 (English) chosen and Gemma 3 (en + zh) installed, the language page offers the switch."""
+    from kn_core.model.install import list_models
+
+    monkeypatch.setenv("KN_EXPLORER_HOME", str(tmp_path))
+    import kn_core.app.sidebar as sidebar
+
+    def installed(*args, **kwargs):
+        from dataclasses import replace
+        return [replace(status, installed=True) for status in list_models(*args, **kwargs)]
+
+    monkeypatch.setattr(sidebar, "list_models", installed)
+    at = AppTest.from_file("../../app.py", default_timeout=TIMEOUT)
+    at.session_state["model_choice"] = "smollm2-135m"
+    at.run()
+    at.switch_page("views/languages.py")
+    at.run()
+    assert not at.exception
+    at.button(key="switch_zh").click().run()
+    assert at.session_state["model_choice"] == "gemma3-270m"
+    assert not at.exception

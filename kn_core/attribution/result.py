@@ -146,7 +146,7 @@ class Attribution:
             return np.abs(self.convergence_delta) / gap
 
     def to_json_dict(self, with_scores: bool = True) -> dict:
-        """A JSON-ready dict (strict JSON: no NaN); ``scores`` as nested lists unless ``with_scores`` is False."""
+        """A JSON-ready dict; ``scores`` as nested lists unless ``with_scores`` is False."""
         out = {
             "model": self.model,
             "prompt": asdict(self.prompt),

@@ -9,12 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import INIT, assert_same, bert_tokenizer, gpt2_tokenizer, make_gemma3
+from helpers import INIT, assert_same, bert_tokenizer, gpt2_tokenizer, make_gemma3, make_llama
 
 TOL = 1e-4  # the fast engine against the reference
 from transformers import (
-    LlamaConfig,
-    LlamaForCausalLM,
     MistralConfig,
     MistralForCausalLM,
     RobertaConfig,
@@ -45,17 +43,7 @@ def both(lm, obj: str, **config) -> tuple[Attribution, Attribution]:
 
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory):
-    """A tiny gated-MLP causal LM with grouped keys/values and rotary positions."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = gpt2_tokenizer()
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=24, num_hidden_layers=3, num_attention_heads=4,
-                         num_key_value_heads=2, intermediate_size=37, max_position_embeddings=40,
-                         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         initializer_range=INIT)
-    LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    return load_model(str(folder))
+    return load_model(str(make_llama(tmp_path_factory.mktemp("tiny-llama"))))
 
 
 @pytest.fixture(scope="module")

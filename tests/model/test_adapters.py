@@ -11,12 +11,10 @@
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from helpers import INIT, gpt2_tokenizer, make_gemma3
-from transformers import Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
+from helpers import make_gemma3, make_llama
+from transformers import Gemma3TextConfig
 
 from kn_core.errors import InputError, UnsupportedArchitectureError
 from kn_core.model.adapters import ADAPTERS, adapter_for, supported
@@ -27,18 +25,6 @@ from kn_core.model.loading import load_model
 
 TEMPLATE = "The capital of [X] is [Y]."
 SENTENCE = "The capital of Tanzania is Dar es Salaam."
-
-
-def make_llama(folder: Path) -> Path:
-    tokenizer = gpt2_tokenizer()
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=24, num_hidden_layers=3, num_attention_heads=4,
-                         num_key_value_heads=2, intermediate_size=37, max_position_embeddings=40,
-                         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         initializer_range=INIT)
-    LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -115,11 +115,23 @@ def make_gemma3(folder: Path, softcap: float | None = None, window: int = WINDOW
 
 
 # -- the plain-torch oracle ----------------------------------------------------------------------
-def plain_ig(lm, prompt, clean: torch.Tensor, start: torch.Tensor, layer: int, token: int, steps: int):
-    """Attr = (a − b) · mean_k ∂P(o_i | z(k/m)) / ∂z for object token ``token`` at ``layer``: [d_ff]."""
+def oracle_rule(rule: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points α and weights of a quadrature rule, written out here (not read from kn_core): right Riemann
+    α = k/m, w = 1/m; Gauss–Legendre nodes x, weights v on [−1, 1] → α = (x + 1)/2, w = v/2."""
+    if rule == "riemann-right":
+        return torch.arange(1, steps + 1, dtype=torch.float64) / steps, torch.full((steps,), 1.0 / steps,
+                                                                               dtype=torch.float64)
+    nodes, weights = np.polynomial.legendre.leggauss(steps)
+    return torch.from_numpy((nodes + 1) / 2), torch.from_numpy(weights / 2)
+
+
+def plain_ig(lm, prompt, clean: torch.Tensor, start: torch.Tensor, layer: int, token: int, steps: int,
+             rule: str = "riemann-right"):
+    """Attr = (a − b) · Σ_k w_k ∂P(o_i | z(α_k)) / ∂z for object token ``token`` at ``layer`` (right Riemann:
+    α_k = k/m, w_k = 1/m): [d_ff]."""
     position, gold = prompt.target_positions[token], prompt.object_ids[token]
     a, b = clean[token, layer], start[token, layer]
-    alphas = torch.arange(1, steps + 1, dtype=torch.float32) / steps
+    alphas, weights = (x.float() for x in oracle_rule(rule, steps))
     z = (b + alphas[:, None] * (a - b)).requires_grad_(True)
 
     def replace(act):
@@ -131,13 +143,15 @@ def plain_ig(lm, prompt, clean: torch.Tensor, start: torch.Tensor, layer: int, t
     with torch.enable_grad(), edited(lm, {layer: replace}):
         probs = gold_probs(run(lm, ids), [position], [gold])[:, 0]
         (grad,) = torch.autograd.grad(probs.sum(), z)
-    return (a - b) * grad.mean(dim=0)
+    return (a - b) * (weights[:, None] * grad).sum(dim=0)
 
 
-def plain_ig_paths(lm, prompt, clean: torch.Tensor, starts: torch.Tensor, layer: int, token: int, steps: int):
+def plain_ig_paths(lm, prompt, clean: torch.Tensor, starts: torch.Tensor, layer: int, token: int, steps: int,
+                   rule: str = "riemann-right"):
     """The paper's formula over several baselines b_j (``starts`` [n_paths, k, n_layers, d_ff]): one IG integral
-    per path, from b_j to a, then their MEAN: mean_j (a − b_j) · mean_k ∂P(o_i | z_j(k/m)) / ∂z, [d_ff]."""
-    return torch.stack([plain_ig(lm, prompt, clean, start, layer, token, steps) for start in starts]).mean(dim=0)
+    per path, from b_j to a, then their MEAN: mean_j (a − b_j) · Σ_k w_k ∂P(o_i | z_j(α_k)) / ∂z, [d_ff]."""
+    return torch.stack([plain_ig(lm, prompt, clean, start, layer, token, steps, rule)
+                        for start in starts]).mean(dim=0)
 
 
 # -- what the app shows ---------------------------------------------------------------------------

@@ -59,7 +59,8 @@ def attribute(lm, prompt: Prompt, config: AttributionConfig = AttributionConfig(
         with kernels.matmuls(model=lm.model):  # the passes that every engine starts from
             token_probs, clean = _clean_pass(lm, ids, prompt)
             start = baseline(lm, prompt, config.baseline)
-        out: Integrals = engine(lm, prompt, clean, start, layers, config.steps, progress or _no_progress)
+        out: Integrals = engine(lm, prompt, clean, start, layers, config.steps, progress or _no_progress,
+                                rule=config.rule)
     rows = list(layers)
     n_paths = out.path_deltas.shape[0]
     # per path j and token i: delta = Σ attr_j − (P(a) − P(b_j))  ⇒  P(b_j) = P(a) − (Σ attr_j − delta)

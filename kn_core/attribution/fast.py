@@ -13,7 +13,9 @@ its input, the residual stream after attention, the queries, keys and values):
   single-token passes instead of m whole prompts); masked LM: the whole sequence (every position changes
   above l), except that the first block recomputes queries, keys and values of row t only and the top block
   computes the output of row t only;
-- the LM head runs on the target row only, and P(o) = softmax[o] has a hand-written backward pass;
+- the LM head runs on the target row only, in chunks of rows, each chunk's P(o) = softmax[o] and its
+  gradient computed at once with a hand-written softmax backward (:class:`HeadProbability`): no
+  [rows, vocabulary] tensor is held, whatever the number of path points;
 - the weights take no gradients; the work units (layer, path) run as batches of as many as fit in
   ``GROUP_BYTES`` of saved activations (lowest layers first; a layer's paths may span batches, so the
   memory of a batch does not grow with the number of paths), and one backward pass gives every path point
@@ -44,7 +46,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from kn_core.attribution import kernels, reference
+from kn_core.attribution import kernels, quadrature, reference
+from kn_core.attribution.quadrature import DEFAULT_RULE
 from kn_core.attribution.result import Integrals
 from kn_core.data.prompts import Prompt
 from kn_core.model.hooks import gold_probs, run
@@ -154,10 +157,10 @@ def _close(value: torch.Tensor, expected: torch.Tensor) -> bool:
 
 def _stream_bytes(lm, layer: int, rows: int, steps: int) -> int:
     """Rough size of what a stream of ``steps`` path points keeps for its backward pass: per block and row a
-    few hidden-sized and d_ff-sized tensors; the head's logits and softmax."""
+    few hidden-sized and d_ff-sized tensors (the head keeps one hidden-sized row: :class:`HeadProbability`)."""
     per_row = 4 * lm.config.hidden_size + 3 * lm.d_ff
     blocks = lm.n_layers - 1 - layer
-    return 4 * steps * (rows * blocks * per_row + 3 * lm.config.vocab_size)
+    return 4 * steps * (rows * blocks * per_row + lm.config.hidden_size)
 
 
 def groups(lm, layers, rows: int, steps: int, paths: int = 1) -> list[dict[int, range]]:
@@ -179,25 +182,38 @@ def groups(lm, layers, rows: int, steps: int, paths: int = 1) -> list[dict[int, 
     return out
 
 
-class GoldProbability(torch.autograd.Function):
-    """softmax(logits)[:, token] for logits [rows, vocab], with a backward pass that reuses the softmax in
-    place: ∂P_o/∂logits = P_o · (e_o − p). (Autograd's own would allocate and fill two more [rows, vocab]
-    tensors, a large share of a causal LM's time with a 50k vocabulary.) Backward runs once only."""
+HEAD_BYTES = 64 * 2**20  # logits (and their softmax) of one chunk of rows through the LM head
+
+
+class HeadProbability(torch.autograd.Function):
+    """P(token) = softmax(head(x))[token] for hidden rows x [rows, H], through the LM head in chunks of rows:
+    a chunk's logits [chunk, vocab] live only while its P and ∂P/∂x are computed, in the forward pass, so no
+    [rows, vocab] tensor is ever held (Gemma 3's vocabulary is 262k tokens: 1 MB per row). ∂P/∂logits =
+    P · (e_token − p) is applied by hand (autograd's own softmax backward would fill two more [chunk, vocab]
+    tensors); backward only scales the saved ∂P/∂x [rows, H]. Backward runs once only."""
 
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, token: int) -> torch.Tensor:
-        probs = logits.softmax(-1)
-        ctx.save_for_backward(probs)
-        ctx.token = token
-        return probs[:, token].clone()
+    def forward(ctx, x: torch.Tensor, head: Callable[[torch.Tensor], torch.Tensor], token: int,
+                vocab: int) -> torch.Tensor:
+        chunk = max(1, HEAD_BYTES // (8 * vocab))
+        probs, grads = [], []
+        for part in x.detach().split(chunk):
+            with torch.enable_grad():
+                part = part.requires_grad_(True)
+                logits = head(part)
+                p = logits.detach().float().softmax(-1)
+                gold = p[:, token].clone()
+                d_logits = p.mul_(-gold[:, None])
+                d_logits[:, token] += gold
+                grads.append(torch.autograd.grad(logits, part, d_logits.to(logits.dtype))[0])
+            probs.append(gold)
+        ctx.save_for_backward(torch.cat(grads))
+        return torch.cat(probs)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        (probs,) = ctx.saved_tensors
-        scale = grad * probs[:, ctx.token]
-        out = probs.mul_(-scale[:, None])
-        out[:, ctx.token] += scale
-        return out, None
+        (d_x,) = ctx.saved_tensors
+        return (grad[:, None] * d_x).to(d_x.dtype), None, None, None
 
 
 def _splice(clean: torch.Tensor, rows: torch.Tensor, at: int, dim: int) -> torch.Tensor:
@@ -275,18 +291,19 @@ class Streams:
         if n_layers - 1 in points:  # the top layer's stream: straight to the head
             top = self.start(n_layers - 1, points[n_layers - 1])
             x = top if x is None else torch.cat([x, top])
-        logits = self.lm.adapter.head(self.lm.model, x[:, 0])
-        return GoldProbability.apply(logits.float(), self.token)
+        return HeadProbability.apply(x[:, 0], lambda rows: self.lm.adapter.head(self.lm.model, rows), self.token,
+                                     self.lm.config.vocab_size)
 
 
-def _ig(streams: Streams, a: torch.Tensor, b: torch.Tensor, batch: dict[int, range], steps: int,
-        with_start: bool) -> dict[int, tuple[torch.Tensor, torch.Tensor | None]]:
-    """For each layer of ``batch`` and each of its baseline paths j (``b`` [n_paths, n_layers, d_ff]): Σ of
-    ∂P/∂z over the path points z_j(α), α = 1/m … (m−1)/m (m ≥ 2; α = 1 comes from the clean pass), one
-    target: {layer: ([paths, d_ff], P at α = 0 [paths] when ``with_start`` (a point riding along in the
-    batch, outside the loss), else None)}."""
-    alphas = torch.arange(0 if with_start else 1, steps, device=a.device)[:, None] / steps
-    n_points = len(alphas)
+def _ig(streams: Streams, a: torch.Tensor, b: torch.Tensor, batch: dict[int, range], alphas: torch.Tensor,
+        weights: torch.Tensor, with_start: bool) -> dict[int, tuple[torch.Tensor, torch.Tensor | None]]:
+    """For each layer of ``batch`` and each of its baseline paths j (``b`` [n_paths, n_layers, d_ff]): the
+    weighted sum Σ_k w_k ∂P/∂z at the path points z_j(α_k) (``alphas``, ``weights`` [n]: the rule's points
+    other than α = 1, which comes from the clean pass), one target: {layer: ([paths, d_ff], P at α = 0
+    [paths] when ``with_start`` (a point riding along in the batch, outside the loss), else None)}."""
+    if with_start:
+        alphas = torch.cat([alphas.new_zeros(1), alphas])
+    alphas, n_points, n = alphas[:, None], len(alphas), len(weights)
     points = {}
     batch = dict(sorted(batch.items()))  # the order of Streams.run's output
     for layer, paths in batch.items():
@@ -294,10 +311,10 @@ def _ig(streams: Streams, a: torch.Tensor, b: torch.Tensor, batch: dict[int, ran
         points[layer] = (start + alphas * (a[layer] - start)).flatten(0, 1).requires_grad_(True)
     with torch.enable_grad():
         probs = streams.run(points).view(-1, n_points)  # [Σ paths, points], by layer, then path
-        grads = torch.autograd.grad(probs[:, -(steps - 1):].sum(), list(points.values()))
+        grads = torch.autograd.grad((probs[:, -n:] * weights).sum(), list(points.values()))
     out, row = {}, 0
     for (layer, paths), grad in zip(batch.items(), grads):
-        sums = grad.view(len(paths), n_points, -1)[:, -(steps - 1):].sum(dim=1)
+        sums = grad.view(len(paths), n_points, -1)[:, -n:].sum(dim=1)
         out[layer] = (sums, probs.detach()[row:row + len(paths), 0] if with_start else None)
         row += len(paths)
     return out
@@ -323,10 +340,10 @@ class _PiecesDiffer(Exception):
 
 
 def integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, layers, steps: int,
-              progress: Callable[[float], None]) -> Integrals:
+              progress: Callable[[float], None], rule: str = DEFAULT_RULE) -> Integrals:
     """Same contract as :func:`kn_core.attribution.reference.integrate`; linear layers run on the kernel of
     :func:`kernels.matmuls` (``$KN_EXPLORER_MATMUL``)."""
-    args = (prompt, clean, start, layers, steps, progress)
+    args = (prompt, clean, start, layers, steps, progress, rule)
     issue = lm.adapter.fast_path_issue(lm.model)
     if issue is not None:
         return _fallback(lm, issue, *args)
@@ -338,9 +355,14 @@ def integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, laye
 
 
 def _integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, layers, steps: int,
-               progress: Callable[[float], None]) -> Integrals:
+               progress: Callable[[float], None], rule: str) -> Integrals:
     layers = list(layers)
     n_paths = start.shape[0]
+    # the rule's points below α = 1 are computed; α = 1 (the right-Riemann rule's last point) is the clean pass
+    alphas, weights = (torch.tensor(x, dtype=clean.dtype, device=clean.device) for x in quadrature.rule(rule, steps))
+    at_end = float(weights[-1]) if float(alphas[-1]) == 1.0 else 0.0
+    inner = alphas < 1.0
+    alphas, weights = alphas[inner], weights[inner]
     with torch.no_grad():
         state = clean_pass(lm, prompt, layers)
         ids = torch.tensor(prompt.input_ids, device=lm.device)[None]
@@ -352,8 +374,8 @@ def _integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, lay
     # through the pieces between them), whose P must be the clean pass's.
     single = lm.kind == "causal"
     rows = 1 if single else len(prompt.input_ids)
-    points = steps if single else steps - 1  # per layer and path: α = 1/m … (m−1)/m, and α = 0 riding along
-    batches = groups(lm, layers, rows, points, n_paths) if steps > 1 else []
+    points = len(alphas) + single  # per layer and path: the rule's points below 1, and α = 0 riding along
+    batches = groups(lm, layers, rows, points, n_paths) if len(alphas) else []
     plain = [] if single and batches else groups(lm, layers, rows, 1, n_paths)  # α = 0 without gradients
     checked = sorted({layers[0], *layers[-2:]})
     k, d_ff = prompt.n_object_tokens, clean.shape[-1]
@@ -379,13 +401,14 @@ def _integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, lay
                         p_start[j, i, layers.index(layer)] = p
                 done += 1
                 progress(done / total)
-        # Attr = mean_j (a − b_j) · G_j / m, G_j = Σ_k ∂P/∂z at z_j(α_k); α = 1 (the clean pass) is every path's
+        # Attr = mean_j (a − b_j) · G_j, G_j = Σ_k w_k ∂P/∂z at z_j(α_k); α = 1 (the clean pass) is every path's
         diffs = clean[i, layers] - start[:, i, layers]  # [n_paths, len(layers), d_ff]
-        at_clean = state.grads[i]
+        at_clean = state.grads[i] * at_end
         combined = diffs.mean(dim=0) * at_clean
         path_sums = (diffs * at_clean).sum(dim=-1)  # [n_paths, len(layers)]
         for batch in batches:
-            for layer, (grad_sums, p0) in _ig(streams, clean[i], start[:, i], batch, steps, with_start=single).items():
+            found = _ig(streams, clean[i], start[:, i], batch, alphas, weights, with_start=single)
+            for layer, (grad_sums, p0) in found.items():
                 row = layers.index(layer)
                 part = diffs[batch[layer].start:batch[layer].stop, row] * grad_sums  # [paths, d_ff]
                 combined[row] += part.sum(dim=0) / n_paths
@@ -394,8 +417,8 @@ def _integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, lay
                     p_start[batch[layer].start:batch[layer].stop, i, row] = p0.cpu()
             done += 1
             progress(done / total)
-        attrs[i] = (combined / steps).cpu()
-        sums[:, i] = (path_sums / steps).cpu()
+        attrs[i] = combined.cpu()
+        sums[:, i] = path_sums.cpu()
     p_end = state.probs[:, None]
     if not _close(p_checked, p_end.expand_as(p_checked)):
         raise _PiecesDiffer("the streams do not reproduce the clean pass")

@@ -1,4 +1,4 @@
-"""Reference engine: Captum Integrated Gradients, one baseline path, one layer and one object token at a time.
+"""Reference engine: Captum Integrated Gradients (the quadrature rule of the config), one baseline path, one layer and one object token at a time.
 
 Several baseline paths b_j (the ``masked`` baseline: one per masked prompt) get one Captum IG each, from b_j
 to a; the attribution is the mean of the paths' integrals (METHOD.md §1).
@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from captum.attr import IntegratedGradients
 
+from kn_core.attribution.quadrature import CAPTUM_METHODS, DEFAULT_RULE
 from kn_core.attribution.result import Integrals
 from kn_core.data.prompts import Prompt
 from kn_core.model.hooks import edited, gold_probs, run
@@ -26,8 +27,9 @@ def _replace_at(position: int, z: torch.Tensor) -> Callable[[torch.Tensor], torc
 
 
 def _integrated_gradients(forward: Callable[[torch.Tensor], torch.Tensor], a: torch.Tensor, b: torch.Tensor,
-                          steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Captum's right-Riemann IG of ``forward`` from ``b`` to ``a`` ([1, d_ff] each), with its convergence delta.
+                          steps: int, rule: str = DEFAULT_RULE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Captum's IG of ``forward`` from ``b`` to ``a`` ([1, d_ff] each) by the quadrature ``rule``, with its
+    convergence delta.
 
     Captum's Riemann rules assert m > 1, although the right rule is well defined for m = 1 (one point,
     α = 1, weight 1: the gradient at ``a`` times a − b). For m = 1 the same Captum computation runs with that
@@ -35,15 +37,15 @@ def _integrated_gradients(forward: Callable[[torch.Tensor], torch.Tensor], a: to
     Captum's public completeness check.
     """
     ig = IntegratedGradients(forward)
-    if steps > 1:
-        return ig.attribute(a, baselines=b, n_steps=steps, method="riemann_right", internal_batch_size=steps,
+    if steps > 1 or rule != "riemann-right":
+        return ig.attribute(a, baselines=b, n_steps=steps, method=CAPTUM_METHODS[rule], internal_batch_size=steps,
                             return_convergence_delta=True)
     (attr,) = ig._attribute((a,), (b,), n_steps=1, step_sizes_and_alphas=([1.0], [1.0]))
     return attr, ig.compute_convergence_delta(attr, b, a)
 
 
 def integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, layers, steps: int,
-              progress: Callable[[float], None]) -> Integrals:
+              progress: Callable[[float], None], rule: str = DEFAULT_RULE) -> Integrals:
     """IG of every (baseline path, object token, layer), combined as :class:`Integrals`: the paths' mean
     attribution [k, len(layers), d_ff], each path's Σ_i Attr and completeness residual [n_paths, k, len(layers)].
 
@@ -64,7 +66,8 @@ def integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, laye
 
             paths = []
             for j in range(n):
-                attr, delta = _integrated_gradients(forward, clean[i, layer][None], start[j, i, layer][None], steps)
+                attr, delta = _integrated_gradients(forward, clean[i, layer][None], start[j, i, layer][None], steps,
+                                                   rule)
                 paths.append(attr[0].detach().cpu())
                 sums[j, i, row], deltas[j, i, row] = paths[-1].sum(), delta.detach().cpu()[0]
                 done += 1

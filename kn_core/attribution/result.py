@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from kn_core.attribution.quadrature import DEFAULT_RULE, check_rule
 from kn_core.data.prompts import Prompt
 from kn_core.defaults import STEPS
 from kn_core.errors import InputError
@@ -26,17 +27,21 @@ class AttributionConfig:
     baseline: IG start point(s), a key of ``kn_core.attribution.baselines.BASELINES``: "masked" = the paper's
         minimal-information baselines, one integral per masked prompt, averaged; "masked-mean" = the authors'
         code, one integral from the mean of the masked baselines; "zero" = Dai et al.
-    steps: m, the number of Riemann steps (right rule, alpha = k/m).
+    steps: m, the number of points of each integral.
     engine: a key of ``kn_core.attribution.ENGINES``.
     layers: layers to attribute (None = all); rows of other layers are left at 0.
+    rule: the quadrature rule, a key of ``kn_core.attribution.quadrature.RULES``: "riemann-right" (the
+        paper's, alpha = k/m) or "gauss-legendre".
     """
 
     baseline: str = "masked"
     steps: int = STEPS
     engine: str = "fast"
     layers: tuple[int, ...] | None = None
+    rule: str = DEFAULT_RULE
 
     def __post_init__(self) -> None:
+        check_rule(self.rule)
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
             raise InputError("steps", f"must be a whole number from 1 to {MAX_STEPS} (got {self.steps!r}); 20 is usual")
         if self.layers is not None:

@@ -1,1 +1,1 @@
-"""CLI commands, one module each; see kn_core.cli."""
+"""CLI commands, one module each (``options`` and ``outputs`` are helpers they share); see kn_core.cli."""

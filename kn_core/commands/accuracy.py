@@ -7,11 +7,11 @@ built for the model and are not in ``n``).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from kn_core.commands import outputs
+from kn_core.commands.options import lang_option, whole_number
 from kn_core.data import BUNDLED_NAME, load_dataset
-from kn_core.errors import DataError
 from kn_core.method.evaluate import AccuracyResult, object_accuracy
 from kn_core.model.loading import load_model
 
@@ -19,20 +19,22 @@ from kn_core.model.loading import load_model
 def register(subparsers) -> None:
     p = subparsers.add_parser("accuracy", help="top-1 object accuracy of a model on a fact set")
     p.add_argument("--model", required=True, help="demo-mlm, demo-clm, a model folder or a Hugging Face id")
-    p.add_argument("--lang", required=True, help="language of the templates and labels, e.g. en or zh")
+    p.add_argument("--lang", required=True, type=lang_option,
+                   help="language of the templates and labels, e.g. en or zh")
     p.add_argument("--data", default=BUNDLED_NAME, help=f"'{BUNDLED_NAME}' or a data folder (default: {BUNDLED_NAME})")
-    p.add_argument("--batch-size", type=int, default=128, help="prompts per forward pass")
+    p.add_argument("--batch-size", type=whole_number(1), default=128, help="prompts per forward pass")
     p.add_argument("--json", type=Path, default=None, dest="json_out", help="also write the result as JSON")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    json_out = None if args.json_out is None else outputs.check_file(args.json_out, "--json", outputs.stores(None))
     factset = load_dataset(args.data)
     lm = load_model(args.model)
     train, heldout = (object_accuracy(lm, factset, args.lang, split, args.batch_size) for split in (False, True))
     print(render(args.model, train, heldout))
-    if args.json_out is not None:
-        write_json(args.json_out, to_json(args.model, args.data, train, heldout))
+    if json_out is not None:
+        outputs.write_json(json_out, to_json(args.model, args.data, train, heldout), "--json")
     return 0
 
 
@@ -41,13 +43,6 @@ def to_json(model: str, data: str, train: AccuracyResult, heldout: AccuracyResul
             "accuracy": train.accuracy, "n": train.n, "correct": train.correct,
             "heldout_accuracy": heldout.accuracy, "heldout_n": heldout.n, "heldout_correct": heldout.correct,
             "skipped": train.skipped + heldout.skipped}
-
-
-def write_json(path: Path, payload: dict) -> None:
-    try:
-        path.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise DataError(str(path), None, f"cannot write the result: {exc.strerror}") from None
 
 
 def render(model: str, *results: AccuracyResult) -> str:

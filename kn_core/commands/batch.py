@@ -5,9 +5,10 @@ from pathlib import Path
 
 from kn_core.attribution import ENGINES, AttributionConfig
 from kn_core.attribution.baselines import BASELINES
+from kn_core.commands.options import langs_option
 from kn_core.data import BUNDLED_NAME
 from kn_core.runs.batch import BatchReport, run_batch
-from kn_core.runs.executors import EXECUTORS
+from kn_core.runs.executors import CONNECT_TIMEOUT_S, EXECUTORS
 from kn_core.runs.store import ResultStore
 
 SHOWN_FAILURES = 10
@@ -22,7 +23,7 @@ def register(subparsers) -> None:
     p.add_argument("--model", action="append", required=True,
                    help="demo-mlm, demo-clm, a model folder or a Hugging Face id; repeatable")
     p.add_argument("--data", default=BUNDLED_NAME, help=f"'{BUNDLED_NAME}' or a bundled-format / mLAMA folder")
-    p.add_argument("--langs", type=_names, default=["en", "zh"], help="comma-separated languages (default en,zh)")
+    p.add_argument("--langs", type=langs_option, default=("en", "zh"), help="comma-separated languages (default en,zh)")
     p.add_argument("--relations", type=_names, default=None, help="comma-separated relation ids (default: all)")
     p.add_argument("--max-facts", type=int, default=None, help="only the first N facts (file order)")
     p.add_argument("--baseline", default="masked", choices=sorted(BASELINES))
@@ -30,7 +31,11 @@ def register(subparsers) -> None:
     p.add_argument("--engine", default=AttributionConfig().engine, choices=sorted(ENGINES))
     p.add_argument("--executor", default="local", choices=sorted(EXECUTORS),
                    help="local (default) or ray (optional: pip install -r requirements-ray.txt)")
-    p.add_argument("--address", default=None, help="address of an existing Ray cluster (with --executor ray)")
+    p.add_argument("--address", default=None,
+                   help="an existing Ray cluster (with --executor ray): auto for the one `ray start --head` started "
+                        "on this machine, or HOST:PORT")
+    p.add_argument("--ray-timeout", type=float, default=CONNECT_TIMEOUT_S, metavar="SECONDS",
+                   help=f"how long to wait for the cluster at --address (default {CONNECT_TIMEOUT_S:g})")
     p.add_argument("--store", type=Path, default=None, help="store file (default: $KN_EXPLORER_HOME/store.sqlite)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -42,7 +47,7 @@ def run(args) -> int:
     for model in args.model:
         report = run_batch(model, args.data, args.langs, config, store, executor=args.executor,
                            relations=args.relations, max_facts=args.max_facts, progress=not args.no_progress,
-                           address=args.address)
+                           address=args.address, connect_timeout=args.ray_timeout)
         print(render(model, report))
     print(f"store: {store.path}")
     return 0

@@ -5,12 +5,11 @@
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
+from kn_core.commands import outputs
 from kn_core.data import BUNDLED_NAME, FactSet, load_dataset, summarize
-from kn_core.errors import DataError
 
 log = logging.getLogger(__name__)
 SHOWN_PROBLEMS = 20
@@ -29,10 +28,11 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     if args.action == "summary":
+        json_out = None if args.json_out is None else outputs.check_file(args.json_out, "--json", outputs.stores(None))
         summary = summarize(args.path)
         print(render_summary(args.path, summary))
-        if args.json_out is not None:
-            write_json(args.json_out, summary)
+        if json_out is not None:
+            outputs.write_json(json_out, summary, "--json")
         return 0
     fact_set = load_dataset(args.path)
     if fact_set.problems:
@@ -40,13 +40,6 @@ def run(args) -> int:
                     len(fact_set.problems), args.path)
     print(render_list(fact_set))
     return 0
-
-
-def write_json(path: Path, summary: dict) -> None:
-    try:
-        path.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise DataError(str(path), None, f"cannot write the summary: {exc.strerror}") from None
 
 
 def render_summary(source: str, summary: dict) -> str:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from kn_core import experiments
 from kn_core.attribution.baselines import BASELINES
+from kn_core.commands import outputs
+from kn_core.commands.options import langs_option, seed_option, whole_number
 from kn_core.defaults import DKN_T, STEPS, T_HIGH, T_LOW, TOP_K
 from kn_core.experiments.common import Settings
 from kn_core.experiments.report import text_table
@@ -28,7 +30,8 @@ def register(subparsers) -> None:
     p.add_argument("--model", action="append", required=True, dest="models",
                    help="demo-mlm, demo-clm, a model folder or a Hugging Face id; repeatable")
     p.add_argument("--data", default="bundled", help="'bundled', a bundled-format folder or an mLAMA-layout folder")
-    p.add_argument("--langs", type=_names, default=("en", "zh"), help="comma-separated languages (default: en,zh)")
+    p.add_argument("--langs", type=langs_option, default=("en", "zh"),
+                   help="comma-separated languages (default: en,zh)")
     p.add_argument("--out", type=Path, required=True, help="folder for the tables, figures and report.md")
     p.add_argument("--relations", type=_names, default=None, help="comma-separated relation ids (default: all)")
     p.add_argument("--max-facts", type=int, default=None,
@@ -36,8 +39,9 @@ def register(subparsers) -> None:
     p.add_argument("--max-templates", type=int, default=None, help="train templates per fact (default: all)")
     p.add_argument("--steps", type=int, default=STEPS, help="integrated-gradient steps m")
     p.add_argument("--baseline", default="masked", choices=sorted(BASELINES), help="IG baseline")
-    p.add_argument("--seed", type=int, default=0, help="first seed (fact sample, split, wrong objects, controls)")
-    p.add_argument("--seeds", type=int, default=1,
+    p.add_argument("--seed", type=seed_option, default=0,
+                   help="first seed (fact sample, split, wrong objects, controls)")
+    p.add_argument("--seeds", type=whole_number(1), default=1,
                    help="factcheck, likn: run seeds SEED .. SEED+N-1 and report mean ± sd of every metric (default 1)")
     p.add_argument("--top-k", type=int, default=TOP_K, help="DKN candidates per prompt")
     p.add_argument("--t-low", type=float, default=T_LOW, help="DKN: largest single-neuron drop kept")
@@ -53,7 +57,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    settings = Settings(models=tuple(args.models), out=args.out, data=args.data, langs=args.langs,
+    out = outputs.check_folder(args.out, "--out")
+    settings = Settings(models=tuple(args.models), out=out, data=args.data, langs=args.langs,
                         relations=args.relations, max_facts=args.max_facts, max_templates=args.max_templates,
                         steps=args.steps, baseline=args.baseline, seed=args.seed, seeds=args.seeds, top_k=args.top_k,
                         t_low=args.t_low, t_high=args.t_high, max_group=args.max_group, t=args.t,

@@ -1,13 +1,14 @@
 """``python -m kn_core locate``: a fact's knowledge neurons, completeness check and edit effects."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from kn_core.attribution import ENGINES, AttributionConfig
 from kn_core.attribution.baselines import BASELINES
+from kn_core.commands import outputs
+from kn_core.commands.options import lang_option, seed_option, whole_number
 from kn_core.defaults import P_SHARE
 from kn_core.method.locate import LocateResult, locate
 from kn_core.model.loading import load_model
@@ -18,7 +19,7 @@ from kn_core.runs.store import ResultStore
 def register(subparsers) -> None:
     p = subparsers.add_parser("locate", help="find the knowledge neurons of one fact")
     p.add_argument("--model", required=True, help="demo-mlm, demo-clm, a model folder or a Hugging Face id")
-    p.add_argument("--lang", required=True, help="language of the prompts (sets τ: en 0.3, zh 0.2)")
+    p.add_argument("--lang", required=True, type=lang_option, help="language of the prompts (sets τ: en 0.3, zh 0.2)")
     p.add_argument("--template", action="append", required=True, help="template with [X] and [Y]; repeatable")
     p.add_argument("--subject", required=True)
     p.add_argument("--object", required=True, dest="obj")
@@ -27,9 +28,9 @@ def register(subparsers) -> None:
     p.add_argument("--engine", default=AttributionConfig().engine, choices=sorted(ENGINES))
     p.add_argument("--tau", type=float, default=None, help="coarse threshold (default: per language)")
     p.add_argument("--p", type=float, default=P_SHARE, help="refinement share across prompts")
-    p.add_argument("--top", type=int, default=10, help="how many neurons to print")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random-neuron control")
-    p.add_argument("--json", type=Path, default=None, help="write the full result as JSON")
+    p.add_argument("--top", type=whole_number(0), default=10, help="how many neurons to print")
+    p.add_argument("--seed", type=seed_option, default=0, help="seed of the random-neuron control")
+    p.add_argument("--json", type=Path, default=None, help="write the full result as JSON (strict: NaN as null)")
     p.add_argument("--store", type=Path, default=None,
                    help="result store file (default: $KN_EXPLORER_HOME/store.sqlite or the user cache folder)")
     p.add_argument("--no-cache", action="store_true",
@@ -38,6 +39,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    json_out = None if args.json is None else outputs.check_file(args.json, "--json", outputs.stores(args.store))
     lm = load_model(args.model)
     config = AttributionConfig(baseline=args.baseline, steps=args.steps, engine=args.engine)
     store = None if args.no_cache else ResultStore(args.store)
@@ -48,8 +50,8 @@ def run(args) -> int:
         if store is not None:
             store.close()
     print(render(result, args.top))
-    if args.json is not None:
-        args.json.write_text(json.dumps(to_json(result)), encoding="utf-8")
+    if json_out is not None:
+        outputs.write_json(json_out, to_json(result), "--json")
     return 0
 
 

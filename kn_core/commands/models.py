@@ -17,6 +17,7 @@ import sys
 import time
 from contextlib import contextmanager
 
+from kn_core.commands.options import threads_option
 from kn_core.model import install as installer
 from kn_core.model.registry import REGISTRY
 
@@ -33,7 +34,7 @@ def register(subparsers) -> None:
     add.add_argument("--accept-license", action="store_true",
                      help="accept the model's licence without being asked (needed when not on a terminal)")
     add.add_argument("--force", action="store_true", help="reinstall even when already installed")
-    add.add_argument("--threads", type=int, default=None, help="torch CPU threads of the conversion "
+    add.add_argument("--threads", type=threads_option, default=None, help="torch CPU threads of the conversion "
                                                                "(default: $KN_EXPLORER_THREADS, else 1)")
     drop = actions.add_parser("remove", help="delete an installed model's folder")
     drop.add_argument("name", help=f"one of: {names}")

@@ -7,11 +7,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict
 from pathlib import Path
 
-from kn_core.errors import StoreError
+from kn_core.commands import outputs
 from kn_core.runs.export import export
 from kn_core.runs.store import ResultStore
 
@@ -37,16 +36,26 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    target = checked_output(args)
     store = ResultStore(args.store)
     if args.action == "info":
-        return show_info(store, args.json_out, args.check)
+        return show_info(store, target, args.check)
     if args.action == "export":
         fmt = args.format or ("csv" if args.out.suffix.lower() == ".csv" else "parquet")
-        out = export(store, args.out, fmt, model=args.model)
+        out = export(store, target, fmt, model=args.model)
         print(f"wrote {out} ({fmt})")
         return 0
     print(f"removed {store.prune(args.model)} result(s) of {args.model} from {store.path}")
     return 0
+
+
+def checked_output(args) -> Path | None:
+    """The file ``export`` or ``info --json`` writes, checked before the store is opened."""
+    if args.action == "export":
+        return outputs.check_file(args.out, "out", outputs.stores(args.store))
+    if args.action == "info" and args.json_out is not None:
+        return outputs.check_file(args.json_out, "--json", outputs.stores(args.store))
+    return None
 
 
 def show_info(store: ResultStore, json_out: Path | None, check: bool) -> int:
@@ -56,11 +65,7 @@ def show_info(store: ResultStore, json_out: Path | None, check: bool) -> int:
         info["integrity"] = store.check()
     print(render(info, failures))
     if json_out is not None:
-        payload = {**info, "failed": [asdict(f) for f in failures]}
-        try:
-            json_out.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise StoreError(f"cannot write {json_out}: {exc.strerror}") from None
+        outputs.write_json(json_out, {**info, "failed": [asdict(f) for f in failures]}, "--json")
     return 0 if info.get("integrity", "ok") == "ok" else 1
 
 

@@ -4,7 +4,8 @@ Layout: ``<root>/<lang>/templates.jsonl`` with one ``{"relation", "template"}`` 
 ``<root>/<lang>/<relation>.jsonl`` with one fact per line (``uuid``, ``sub_label``, ``obj_label``; mLAMA
 also has ``lineid``, ``sub_uri``, ``obj_uri``). The same ``uuid`` pairs a fact across languages.
 
-The importer is lenient: a bad line (invalid JSON, a missing field, an empty label, a template without
+Files are read as UTF-8 (a leading byte-order mark is allowed). The importer is lenient: a bad line (invalid
+JSON, JSON nested too deeply or with a number too long to read, a missing field, an empty label, a template without
 its slots, a duplicate uuid), a relation file without a template, and a fact missing in some language
 are recorded as :class:`~kn_core.data.Problem` and skipped; the rest loads.
 """
@@ -125,22 +126,34 @@ def _languages(root: Path, requested: list[str] | None) -> list[str]:
 def _read_jsonl(root: Path, name: str, problems: list[Problem]) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each line holding a JSON object; other non-blank lines are problems."""
     try:
-        lines = (root / name).read_text(encoding="utf-8").split("\n")
+        lines = (root / name).read_text(encoding="utf-8-sig").split("\n")
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(Problem(name, None, f"cannot read: {exc}"))
         return
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            problems.append(Problem(name, number, f"invalid JSON: {exc.msg} (column {exc.colno})"))
+        value, reason = _parse_json(raw)
+        if reason is not None:
+            problems.append(Problem(name, number, reason))
             continue
         if not isinstance(value, dict):
             problems.append(Problem(name, number, f"expected a JSON object, found {type(value).__name__}"))
             continue
         yield number, value
+
+
+def _parse_json(raw: str) -> tuple[object, str | None]:
+    """(the JSON value of one line, None), or (None, why it cannot be read): invalid JSON, nesting too deep for
+    the parser, or a number too long to convert (Python refuses integers of more than 4,300 digits)."""
+    try:
+        return json.loads(raw), None
+    except json.JSONDecodeError as exc:
+        return None, f"invalid JSON: {exc.msg} (column {exc.colno})"
+    except RecursionError:
+        return None, "invalid JSON: nested too deeply to read"
+    except ValueError as exc:
+        return None, f"invalid JSON: {str(exc).split(':')[0]}"
 
 
 def _read_templates(root: Path, lang: str, problems: list[Problem]) -> dict[str, list[Template]]:

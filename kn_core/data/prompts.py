@@ -59,11 +59,30 @@ class Prompt:
         return template.replace(SUBJECT_SLOT, self.subject)
 
 
+def is_invisible(ch: str) -> bool:
+    """Whitespace or an invisible format character (Unicode Cf: zero-width space, byte-order mark, word joiner,
+    soft hyphen, ...)."""
+    return ch.isspace() or unicodedata.category(ch) == "Cf"
+
+
+def strip_invisible(text: str) -> str:
+    """``text`` without leading and trailing whitespace and invisible format characters."""
+    start, end = 0, len(text)
+    while start < end and is_invisible(text[start]):
+        start += 1
+    while end > start and is_invisible(text[end - 1]):
+        end -= 1
+    return text[start:end]
+
+
 def _check_text(field: str, value: object, max_chars: int) -> str:
     if not isinstance(value, str):
         raise InputError(field, f"expected text, got {type(value).__name__}")
     if not value.strip():
         raise InputError(field, "is empty; enter some text")
+    if not strip_invisible(value):
+        raise InputError(field, "holds only invisible characters (zero-width spaces, byte-order marks, ...); "
+                                "enter some text")
     if len(value) > max_chars:
         raise InputError(field, f"is {len(value)} characters long; the limit is {max_chars}")
     bad = [ch for ch in value if unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") and ch not in "\t"]
@@ -73,8 +92,9 @@ def _check_text(field: str, value: object, max_chars: int) -> str:
 
 
 def validate_label(field: str, value: object) -> str:
-    """A subject or object: non-empty printable text of at most MAX_LABEL_CHARS; returned stripped."""
-    text = _check_text(field, value, MAX_LABEL_CHARS).strip()
+    """A subject or object: non-empty printable text of at most MAX_LABEL_CHARS; returned without leading and
+    trailing whitespace and invisible format characters."""
+    text = strip_invisible(_check_text(field, value, MAX_LABEL_CHARS))
     if OBJECT_SLOT in text or SUBJECT_SLOT in text:
         raise InputError(field, f"must not contain the slot markers {SUBJECT_SLOT} or {OBJECT_SLOT}")
     return text
@@ -104,11 +124,17 @@ class FilledTemplate(NamedTuple):
 
 
 def fill_template(template: object, subject: object, obj: object) -> FilledTemplate:
-    """Validate template and labels, fill [X] and split at [Y]."""
+    """Validate template and labels, fill [X] and split at [Y]; the slots are counted again after filling, since
+    a subject such as ``"Tanzania [Y"`` can complete a marker with the template's text (``"[X]] is [Y]"``)."""
     template = validate_template(template)
     subject = validate_label("subject", subject)
     obj = validate_label("object", obj)
-    left, right = template.replace(SUBJECT_SLOT, subject).split(OBJECT_SLOT)
+    filled = template.replace(SUBJECT_SLOT, subject)
+    for slot, count in ((SUBJECT_SLOT, 0), (OBJECT_SLOT, 1)):
+        if filled.count(slot) != count:
+            raise InputError("subject", f"{subject!r} and the template's text around [X] together form another "
+                                        f"{slot} slot marker; change the subject or the template")
+    left, right = filled.split(OBJECT_SLOT)
     return FilledTemplate(template, subject, obj, left, right, left[-1:].isspace())
 
 

@@ -214,6 +214,13 @@ class FactSet:
 
 
 # -- helpers shared by the loaders --------------------------------------------------------------
+def validate_lang(field: str, value: object) -> str:
+    """A language code such as ``en``, ``zh`` or ``pt-br`` (lower-case letters first), returned unchanged."""
+    if not isinstance(value, str) or not _LANG_CODE.fullmatch(value):
+        raise InputError(field, f"{ascii(value)[:40]} is not a language code; use a lower-case code such as en or zh")
+    return value
+
+
 def slugify(text: str) -> str:
     """Lower-case ASCII-folded words joined by '-': ``"São Paulo"`` -> ``"sao-paulo"``; CJK is kept."""
     folded = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))

@@ -7,15 +7,24 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import unicodedata
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoTokenizer,
+)
+from transformers.utils import logging as transformers_logging
 
-from kn_core.data.prompts import Prompt
+from kn_core.data.prompts import OBJECT_SLOT, SUBJECT_SLOT, Prompt
 from kn_core.errors import InputError, KNError, ModelLoadError
 from kn_core.model.adapters import Adapter, adapter_for
 from kn_core.model.install import installed_path, model_folder
@@ -50,6 +59,7 @@ class LanguageModel:
     adapter: Adapter
     source: Path | None = None
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _checked_templates: set[str] = field(default_factory=set, repr=False)
 
     @property
     def config(self):
@@ -75,8 +85,12 @@ class LanguageModel:
         return self.adapter.neuron_site(self.model, layer)
 
     def prompt(self, template: str, subject: str, obj: str) -> Prompt:
-        """Build a prompt, checking it fits the model's context."""
+        """Build a prompt, checking it fits the model's context. Invisible marks the tokenizer drops (e.g. a
+        zero-width space in BERT's) are dropped from the labels too, so the stored labels are what the model
+        read; template words the model reads as its unknown token are logged as a warning (once per template)."""
+        subject, obj = (self.drop_unread_marks(label) for label in (subject, obj))
         prompt = self.adapter.build_prompt(self.tokenizer, template, subject, obj)
+        self._warn_unknown_words(prompt.template)
         unk = getattr(self.tokenizer, "unk_token_id", None)
         if unk is not None and unk in self.tokenizer(subject, add_special_tokens=False)["input_ids"]:
             raise InputError("subject", f"{subject!r} contains characters unknown to this model's vocabulary (the "
@@ -87,6 +101,31 @@ class LanguageModel:
             raise InputError("template", f"the prompt is {len(prompt.input_ids)} tokens; this model reads at most "
                                          f"{limit}: shorten the template, subject or object")
         return prompt
+
+    def drop_unread_marks(self, label: object) -> object:
+        """``label`` without the invisible format characters (Unicode Cf) that the tokenizer drops."""
+        if not isinstance(label, str):
+            return label
+        marks = {ch for ch in label if unicodedata.category(ch) == "Cf"}
+        dropped = {ch for ch in marks if not self.tokenizer(ch, add_special_tokens=False)["input_ids"]}
+        return "".join(ch for ch in label if ch not in dropped) if dropped else label
+
+    def unknown_words(self, template: str) -> tuple[str, ...]:
+        """The template's words (outside the slots) that the model reads as its unknown token."""
+        unk = getattr(self.tokenizer, "unk_token_id", None)
+        if unk is None:
+            return ()
+        words = dict.fromkeys(template.replace(SUBJECT_SLOT, " ").replace(OBJECT_SLOT, " ").split())
+        return tuple(word for word in words if unk in self.tokenizer(word, add_special_tokens=False)["input_ids"])
+
+    def _warn_unknown_words(self, template: str) -> None:
+        if template in self._checked_templates:
+            return
+        self._checked_templates.add(template)
+        unknown = self.unknown_words(template)
+        if unknown:
+            log.warning("template %r: %s read by %s as its unknown token, which changes the prediction; rephrase "
+                        "with words the model knows", template, ", ".join(map(repr, unknown)), self.name)
 
     def prompts(self, templates: Sequence[str], subject: str, obj: str) -> PromptSet:
         """Every prompt the model can take: one per template; a template, subject or object it cannot take
@@ -138,14 +177,48 @@ def resolve(name_or_path: str) -> tuple[str, Path | None]:
     return name, None
 
 
-def estimate_parameters(config) -> int:
-    """Parameter count estimated from the config alone: embeddings + attention + FFN per layer, counting
-    three FFN matrices (gated MLP), so an upper bound for two-matrix FFNs."""
-    hidden = int(getattr(config, "hidden_size", 0) or 0)
-    layers = int(getattr(config, "num_hidden_layers", 0) or 0)
-    d_ff = int(getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) or 4 * hidden)
-    vocab = int(getattr(config, "vocab_size", 0) or 0)
-    return vocab * hidden + layers * (4 * hidden * hidden + 3 * hidden * d_ff)
+REQUIRED_SIZES = ("vocab_size", "hidden_size", "num_hidden_layers")
+OPTIONAL_SIZES = ("intermediate_size", "n_inner", "num_attention_heads", "max_position_embeddings", "type_vocab_size")
+ROTARY_FIELDS = ("rope_parameters", "rope_theta", "rope_scaling")  # rotary positions: no position embedding
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model")
+HUB_TIMEOUT_S = 10.0  # one look-up of an id that is not cached; no retries
+
+
+def _text_config(config):
+    """The language model's part of a (possibly multimodal) config."""
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def config_sizes(name: str, config) -> dict[str, int]:
+    """The config's sizes, each a whole number (at least 1; ``type_vocab_size`` at least 0); optional ones that
+    are absent are left out. Raises :class:`ModelLoadError` naming the field, before anything is built."""
+    text = _text_config(config)
+    sizes = {}
+    for field_name in REQUIRED_SIZES + OPTIONAL_SIZES:
+        value = getattr(text, field_name, None)
+        if value is None and field_name in OPTIONAL_SIZES:
+            continue
+        smallest = 0 if field_name == "type_vocab_size" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
+            raise ModelLoadError(f"{name!r} has {field_name} = {ascii(value)[:40]} in its config.json; sizes must "
+                                 f"be whole numbers of at least {smallest}: fix the config or re-save the model")
+        sizes[field_name] = value
+    return sizes
+
+
+def estimate_parameters(config, sizes: dict[str, int]) -> int:
+    """Parameter count estimated from the config alone: the token, learned position and token-type embeddings,
+    an untied output head, attention and three FFN matrices per layer (gated MLP), so it overestimates
+    two-matrix FFNs and grouped keys / values."""
+    text = _text_config(config)
+    hidden, layers, vocab = sizes["hidden_size"], sizes["num_hidden_layers"], sizes["vocab_size"]
+    d_ff = sizes.get("intermediate_size") or sizes.get("n_inner") or 4 * hidden
+    rotary = any(getattr(text, field_name, None) is not None for field_name in ROTARY_FIELDS)
+    positions = 0 if rotary else sizes.get("max_position_embeddings", 0)
+    head = 0 if getattr(text, "tie_word_embeddings", False) else vocab
+    embeddings = (vocab + head + positions + sizes.get("type_vocab_size", 0)) * hidden
+    return embeddings + layers * (4 * hidden * hidden + 3 * hidden * d_ff)
 
 
 def available_memory() -> int | None:
@@ -161,8 +234,9 @@ def available_memory() -> int | None:
 
 
 def check_fits(name: str, config) -> None:
-    """Refuse, before loading, a model whose fp32 weights would not fit in the memory available."""
-    need = estimate_parameters(config) * 4
+    """Refuse, before loading, a model whose config gives a size that is not a positive whole number, or whose
+    fp32 weights would not fit in the memory available."""
+    need = estimate_parameters(config, config_sizes(name, config)) * 4
     have = available_memory()
     limit = os.environ.get(MAX_BYTES_VARIABLE, "").strip()
     if limit and not (limit.isascii() and limit.isdigit()):
@@ -174,29 +248,114 @@ def check_fits(name: str, config) -> None:
                              f"{cap / 2**30:.1f} GiB are available; pick a smaller model or free memory")
 
 
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message, shortened: third-party messages can run over many lines."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _valid_choices() -> str:
+    return f"valid choices: {', '.join(DEMO_MODELS)}, a local model folder, or a Hugging Face id"
+
+
+def _hub_options(name: str) -> dict:
+    """``from_pretrained`` options for the hub id ``name``: from the local cache alone when it is there (no
+    network), else after one look-up on the Hub (a few seconds at most), so that an id that is neither cached
+    nor reachable fails at once instead of after the download's retries."""
+    import huggingface_hub
+    from huggingface_hub import errors as hub_errors
+
+    try:
+        cached = huggingface_hub.try_to_load_from_cache(name, "config.json")
+    except hub_errors.HFValidationError as exc:
+        raise ModelLoadError(f"cannot read the config of {name!r}: not a model folder, nor a valid Hugging Face id "
+                             f"({_first_line(exc, 120)}); {_valid_choices()}") from None
+    if isinstance(cached, str):
+        return {"local_files_only": True}
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        raise ModelLoadError(f"cannot read the config of {name!r}: it is not in the local Hugging Face cache and "
+                             f"HF_HUB_OFFLINE is set; download it where the Hub is reachable, or give its folder; "
+                             f"{_valid_choices()}")
+    try:
+        huggingface_hub.model_info(name, timeout=HUB_TIMEOUT_S)
+    except hub_errors.GatedRepoError:
+        raise ModelLoadError(f"cannot read the config of {name!r}: it is a gated model; accept its licence on the "
+                             "Hub and log in (`hf auth login`), or download it and give its folder") from None
+    except hub_errors.RepositoryNotFoundError:
+        raise ModelLoadError(f"cannot read the config of {name!r}: no such model on the Hugging Face Hub (or it is "
+                             f"private); {_valid_choices()}") from None
+    except Exception as exc:  # any network failure of the look-up (its library's types vary by version)
+        raise ModelLoadError(f"cannot read the config of {name!r}: it is not in the local Hugging Face cache and "
+                             f"the Hub is unreachable ({_first_line(exc, 120)}); download it where the Hub is "
+                             f"reachable, or give its folder; {_valid_choices()}") from None
+    return {}
+
+
+def _read_config(name: str, where: str, options: dict):
+    try:
+        return AutoConfig.from_pretrained(where, **options)
+    except Exception as exc:  # third-party parsing of an untrusted file: any failure is the model's problem
+        if "trust_remote_code" in str(exc):
+            raise ModelLoadError(f"{name!r} needs remote code (Python files shipped with the model), which KN "
+                                 "Explorer never runs; pick a model of a supported architecture") from None
+        raise ModelLoadError(f"cannot read the config of {name!r}: {_first_line(exc)}; {_valid_choices()}") from None
+
+
+def _check_tokenizer_files(name: str, folder: Path) -> None:
+    if not any((folder / file).is_file() for file in TOKENIZER_FILES):
+        raise ModelLoadError(f"folder {name!r} holds no tokenizer files (one of {', '.join(TOKENIZER_FILES)}); "
+                             "save the model's tokenizer into it (tokenizer.save_pretrained)")
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Keep transformers' load report (a table of tensors) off stderr: its problems become our one message."""
+    level = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(level)
+
+
+def _weights_problem(name: str, exc: Exception) -> str:
+    if isinstance(exc, SafetensorError):
+        return (f"cannot load the weights of {name!r}: a *.safetensors file is damaged, truncated or empty "
+                f"({_first_line(exc, 120)}); download or save the model again")
+    if "mismatch" in str(exc):
+        return (f"cannot load the weights of {name!r}: their shapes do not match the sizes in config.json; "
+                "use the config saved with these weights")
+    return f"cannot load {name!r}: {_first_line(exc)}. KN Explorer loads safetensors weights only"
+
+
+def _read_model(name: str, where: str, adapter: Adapter, options: dict) -> tuple[nn.Module, object]:
+    """The weights (safetensors only) and the tokenizer; every failure is one :class:`ModelLoadError`."""
+    try:
+        with _quiet_transformers():
+            model, info = AUTO_CLASSES[adapter.kind].from_pretrained(where, use_safetensors=True,
+                                                                     output_loading_info=True, **options)
+            tokenizer = AutoTokenizer.from_pretrained(where, **options)
+    except Exception as exc:  # third-party reading of untrusted files: any failure is the model's problem
+        raise ModelLoadError(_weights_problem(name, exc)) from None
+    missing = sorted(info["missing_keys"])
+    if missing:
+        raise ModelLoadError(f"cannot load the weights of {name!r}: {len(missing)} tensor(s) the config asks for "
+                             f"are missing from them (e.g. {missing[0]}); use the config saved with these weights")
+    return model, tokenizer
+
+
 def load_model(name_or_path: str, device: str | torch.device | None = None) -> LanguageModel:
-    """Load a demo model name, a local folder or a Hugging Face id (from the local cache when offline)."""
+    """Load a demo model name, a local folder or a Hugging Face id (from the local cache when it is there)."""
     name, path = resolve(name_or_path)
     where = str(path) if path is not None else name
-    try:
-        config = AutoConfig.from_pretrained(where, trust_remote_code=False)
-    except (OSError, ValueError) as exc:
-        hint = ""
-        if path is None:
-            hint = (" If it is a gated model, accept its licence on the Hub and log in (`hf auth login`), or "
-                    "download it and give its folder; offline, only models already in the local cache load."
-                    if "gated" in str(exc).lower() or "401" in str(exc) or "403" in str(exc) else
-                    " Offline, a Hugging Face id loads only from the local cache; a gated model also needs its "
-                    "licence accepted and a login.")
-        raise ModelLoadError(f"cannot read the config of {name!r}: {str(exc).rstrip('. ')}.{hint} Valid choices: "
-                             f"{', '.join(DEMO_MODELS)}, a local model folder, or a Hugging Face id") from None
+    options = {"trust_remote_code": False, **(_hub_options(name) if path is None else {})}
+    config = _read_config(name, where, options)
     adapter = adapter_for(config.model_type)
     check_fits(name, config)
-    try:
-        model = AUTO_CLASSES[adapter.kind].from_pretrained(where, use_safetensors=True, trust_remote_code=False)
-        tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=False)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot load {name!r}: {exc}. KN Explorer loads safetensors weights only") from None
+    if path is not None:
+        _check_tokenizer_files(name, path)
+    model, tokenizer = _read_model(name, where, adapter, options)
     model.eval().requires_grad_(False)
     if device is not None:
         model.to(device)
@@ -207,6 +366,23 @@ def load_model(name_or_path: str, device: str | torch.device | None = None) -> L
 THREADS_VARIABLE = "KN_EXPLORER_THREADS"  # torch CPU threads of the CLI and the app
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity where the system reports it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def check_threads(field_name: str, threads: int) -> int:
+    """A thread count from 1 to the usable CPUs: more threads than CPUs only slow torch down."""
+    cpus = usable_cpus()
+    if not 1 <= threads <= cpus:
+        raise InputError(field_name, f"must be a whole number from 1 to {cpus} (the CPUs this process may use); "
+                                     f"got {threads}")
+    return threads
+
+
 def default_threads() -> int:
     """``$KN_EXPLORER_THREADS`` when set, else 1."""
     value = os.environ.get(THREADS_VARIABLE, "1")
@@ -214,6 +390,4 @@ def default_threads() -> int:
         threads = int(value)
     except ValueError:
         raise InputError(THREADS_VARIABLE, f"must be a whole number of threads (got {value!r})") from None
-    if threads < 1:
-        raise InputError(THREADS_VARIABLE, f"must be at least 1 (got {threads})")
-    return threads
+    return check_threads(THREADS_VARIABLE, threads)

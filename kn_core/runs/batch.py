@@ -4,14 +4,21 @@ A prompt is one (fact, language, template), over all of the relation's templates
 What the store already holds is skipped, so a killed run resumes where it stopped; a prompt that fails is
 recorded in the store with its reason (``store info`` lists them) and the run goes on. The work itself is
 done by an executor (:mod:`kn_core.runs.executors`): ``local`` by default, or ``ray``.
+
+Batches sharing a store split the work: each prompt is claimed in the store just before it is computed
+(:meth:`~kn_core.runs.store.ResultStore.claim`); a prompt another running batch holds is put aside and
+looked at again once this batch has done the rest, until that batch has stored it or given it up (a
+killed batch gives up everything at once). Claims are released as results arrive and when the run ends.
+A prompt that fails in one batch may be tried again by another that runs at the same time.
 """
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from tqdm import tqdm
 
@@ -20,13 +27,14 @@ from kn_core.data import FactSet, load_dataset
 from kn_core.errors import InputError, KNError
 from kn_core.model.fingerprint import model_fingerprint
 from kn_core.model.loading import load_model
-from kn_core.runs.executors import EXECUTORS, Job, Outcome
-from kn_core.runs.store import Failure, ResultKey, ResultStore
+from kn_core.runs.executors import CONNECT_TIMEOUT_S, EXECUTORS, Job, Outcome, check
+from kn_core.runs.store import Claimant, ClaimState, Failure, ResultKey, ResultStore
 
 if TYPE_CHECKING:  # typing only: the model room is loaded by whoever calls
     from kn_core.model.loading import LanguageModel
 
 log = logging.getLogger(__name__)
+CLAIM_POLL_S = 1.0  # how often a batch looks again at prompts another batch holds
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,7 @@ class _Run:
     def __init__(self, lm: LanguageModel, tasks: list[Task], config: AttributionConfig, store: ResultStore,
                  progress: bool):
         self.lm, self.config, self.store = lm, config, store
+        self.claimant = Claimant.this_process()
         self.fingerprint = model_fingerprint(lm)
         self.report = BatchReport()
         self.pending: dict[int, tuple[Task, ResultKey]] = {}
@@ -113,8 +122,19 @@ class _Run:
         self.bar.set_postfix(done=self.report.done, stored=self.report.skipped, failed=len(self.report.failed),
                              refresh=False)
 
+    def claim(self, job: Job) -> ClaimState:
+        """Claim ``job`` in the store; one whose result another batch has stored meanwhile counts as stored."""
+        state = self.store.claim(self.pending[job.id][1], self.claimant)
+        if state == "stored":
+            task, _ = self.pending.pop(job.id)
+            self.report.skipped += 1
+            self.bar.update(int(self._settled(task)))
+            self._show()
+        return state
+
     def receive(self, outcome: Outcome) -> None:
-        """Store an attribution (clearing an earlier failure of the prompt) or record why it failed."""
+        """Store an attribution (clearing an earlier failure of the prompt) or record why it failed; either way
+        the prompt's claim is released."""
         task, key = self.pending.pop(outcome.job_id)
         if outcome.attribution is None:
             fact_done = self._failed(task, outcome.reason or "unknown error")
@@ -122,28 +142,59 @@ class _Run:
             self.store.put(key, outcome.attribution)
             self.store.clear_failure(self._failure(task))
             self.report.done += 1
+            log.debug("computed %s [%s] %r", task.fact_id, task.lang, task.template)
             fact_done = self._settled(task)
+        self.store.release(key, self.claimant)
         self.bar.update(int(fact_done))
         self._show()
 
 
+class _Claims:
+    """The jobs of one round, each claimed as the executor asks for it: a job another running batch holds goes
+    to :attr:`deferred`, one it has stored is settled; ``len`` counts them all (the executor sizes itself by it)."""
+
+    def __init__(self, run: _Run, jobs: list[Job]):
+        self.run, self.jobs = run, jobs
+        self.deferred: list[Job] = []
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __iter__(self) -> Iterator[Job]:
+        for job in self.jobs:
+            state = self.run.claim(job)
+            if state == "claimed":
+                yield job
+            elif state == "busy":
+                self.deferred.append(job)
+
+
 def run_batch(model_name: str, data: str | os.PathLike | FactSet, langs: Sequence[str], config: AttributionConfig,
               store: ResultStore, executor: str = "local", relations: Sequence[str] | None = None,
-              max_facts: int | None = None, progress: bool = True, address: str | None = None) -> BatchReport:
+              max_facts: int | None = None, progress: bool = True, address: str | None = None,
+              connect_timeout: float = CONNECT_TIMEOUT_S) -> BatchReport:
     """Attribute every prompt of ``data`` (a FactSet, ``"bundled"`` or a folder) in ``langs`` on the model and
-    store the results; see the module docstring. ``address`` is a Ray cluster's (``executor="ray"``)."""
-    if executor not in EXECUTORS:
-        raise InputError("executor", f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    store the results; see the module docstring. ``address`` is a Ray cluster's (``executor="ray"``), which must
+    answer within ``connect_timeout`` seconds."""
+    check(executor, address, connect_timeout)
     facts = data if isinstance(data, FactSet) else load_dataset(data)
     _check_langs(facts, langs)
     tasks = plan(facts, langs, relations, max_facts)
     lm = load_model(model_name)
     run = _Run(lm, tasks, config, store, progress)
+    jobs = run.jobs
     try:
-        for outcome in EXECUTORS[executor](lm, run.jobs, config, address=address):
-            run.receive(outcome)
+        while jobs:
+            claims = _Claims(run, jobs)
+            for outcome in EXECUTORS[executor](lm, claims, config, address=address):
+                run.receive(outcome)
+            jobs = claims.deferred
+            if jobs:
+                log.debug("%s: %d prompt(s) held by another batch; waiting for it", lm.name, len(jobs))
+                time.sleep(CLAIM_POLL_S)
     finally:
         run.bar.close()
+        store.release_all(run.claimant)
     log.info("%s: %d computed, %d already stored, %d failed", lm.name, run.report.done, run.report.skipped,
              len(run.report.failed))
     return run.report

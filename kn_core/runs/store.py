@@ -13,6 +13,11 @@ Safety:
 - faults: a process killed mid-write loses at most its open transaction; committed results stay intact.
 - a corrupt, foreign, newer or read-only file raises :class:`~kn_core.errors.StoreError` naming the path
   and the remedy; a user's file is never deleted or rewritten automatically.
+- claims: a batch claims each prompt (its result key) just before computing it, so batches sharing the store
+  split the work instead of doing it twice (:meth:`ResultStore.claim`). A claim lapses when it expires or when
+  its holder, on this host, is no longer running; a killed batch therefore holds nothing back.
+
+Schema versions: 1 had no ``claims`` table; opening a version-1 store adds it (nothing else changes).
 """
 from __future__ import annotations
 
@@ -20,9 +25,12 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import sqlite3
 import stat
 import threading
+import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -32,6 +40,7 @@ from typing import Iterator, Literal
 import numpy as np
 from platformdirs import user_cache_dir
 
+from kn_core.attribution.quadrature import DEFAULT_RULE
 from kn_core.attribution.result import Attribution, AttributionConfig
 from kn_core.data.prompts import Prompt
 from kn_core.errors import StoreError
@@ -43,11 +52,12 @@ log = logging.getLogger(__name__)
 # 2: ``masked`` is the paper's formula (one integral per masked prompt, averaged); version 1's ``masked`` was
 # one integral from the mean baseline, now ``masked-mean``.
 METHOD_VERSION = 2
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the claims table
 APPLICATION_ID = 0x4B4E4558  # "KNEX", in the SQLite header: tells our files from other SQLite databases
 HOME_VARIABLE = "KN_EXPLORER_HOME"
 FILE_NAME = "store.sqlite"
 BUSY_TIMEOUT_S = 30.0
+CLAIM_TTL_S = 900.0  # a claim lapses unless renewed within this time (its holder renews it with each result)
 EXPORT_BATCH = 64
 REMEDY = f"move or delete it, or set {HOME_VARIABLE} (or pass --store) to use another location"
 
@@ -74,6 +84,11 @@ CREATE TABLE documents (
     PRIMARY KEY (kind, key)
 )
 """.split(";"))
+CLAIMS_SCHEMA = """CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,            -- the claimed result's key
+    owner TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
+    expires REAL NOT NULL            -- Unix time
+)"""
 SUMMARY_COLUMNS = "key, model, lang, subject, object, template, baseline, steps, p_object, created"
 
 
@@ -95,6 +110,7 @@ class ResultKey:
     steps: int
     layers: tuple[int, ...]
     method_version: int = METHOD_VERSION
+    rule: str = DEFAULT_RULE
 
     @classmethod
     def of(cls, lm, prompt: Prompt, config: AttributionConfig, lang: str) -> "ResultKey":
@@ -103,11 +119,14 @@ class ResultKey:
         return cls(fingerprint=model_fingerprint(lm), model=lm.name, lang=lang, template=prompt.template,
                    subject=prompt.subject, object=prompt.object, input_ids=tuple(prompt.input_ids),
                    target_positions=tuple(prompt.target_positions), object_ids=tuple(prompt.object_ids),
-                   baseline=config.baseline, steps=config.steps, layers=layers)
+                   baseline=config.baseline, steps=config.steps, layers=layers, rule=config.rule)
 
     @property
     def digest(self) -> str:
-        text = json.dumps(asdict(self), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        fields = asdict(self)
+        if fields["rule"] == DEFAULT_RULE:  # the key of every result stored before rules could be chosen
+            del fields["rule"]
+        text = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -140,6 +159,52 @@ class Failure:
     steps: int
     reason: str = ""
     created: str = ""
+
+
+@dataclass(frozen=True)
+class Claimant:
+    """Who holds claims: one batch run (``id``) of a process (``pid``) on ``host``."""
+
+    id: str
+    host: str
+    pid: int
+
+    @classmethod
+    def this_process(cls) -> "Claimant":
+        """A new claimant for a run in this process (active until :meth:`ResultStore.release_all`)."""
+        claimant = cls(uuid.uuid4().hex, socket.gethostname(), os.getpid())
+        _ACTIVE.add(claimant.id)
+        return claimant
+
+
+ClaimState = Literal["claimed", "stored", "busy"]
+_ACTIVE: set[str] = set()  # the claimants of this process whose runs have not ended (e.g. the app's batch threads)
+
+
+def _running(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this host (one of another user counts)."""
+    if pid < 1:
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        pass
+    return True
+
+
+def _held(holder: sqlite3.Row, claimant: Claimant, now: float) -> bool:
+    """Whether ``holder`` (a claims row) still holds its claim against ``claimant``: another run's claim that
+    has not expired and, when it was made on this host, whose run is still going: in this process, an active
+    claimant (another with this pid was an earlier process, now gone); else a process that still runs."""
+    if holder["owner"] == claimant.id or holder["expires"] <= now:
+        return False
+    if holder["host"] != claimant.host:
+        return True
+    if holder["pid"] == claimant.pid:
+        return holder["owner"] in _ACTIVE
+    return _running(holder["pid"])
 
 
 def _now() -> str:
@@ -295,15 +360,18 @@ class ResultStore:
             return self._connection().execute(sql, params).fetchall()
 
     def _open(self) -> None:
-        """Check the file is ours (or new and empty) and create the schema on first use."""
+        """Check the file is ours (or new and empty), create the schema on first use, upgrade an older one."""
         conn = self._connection()
-        if self._identify(conn) == "new":
+        found = self._identify(conn)
+        if found == "old":
+            self._upgrade()
+        elif found == "new":
             conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("BEGIN IMMEDIATE")
             try:
                 if self._identify(conn) == "new":  # another process may have created it meanwhile
-                    for statement in SCHEMA:
+                    for statement in (*SCHEMA, CLAIMS_SCHEMA):
                         conn.execute(statement)
                     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -313,14 +381,22 @@ class ResultStore:
             conn.execute("COMMIT")
             log.info("created the result store %s", self.path)
 
-    def _identify(self, conn: sqlite3.Connection) -> Literal["ours", "new"]:
+    def _upgrade(self) -> None:
+        """Bring a store of an older schema to this one (version 1 → 2: add the claims table)."""
+        with self._write() as conn:
+            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:  # not upgraded meanwhile
+                conn.execute(CLAIMS_SCHEMA)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                log.info("upgraded the result store %s to schema %d", self.path, SCHEMA_VERSION)
+
+    def _identify(self, conn: sqlite3.Connection) -> Literal["ours", "old", "new"]:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if app_id == APPLICATION_ID:
             if version > SCHEMA_VERSION:
                 raise StoreError(f"the store {self.path} was written by a newer KN Explorer (schema {version}, "
                                  f"this one reads {SCHEMA_VERSION}); upgrade, or {REMEDY}")
-            return "ours"
+            return "ours" if version == SCHEMA_VERSION else "old"
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if app_id != 0 or tables:
             raise StoreError(f"{self.path} is an SQLite database but not a KN Explorer store; {REMEDY}")
@@ -387,6 +463,39 @@ class ResultStore:
         where, params = ("WHERE model = ?", (model,)) if model is not None else ("", ())
         rows = self._query(f"SELECT * FROM failures {where} ORDER BY created, rowid", params)
         return [Failure(**dict(row)) for row in rows]
+
+    # claims (batches sharing the store split the work)
+    def claim(self, key: ResultKey, claimant: Claimant, ttl: float = CLAIM_TTL_S) -> ClaimState:
+        """Claim ``key`` for ``claimant`` to compute for ``ttl`` seconds: ``"stored"`` when its result is stored,
+        ``"busy"`` while another running batch holds it, else ``"claimed"`` (taking over a lapsed claim)."""
+        now = time.time()
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM results WHERE key = ?", (key.digest,)).fetchone():
+                return "stored"
+            holder = conn.execute("SELECT owner, host, pid, expires FROM claims WHERE key = ?",
+                                  (key.digest,)).fetchone()
+            if holder is not None and _held(holder, claimant, now):
+                return "busy"
+            conn.execute("INSERT OR REPLACE INTO claims (key, owner, host, pid, expires) VALUES (?, ?, ?, ?, ?)",
+                         (key.digest, claimant.id, claimant.host, claimant.pid, now + ttl))
+        return "claimed"
+
+    def release(self, key: ResultKey, claimant: Claimant, ttl: float = CLAIM_TTL_S) -> None:
+        """Give up ``claimant``'s claim of ``key`` (its result is stored, or it failed) and renew its other
+        claims for ``ttl`` seconds."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key.digest, claimant.id))
+            conn.execute("UPDATE claims SET expires = ? WHERE owner = ?", (time.time() + ttl, claimant.id))
+
+    def release_all(self, claimant: Claimant) -> None:
+        """Give up every claim of ``claimant``: its run has ended."""
+        _ACTIVE.discard(claimant.id)
+        with self._write() as conn:
+            conn.execute("DELETE FROM claims WHERE owner = ?", (claimant.id,))
+
+    def claims(self) -> dict[str, str]:
+        """The claims held now (lapsed ones included): result key → claimant id."""
+        return {row["key"]: row["owner"] for row in self._query("SELECT key, owner FROM claims")}
 
     # maintenance
     def info(self) -> dict:

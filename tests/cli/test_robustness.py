@@ -218,7 +218,8 @@ def test_bad_input_through_the_cli_stores_nothing(models, tmp_path, capsys, case
     rc = cli.main(case.argv(models[case.model][1], path))
     err = capsys.readouterr().err
     assert rc == 2, err
-    assert error_lines(err) == [error_lines(err)[0]] and error_lines(err)[0].startswith(f"error: {case.field}: "), err
+    lines = error_lines(err)
+    assert len(lines) == 1 and lines[0].startswith((f"error: {case.field}: ", f"error: argument --{case.field}: ")), err
     assert not path.exists() or contents(ResultStore(path)) == (0, 0, 0)
 
 
@@ -311,7 +312,7 @@ MODEL_CASES: list[tuple[str, Callable[[Path], str], type[KNError], str]] = [
      "supported families"),
     ("model that needs remote code", lambda tmp: _config_only(
         tmp, {"model_type": "evil", "auto_map": {"AutoConfig": "evil.EvilConfig"}}, extra={"evil.py": REMOTE_CODE}),
-     ModelLoadError, "cannot read the config"),
+     ModelLoadError, "needs remote code"),
     ("weights only as pytorch_model.bin (pickle)", _pickled_only, ModelLoadError, "safetensors"),
     ("too large for the memory available (from the config alone)", lambda tmp: _config_only(tmp, HUGE_BERT),
      ModelLoadError, "GiB"),
@@ -435,13 +436,12 @@ def test_app_refuses_bad_input_and_stores_nothing(app_store):
 
 
 @demo_present
-@pytest.mark.parametrize("source,message", [("{tmp}/nope", "no model folder"), ("{tmp}", "config.json"),
-                                            ("acme/../../etc", "no model folder"),
-                                            ("<img src=x onerror=alert(1)>", "cannot read the config")])
-def test_app_refuses_bad_model_without_traceback(app_store, offline, tmp_path, source, message):
+@pytest.mark.parametrize("source", ["{tmp}/nope", "{tmp}", "acme/../../etc", "<img src=x onerror=alert(1)>"])
+def test_app_refuses_bad_model_without_traceback(app_store, offline, tmp_path, source):
+    """One message for any unusable path (the page does not tell a missing folder from one without a model)."""
     from kn_core.app import ui
     at = open_app(model_choice=ui.OTHER, model_other=source.format(tmp=tmp_path))
-    assert any(message in shown(e) for e in at.error), [e.value for e in at.error]
+    assert any("cannot use this as a model" in shown(e) for e in at.error), [e.value for e in at.error]
     assert contents(app_store) == (0, 0, 0)
 
 

@@ -1,0 +1,54 @@
+"""Types of the command-line options shared by several commands: argparse calls them on the raw text, and
+their errors become the CLI's one ``error: argument --NAME: ...`` line."""
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+from kn_core.data.records import validate_lang
+from kn_core.errors import InputError
+from kn_core.model.loading import check_threads
+
+SEED_MAX = 2**32 - 1  # numpy's and torch's seeds both take this range
+
+
+def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An option type: a whole number from ``low`` (to ``high``)."""
+    span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number {span} (got {ascii(text)[:40]})") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be a whole number {span} (got {value})")
+        return value
+    return parse
+
+
+def threads_option(text: str) -> int:
+    """``--threads``: from 1 to the CPUs this process may use."""
+    try:
+        return check_threads("threads", whole_number(1)(text))
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def lang_option(text: str) -> str:
+    """``--lang``: a language code such as en or zh."""
+    try:
+        return validate_lang("lang", text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def langs_option(text: str) -> tuple[str, ...]:
+    """``--langs``: comma-separated language codes, e.g. ``en,zh``."""
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one language code, e.g. en,zh")
+    return tuple(lang_option(name) for name in names)
+
+
+seed_option = whole_number(0, SEED_MAX)

@@ -12,16 +12,26 @@ KN Explorer locates **knowledge neurons**, the FFN units that carry a fact, foll
 - **Fact browser**: a fact from the bundled bilingual set (or a saved result): P(object) per prompt, the
   layers × neurons attribution heatmap, knowledge neurons per layer, the neuron table (CSV), a neuron's detail
   (its score in every prompt and language, the tokens it promotes) and the suppress / enhance effect.
+- **Relation overview**: from the store, a relation's knowledge neurons over relative depth in English and
+  Chinese, the neurons that recur across its facts, the share of facts with shared neurons, the mean
+  suppression effect, and a batch (with progress) for the facts not stored yet.
+- **Neuron search**: one neuron across the stored prompts (where it is a knowledge neuron), the tokens it
+  promotes and its activation on your sentence.
+- **Two models**: one fact on two models, on relative depth: P(object), attribution profile, suppression effect.
 - **Custom triple**: your own subject, object and templates, validated as you type, run with progress and stored.
 - **Language comparison**: the same fact in English and Chinese: both heatmaps on one scale, the shared
   (language-independent) neurons, Jaccard, per-layer counts and the cross-lingual edit effect.
 - **Fact-check**: a relation's degenerate knowledge neurons, the calibrated threshold λ, a live verdict for
   a claim next to the model's own judgement, and the evaluation table.
 
+Every page keeps its view in the address bar (model, relation, fact, language, thresholds): copy the URL to
+share exactly what you see.
+
 **Method in brief**
 1. *AMIG*: integrated gradients of P(object) with respect to each FFN post-activation at the object position,
-   from a minimal-information baseline (the prompt with each token in turn replaced by [MASK] or end-of-text,
-   averaged), m steps, right Riemann rule; multi-token objects average their tokens.
+   from minimal-information baselines (the prompt with each token in turn replaced by [MASK] or end-of-text):
+   one path per masked prompt, m steps, right Riemann rule, averaged over the paths; multi-token objects
+   average their tokens.
 2. *Knowledge neurons*: attribution above τ·max (τ = 0.3 English, 0.2 Chinese) in more than a share p of the
    fact's prompts; verified by suppressing (×0) and enhancing (×2) them against random neurons in the same layers.
 3. *Language-independent neurons*: the knowledge neurons shared by the English and Chinese prompts of a fact.
@@ -35,5 +45,5 @@ with ui.guard():
     st.caption(f"Result store: {ui.plain(info['path'])}, {info['results']} stored attribution(s) "
                f"({info['bytes'] / 2**20:.1f} MiB); `python -m kn_core store info|export|prune` manages it.")
     st.header(f"Model card: {ui.plain(lm.name)}")
-    with st.container(border=True):
-        st.markdown(lm.model_card())
+    st.caption("As written in the model's folder, shown as plain text (no Markdown: nothing in it is fetched or run).")
+    st.code(lm.model_card(), language=None, wrap_lines=True)

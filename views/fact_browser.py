@@ -12,6 +12,11 @@ with ui.guard():
     source = st.radio("Facts", ["Bundled fact set", "Saved results"], horizontal=True, key="browser_source")
     if source == "Bundled fact set":
         factset = ui.facts()
+        ui.restore("fact_browser", {"relation": ("browser_relation", ui.links.relation(factset)),
+                                    "fact": ("browser_fact", ui.links.fact(factset)),
+                                    "lang": ("browser_lang", ui.links.choice(list(factset.languages))),
+                                    "tau": ("browser_tau", ui.links.number(0.05, 1.0)),
+                                    "p": ("browser_p", ui.links.number(0.0, 1.0))}, settings.model_name)
         relation = st.selectbox("Relation", list(factset.relations), key="browser_relation",
                                 format_func=lambda r: f"{r} · {factset.relations[r].name}")
         fact = st.selectbox("Fact (type to search)", factset.facts_of(relation), key="browser_fact",
@@ -33,3 +38,6 @@ with ui.guard():
     results = ui.attributions(lm, prompts, settings.config, lang)
     others = ui.stored_only(lm, other_langs, settings.config)
     ui.fact_views(lm, results, lang, key="browser", others=others)
+    if source == "Bundled fact set":
+        ui.share(settings, relation=relation, fact=fact.id, lang=lang, tau=st.session_state.get("browser_tau"),
+                 p=st.session_state.get("browser_p"))

@@ -13,11 +13,19 @@ with ui.guard():
     settings = ui.settings()
     lm = ui.current_model(settings)
     factset = ui.facts()
+    ui.restore("fact_check", {"relation": ("fc_relation", ui.links.relation(factset)),
+                              "lang": ("fc_lang", ui.links.choice(list(factset.languages))),
+                              "t_low": ("fc_t_low", ui.links.number(0.0, 0.95)),
+                              "t_high": ("fc_t_high", ui.links.number(0.0, 0.99)),
+                              "t": ("fc_t", ui.links.number(0.0, 1.0)),
+                              "k": ("fc_top_k", ui.links.number(2, 50, int))}, settings.model_name)
     left, right = st.columns([3, 1])
     relation = left.selectbox("Relation", list(factset.relations), key="fc_relation",
                               format_func=lambda r: f"{r} · {factset.relations[r].name}")
     lang = right.radio("Language", list(factset.languages), horizontal=True, key="fc_lang")
     search = ui.dkn_settings("fc")
+    ui.share(settings, relation=relation, lang=lang, t_low=search.t_low, t_high=search.t_high, t=search.t,
+             k=search.top_k)
     checker = ui.fact_checker(lm, relation, lang, settings.config, search)
     if checker.abstains:
         st.warning(f"No verdict: this relation has no degenerate neurons with these settings (no degenerate pair "

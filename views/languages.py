@@ -14,10 +14,14 @@ with ui.guard():
     ui.offer_model_for("zh", settings.model_name)
     lm = ui.current_model(settings)
     factset = ui.facts()
+    ui.restore("languages", {"relation": ("lang_relation", ui.links.relation(factset)),
+                             "fact": ("lang_fact", ui.links.fact(factset)),
+                             "p": ("lang_p", ui.links.number(0.0, 1.0))}, settings.model_name)
     relation = st.selectbox("Relation", list(factset.relations), key="lang_relation",
                             format_func=lambda r: f"{r} · {factset.relations[r].name}")
     langs = list(factset.languages)[:2]
-    p = st.slider("p (share of prompts a neuron must be coarse in)", 0.0, 1.0, 0.7, 0.05, key="lang_p")
+    p = st.slider("p (share of prompts a neuron must be coarse in)", 0.0, 1.0, ui.links.initial("lang_p", 0.7), 0.05,
+                  key="lang_p")
     with st.expander("Which facts of this relation share neurons? (stored results only)"):
         ranking = ui.overlap_ranking(lm, factset, relation, langs, settings.config, p)
         if ranking.empty:
@@ -27,12 +31,13 @@ with ui.guard():
             st.dataframe(ranking, hide_index=True, width="stretch",
                          column_config={"Jaccard": st.column_config.NumberColumn(format="%.3f")})
     fact = st.selectbox("Fact (type to search)", factset.facts_of(relation), key="lang_fact", format_func=ui.fact_label)
+    ui.share(settings, relation=relation, fact=fact.id, p=p)
     prompts, results, neurons = {}, {}, {}
     for lang in langs:
         templates = [t.text for t in factset.relations[relation].templates_for(lang)]
         prompts[lang] = [lm.prompt(t, fact.subject(lang), fact.object(lang)) for t in templates]
         results[lang] = ui.attributions(lm, prompts[lang], settings.config, lang)
-        tau = ui.TAU.get(lang, 0.3)
+        tau = ui.tau_of(lang)
         neurons[lang] = [(l, i) for l, i, _ in knowledge_neurons([r.scores for r in results[lang]], tau, p)]
     shared = overlap(neurons[langs[0]], neurons[langs[1]], lm.n_layers)
     cols = st.columns(4)

@@ -11,6 +11,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from kn_core.runs.queries import relative_depth
+
 MAX_COLUMNS = 512  # heatmap columns before neurons are binned (each bin shows its strongest neuron)
 SCALE = "RdBu_r"
 
@@ -107,4 +109,53 @@ def verdict_gauge(score: float, lam: float, correct: bool) -> go.Figure:
         gauge={"axis": {"range": [-span, span]}, "bar": {"color": "seagreen" if correct else "firebrick"},
                "threshold": {"line": {"color": "black", "width": 3}, "value": lam}}))
     fig.update_layout(height=260, margin={"t": 60, "b": 10})
+    return fig
+
+
+def depth_distribution(counts: Mapping[str, Sequence[int]], title: str = "Knowledge neurons over depth") -> go.Figure:
+    """Grouped bars, one group per layer at its relative depth layer / (n_layers − 1): each named set's share of
+    its knowledge neurons in that layer (the count in the bar's label and hover)."""
+    fig = go.Figure()
+    for name, values in counts.items():
+        values = np.asarray(values, dtype=float)
+        share = values / values.sum() if values.sum() else values
+        fig.add_trace(go.Bar(x=relative_depth(len(values)), y=share, name=esc(name), text=[str(int(v)) for v in values],
+                             customdata=np.arange(len(values)), textposition="outside",
+                             hovertemplate="layer %{customdata} (depth %{x:.2f})<br>share %{y:.1%}, %{text} neuron(s)"
+                                           f"<extra>{esc(name)}</extra>"))
+    fig.update_layout(title=esc(title), xaxis_title="relative depth (layer / (layers − 1))",
+                      yaxis_title="share of the knowledge neurons", barmode="group",
+                      xaxis={"range": [-0.1, 1.1]}, yaxis={"tickformat": ".0%", "rangemode": "nonnegative"},
+                      height=340, margin={"t": 50, "b": 40})
+    return fig
+
+
+def layer_profile(scores: np.ndarray) -> np.ndarray:
+    """Each layer's share of the positive attribution of a [n_layers, d_ff] matrix (zeros when there is none)."""
+    positive = np.clip(np.asarray(scores, dtype=np.float64), 0, None).sum(axis=1)
+    total = positive.sum()
+    return positive / total if total > 0 else positive
+
+
+def depth_profiles(profiles: Mapping[str, Sequence[float]], title: str = "Where the attribution sits") -> go.Figure:
+    """One line per model: a per-layer profile (e.g. :func:`layer_profile`) against relative depth, so that
+    models of different depth share one axis."""
+    fig = go.Figure()
+    for name, values in profiles.items():
+        values = list(values)
+        fig.add_trace(go.Scatter(x=relative_depth(len(values)), y=values, mode="lines+markers", name=esc(name),
+                                 customdata=np.arange(len(values)),
+                                 hovertemplate="layer %{customdata} (depth %{x:.2f}): %{y:.1%}"
+                                               f"<extra>{esc(name)}</extra>"))
+    fig.update_layout(title=esc(title), xaxis_title="relative depth (layer / (layers − 1))",
+                      yaxis_title="share of positive attribution", yaxis={"tickformat": ".0%"},
+                      xaxis={"range": [-0.05, 1.05]}, height=340, margin={"t": 50, "b": 40})
+    return fig
+
+
+def token_activations(tokens: Sequence[str], values: Sequence[float], title: str) -> go.Figure:
+    """Bars of a neuron's activation at each token of a sentence (tokens escaped, numbered to stay distinct)."""
+    labels = [f"{i}: {esc(t)}" for i, t in enumerate(tokens)]
+    fig = go.Figure(go.Bar(x=labels, y=list(values), hovertemplate="%{x}<br>%{y:.4f}<extra></extra>"))
+    fig.update_layout(title=esc(title), height=320, margin={"t": 50, "b": 100}, yaxis_title="activation")
     return fig

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -57,11 +58,25 @@ def model_turn(lm: LanguageModel) -> Iterator[None]:
             lm.lock.release()
 
 
+def estimate(elapsed: float, fraction: float) -> str:
+    """" — about 2 min left" from the time taken so far and the share done ("" until there is a basis)."""
+    if fraction < 0.01 or fraction >= 1 or elapsed < 1:
+        return ""
+    left = elapsed * (1 - fraction) / fraction
+    if left < 90:
+        return f" — about {max(1, round(left))} s left"
+    return f" — about {round(left / 60)} min left" if left < 5400 else f" — about {left / 3600:.1f} h left"
+
+
 def progress_bar(text: str):
-    """A progress bar and its callback ``report(fraction, message=None)``; the message replaces the text."""
+    """A progress bar and its callback ``report(fraction, message=None)``: the message replaces the text, and
+    an estimate of the time left follows it once some work is done."""
     bar = st.progress(0.0, text=text)
+    started = time.monotonic()
 
     def report(fraction: float, message: str | None = None) -> None:
-        bar.progress(min(1.0, max(0.0, fraction)), text=plain(message) if message else text)
+        fraction = min(1.0, max(0.0, fraction))
+        shown = plain(message) if message else text
+        bar.progress(fraction, text=shown + estimate(time.monotonic() - started, fraction))
 
     return bar, report

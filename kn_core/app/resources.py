@@ -1,13 +1,15 @@
 """Resources cached once per process (``st.cache_resource``): models, the result store, the bundled facts."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 import torch
 
 from kn_core.app.guard import plain
 from kn_core.data import FactSet, load_bundled
 from kn_core.model.loading import LanguageModel, default_threads, load_model
-from kn_core.runs.store import ResultStore
+from kn_core.runs.store import ResultStore, default_path
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
@@ -25,8 +27,13 @@ def model(name: str) -> LanguageModel:
 
 
 @st.cache_resource(show_spinner=False)
+def _store(path: Path) -> ResultStore:
+    return ResultStore(path)
+
+
 def store() -> ResultStore:
-    return ResultStore()
+    """The result store at ``$KN_EXPLORER_HOME`` as it is now (one open store per path and process)."""
+    return _store(default_path())
 
 
 @st.cache_resource(show_spinner=False)

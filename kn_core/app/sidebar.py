@@ -1,23 +1,31 @@
 """The sidebar and the settings widgets shared by pages (thresholds, DKN search)."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import streamlit as st
 
+from kn_core.app import links
 from kn_core.app.guard import guard, plain, progress_bar
 from kn_core.app.resources import model
 from kn_core.attribution import AttributionConfig
 from kn_core.attribution.baselines import BASELINES
-from kn_core.defaults import DKN_T, P_SHARE, T_HIGH, T_LOW, TOP_K
-from kn_core.errors import InputError
+from kn_core.attribution.quadrature import RULES
+from kn_core.defaults import P_SHARE
+from kn_core.errors import InputError, KNError
 from kn_core.method.factcheck import OBJECTIVES
 from kn_core.method.neurons import TAU
 from kn_core.model.install import install, license_notice, list_models
 from kn_core.model.loading import DEMO_MODELS, LanguageModel
 from kn_core.model.registry import REGISTRY
+from kn_core.runs.queries import DKNSettings, Showcase
 
 OTHER = "Other: Hugging Face id or folder…"
+UNUSABLE = ("cannot use this as a model: give a bundled demo name, an installed model, a local folder holding a "
+            "supported model (config.json, tokenizer, *.safetensors weights) or a Hugging Face id in the local "
+            "cache")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -89,15 +97,52 @@ def sidebar() -> Settings:
                                          "masked-mean = the authors' code (one integral from the mean of the "
                                          "masked prompts); zero = Dai et al.")
             steps = st.slider("Integration steps m", 1, 100, 20, key="steps")
-    return Settings(model_name=(name or "").strip(), config=AttributionConfig(baseline=baseline, steps=steps))
+            rule = st.selectbox("Quadrature rule", list(RULES), key="rule",
+                                help="riemann-right = the paper's (α = k/m); gauss-legendre reaches a smaller "
+                                     "completeness residual with far fewer steps (bench/bench_quadrature.py)")
+    return Settings(model_name=(name or "").strip(),
+                    config=AttributionConfig(baseline=baseline, steps=steps, rule=rule))
 
 
 def current_model(settings: Settings) -> LanguageModel:
-    """The chosen model, or stop the page with a message explaining how to pick one."""
-    if not settings.model_name:
+    """The chosen model, or stop the page with a message explaining how to pick one. A typed name that cannot
+    be used gets one message whatever the reason (no folder, no config.json, bad weights, unknown id…), so
+    that the field tells nothing about the server's files; the reason goes to the server log."""
+    name = settings.model_name
+    if not name:
         st.info("Enter a Hugging Face id or a local model folder in the sidebar.")
         st.stop()
-    return model(settings.model_name)
+    try:
+        return model(name)
+    except KNError as exc:
+        if name in listed_models():
+            raise
+        log.info("the model field's %r cannot be used: %s", name, exc)
+        raise InputError("model", UNUSABLE) from None
+
+
+def listed_models() -> list[str]:
+    """The models the picker lists (installed real models, then the demo models), without the free entry."""
+    return model_choices()[:-1]
+
+
+def link_model(showcase: Showcase | None) -> None:
+    """Before the sidebar is drawn: the model a link names (a listed one only: a link never opens a path), else
+    on a session's first run the showcase's model when it is listed."""
+    given = links.incoming().get("model")
+    if given is not None:
+        if given in listed_models():
+            st.session_state["model_choice"] = given
+        else:
+            st.warning(f"This link's model “{plain(given)}” is not available here; showing "
+                       f"{plain(st.session_state.get('model_choice', listed_models()[0]))} instead.")
+    elif showcase is not None and "model_choice" not in st.session_state and showcase.model in listed_models():
+        st.session_state["model_choice"] = showcase.model
+
+
+def share(settings: Settings, **view: object) -> None:
+    """Write the page's view into the URL, with the sidebar's model when it is a listed one."""
+    links.share(model=settings.model_name if settings.model_name in listed_models() else None, **view)
 
 
 def settings() -> Settings:
@@ -111,20 +156,11 @@ def thresholds(lang: str, key: str) -> tuple[float, float]:
     default = TAU.get(lang, 0.3)
     if lang not in TAU:
         left.caption(f"No paper threshold for {plain(repr(lang))}; starting from τ = {default}.")
-    tau = left.slider("τ (share of the maximum attribution)", 0.05, 1.0, default, 0.05, key=f"{key}_tau")
-    p = right.slider("p (share of prompts a neuron must be coarse in)", 0.0, 1.0, P_SHARE, 0.05, key=f"{key}_p")
+    tau = left.slider("τ (share of the maximum attribution)", 0.05, 1.0, links.initial(f"{key}_tau", default), 0.05,
+                      key=f"{key}_tau")
+    p = right.slider("p (share of prompts a neuron must be coarse in)", 0.0, 1.0, links.initial(f"{key}_p", P_SHARE),
+                     0.05, key=f"{key}_p")
     return tau, p
-
-
-@dataclass(frozen=True)
-class DKNSettings:
-    """How the fact-check page searches degenerate neurons (METHOD.md §4–5); defaults are the paper's."""
-
-    t_low: float = T_LOW
-    t_high: float = T_HIGH
-    t: float = DKN_T
-    top_k: int = TOP_K
-    objective: str = "f1"
 
 
 def dkn_settings(key: str) -> DKNSettings:
@@ -133,10 +169,13 @@ def dkn_settings(key: str) -> DKNSettings:
     with st.expander(f"DKN search settings (paper: T_low {paper.t_low}, T_high {paper.t_high}, t {paper.t}, "
                      f"K {paper.top_k})"):
         a, b, c, d, e = st.columns(5)
-        t_low = a.slider("T_low: largest drop of one neuron alone", 0.0, 0.95, paper.t_low, 0.01, key=f"{key}_t_low")
-        t_high = b.slider("T_high: smallest drop of the pair", 0.0, 0.99, paper.t_high, 0.01, key=f"{key}_t_high")
-        t = c.slider("t: DKN set = count > ⌊t·max⌋", 0.0, 1.0, paper.t, 0.05, key=f"{key}_t")
-        top_k = d.slider("K candidates per prompt", 2, 50, paper.top_k, 1, key=f"{key}_top_k")
+        t_low = a.slider("T_low: largest drop of one neuron alone", 0.0, 0.95, links.initial(f"{key}_t_low", paper.t_low),
+                         0.01, key=f"{key}_t_low")
+        t_high = b.slider("T_high: smallest drop of the pair", 0.0, 0.99,
+                          links.initial(f"{key}_t_high", paper.t_high), 0.01, key=f"{key}_t_high")
+        t = c.slider("t: DKN set = count > ⌊t·max⌋", 0.0, 1.0, links.initial(f"{key}_t", paper.t), 0.05, key=f"{key}_t")
+        top_k = d.slider("K candidates per prompt", 2, 50, links.initial(f"{key}_top_k", paper.top_k), 1,
+                         key=f"{key}_top_k")
         objective = e.selectbox("λ maximises", list(OBJECTIVES), key=f"{key}_objective",
                                 help="on the training claims: F1 of 'correct', or balanced accuracy")
     if t_high < t_low:

@@ -2,43 +2,48 @@
 computation through the store with progress, and the fact checker of a relation."""
 from __future__ import annotations
 
-import json
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import streamlit as st
+import torch
 
 from kn_core.app import figures
 from kn_core.app.guard import model_turn, progress_bar
 from kn_core.app.resources import facts, store
-from kn_core.app.sidebar import DKNSettings, thresholds
+from kn_core.app.sidebar import thresholds
 from kn_core.attribution import Attribution, AttributionConfig
 from kn_core.data.prompts import Prompt
-from kn_core.errors import DataError
-from kn_core.method.factcheck import FactChecker, calibrate, evaluate
-from kn_core.method.interventions import verify
+from kn_core.errors import InputError
+from kn_core.method.factcheck import FactChecker
+from kn_core.method.interventions import Verification, verify
 from kn_core.method.neurons import knowledge_neurons, per_layer_counts
-from kn_core.model.fingerprint import model_fingerprint
+from kn_core.model.hooks import recorded, run_body
 from kn_core.model.loading import LanguageModel
 from kn_core.model.vocab import promoted_tokens
-from kn_core.runs import cached
+from kn_core.runs import cached, queries
+from kn_core.runs.queries import DKNSettings
+
+MAX_SENTENCE = 1000
+NEURON_PAGE = "views/neuron_search.py"
 
 
 def attributions(lm: LanguageModel, prompts: Sequence[Prompt], config: AttributionConfig,
                  lang: str) -> list[Attribution]:
-    """Each prompt's attribution: read from the store when present, else computed (with a progress bar) and stored."""
+    """Each prompt's attribution: read from the store when present, else computed (with a progress bar and an
+    estimate of the time left) and stored."""
     todo = cached.missing(store(), lm, prompts, config, lang)
     if not todo:
         return cached.attributions(store(), lm, prompts, config, lang, compute_missing=False)
-    bar = st.progress(0.0, text="Integrating gradients…")
+    bar, report = progress_bar(f"Integrating gradients for {len(todo)} prompt(s) (stored once computed)…")
 
-    def report(fraction: float) -> None:
+    def per_prompt(fraction: float) -> None:
         n = min(len(todo) - 1, int(fraction * len(todo)))
-        bar.progress(min(1.0, fraction), text=f"Integrating gradients: prompt {n + 1} of {len(todo)}")
+        report(fraction, f"Integrating gradients: prompt {n + 1} of {len(todo)}")
 
     with model_turn(lm):
-        results = cached.attributions(store(), lm, prompts, config, lang, progress=report)
+        results = cached.attributions(store(), lm, prompts, config, lang, progress=per_prompt)
     bar.empty()
     return results
 
@@ -150,6 +155,8 @@ def neuron_detail(lm: LanguageModel, neuron: tuple[int, int], results: Sequence[
     right.markdown("**Tokens its output weights promote most**")
     right.dataframe(pd.DataFrame(promoted_tokens(lm, layer, index), columns=["token", "logit per unit"]),
                     hide_index=True)
+    right.page_link(NEURON_PAGE, label=f"Where else is {layer}:{index} a knowledge neuron?", icon="🧭",
+                    query_params={"layer": layer, "index": index})
 
 
 def edit_effect(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[tuple[int, int]], key: str) -> None:
@@ -163,53 +170,56 @@ def edit_effect(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[
     cols[1].metric("P(object), as many random neurons in the same layers", f"{result.random:+.1%}")
 
 
+def suppression(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[tuple[int, int]]) -> Verification:
+    """The suppression effect of ``neurons`` on the prompts, against as many random neurons (model's turn)."""
+    with model_turn(lm):
+        return verify(lm, prompts, neurons, "suppress", seed=0)
+
+
 def check_prompts(lm: LanguageModel, templates: Sequence[str], subject: str, obj: str) -> tuple[list[Prompt], list[str]]:
     """Build every prompt; return the prompts and one message per template that fails (validate as you type)."""
     built = lm.prompts(templates, subject, obj)
     return list(built.prompts), [f"{template!r}: {reason}" for template, reason in built.problems]
 
 
-def _checker_key(lm: LanguageModel, relation: str, lang: str, config: AttributionConfig, dkn: DKNSettings) -> str:
-    return (f"{model_fingerprint(lm)}|{lm.name}|{relation}|{lang}|{config.baseline}|{config.steps}|"
-            f"{dkn.t_low}|{dkn.t_high}|{dkn.t}|{dkn.top_k}|{dkn.objective}")
-
-
-CHECKER_KIND, EVALUATION_KIND = "factcheck-v2", "factcheck-evaluation-v2"  # v2: abstention, equal masks
-
-
 def fact_checker(lm: LanguageModel, relation: str, lang: str, config: AttributionConfig,
                  dkn: DKNSettings = DKNSettings()) -> FactChecker:
-    """The relation's calibrated checker: from the store, or calibrated now (with progress) and stored. A checker
-    whose ``dkn`` is empty abstains (``checker.abstains``): its verdicts carry ``NO_VERDICT`` as their reason."""
-    key = _checker_key(lm, relation, lang, config, dkn)
-    saved = store().get_json(CHECKER_KIND, key)
-    if saved is not None:
-        try:
-            return FactChecker.from_json(saved)
-        except DataError:  # an older record: calibrate again
-            pass
-    bar, report = progress_bar(f"Finding the degenerate neurons of {relation} ({lang}) and calibrating λ…")
-    with model_turn(lm):
-        checker = calibrate(lm, facts(), relation, lang, config=config, top_k=dkn.top_k, t=dkn.t,
-                            t_low=dkn.t_low, t_high=dkn.t_high, objective=dkn.objective,
-                            progress=report, attributor=cached.read_through(store()))
-    bar.empty()
-    store().put_json(CHECKER_KIND, key, json.loads(checker.to_json()))
+    """The relation's calibrated checker: from the store (``python -m kn_core showcase --factcheck`` stores it
+    ahead), or calibrated now with progress and stored. A checker whose ``dkn`` is empty abstains."""
+    checker = queries.stored_checker(store(), lm, relation, lang, config, dkn)
+    if checker is None:
+        bar, report = progress_bar(f"Finding the degenerate neurons of {relation} ({lang}) and calibrating λ "
+                                   "(once; stored)…")
+        with model_turn(lm):
+            checker = queries.calibrated_checker(store(), lm, facts(), relation, lang, config, dkn, progress=report)
+        bar.empty()
     return checker
 
 
 def fact_check_table(lm: LanguageModel, checker: FactChecker, relation: str, lang: str,
                      config: AttributionConfig, dkn: DKNSettings = DKNSettings()) -> pd.DataFrame:
-    """The held-out evaluation, from the store or computed now and stored: one row per method (wo_DKN by the
-    authors' rule, wo_DKN token-exact, with_DKN), each over the claims with a verdict, with ``no_verdict``
-    counting the claims without one (all of them when the checker abstains; the metrics are then empty)."""
-    key = _checker_key(lm, relation, lang, config, dkn)
-    saved = store().get_json(EVALUATION_KIND, key)
-    if saved is None:
-        bar, report = progress_bar("Judging the held-out claims…")
+    """The held-out evaluation, from the store or judged now (with progress) and stored: one row per method
+    (wo_DKN by the authors' rule, wo_DKN token-exact, with_DKN), each over the claims with a verdict, with
+    ``no_verdict`` counting the claims without one (all of them when the checker abstains)."""
+    table = queries.stored_evaluation(store(), lm, relation, lang, config, dkn)
+    if table is None:
+        bar, report = progress_bar("Judging the held-out claims (once; stored)…")
         with model_turn(lm):
-            result = evaluate(lm, checker, checker.held_out_claims(facts()), progress=report)
+            table = queries.measured_evaluation(store(), lm, facts(), checker, relation, lang, config, dkn,
+                                                progress=report)
         bar.empty()
-        saved = {"rows": result.table().to_dict(orient="records")}
-        store().put_json(EVALUATION_KIND, key, saved)
-    return pd.DataFrame(saved["rows"])
+    return table
+
+
+def neuron_activation(lm: LanguageModel, text: str, layer: int, index: int) -> tuple[list[str], list[float]]:
+    """A neuron's activation at every token of ``text`` (special tokens included), read under the model's lock."""
+    if not text.strip() or len(text) > MAX_SENTENCE:
+        raise InputError("sentence", f"give a sentence of 1 to {MAX_SENTENCE} characters")
+    ids = lm.tokenizer(text, return_tensors="pt")["input_ids"]
+    limit = lm.adapter.max_positions(lm.config)
+    if limit is not None and ids.shape[1] > limit:
+        raise InputError("sentence", f"is {ids.shape[1]} tokens long; this model reads at most {limit}: shorten it")
+    with model_turn(lm), torch.inference_mode(), recorded(lm, [layer]) as acts:
+        run_body(lm, ids)
+    tokens = lm.tokenizer.convert_ids_to_tokens(ids[0].tolist())
+    return [str(t) for t in tokens], [float(v) for v in acts[layer][0, :, index].float().tolist()]

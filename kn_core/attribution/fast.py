@@ -5,7 +5,8 @@ nothing before t either. So, after one clean pass through the model taken apart 
 its input, the residual stream after attention, the queries, keys and values):
 
 - a *stream* (target t, layer l) starts from the clean residual stream after layer l's attention at t, adds
-  the FFN output of the path points z_j(α) = b_j + α(a − b_j), α = 1/m … (m−1)/m, of every baseline path j
+  the FFN output of the path points z_j(α) = b_j + α(a − b_j) (the quadrature rule's points below α = 1:
+  right Riemann α = 1/m … (m−1)/m, Gauss–Legendre all m nodes; :mod:`.quadrature`) of every baseline path j
   (the ``masked`` baseline has one per masked prompt: only the activation at t differs between paths, so
   all paths share the clean prefix and their points are just more rows of the same batch), and runs only
   blocks l+1..L-1;
@@ -21,8 +22,8 @@ its input, the residual stream after attention, the queries, keys and values):
   memory of a batch does not grow with the number of paths), and one backward pass gives every path point
   its gradient;
 - α = 1 is the one point that every layer's and every baseline's path shares (z_j(1) = a, the clean
-  activation): its gradients, for all layers at once, come from the clean pass itself (one backward pass
-  per target);
+  activation; the right-Riemann rule's last point): its gradients, for all layers at once, come from the
+  clean pass itself (one backward pass per target);
 - the paths' integrals are combined as their mean (METHOD.md §1) while they are computed, so no
   per-path attribution matrix is ever held; each path's Σ_i Attr and P at its baseline are kept for its
   own completeness residual;

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from captum.attr import IntegratedGradients
 
 from kn_core.attribution.quadrature import CAPTUM_METHODS, DEFAULT_RULE
 from kn_core.attribution.result import Integrals
@@ -36,6 +35,9 @@ def _integrated_gradients(forward: Callable[[torch.Tensor], torch.Tensor], a: to
     step list given explicitly (the argument Captum's own batching passes), and the delta comes from
     Captum's public completeness check.
     """
+    from captum.attr import IntegratedGradients  # imported here: captum pulls in IPython and matplotlib (~12 s
+    # on a busy machine), which a fast-engine run never needs
+
     ig = IntegratedGradients(forward)
     if steps > 1 or rule != "riemann-right":
         return ig.attribute(a, baselines=b, n_steps=steps, method=CAPTUM_METHODS[rule], internal_batch_size=steps,

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kn_core.attribution import ENGINES, AttributionConfig
-from kn_core.attribution.baselines import BASELINES
-from kn_core.commands.options import langs_option
+from kn_core.commands.options import add_attribution_options, attribution_config, langs_option
 from kn_core.data import BUNDLED_NAME
 from kn_core.runs.batch import BatchReport, run_batch
 from kn_core.runs.executors import CONNECT_TIMEOUT_S, EXECUTORS
@@ -26,9 +24,7 @@ def register(subparsers) -> None:
     p.add_argument("--langs", type=langs_option, default=("en", "zh"), help="comma-separated languages (default en,zh)")
     p.add_argument("--relations", type=_names, default=None, help="comma-separated relation ids (default: all)")
     p.add_argument("--max-facts", type=int, default=None, help="only the first N facts (file order)")
-    p.add_argument("--baseline", default="masked", choices=sorted(BASELINES))
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--engine", default=AttributionConfig().engine, choices=sorted(ENGINES))
+    add_attribution_options(p)
     p.add_argument("--executor", default="local", choices=sorted(EXECUTORS),
                    help="local (default) or ray (optional: pip install -r requirements-ray.txt)")
     p.add_argument("--address", default=None,
@@ -42,7 +38,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    config = AttributionConfig(baseline=args.baseline, steps=args.steps, engine=args.engine)
+    config = attribution_config(args)
     store = ResultStore(args.store)
     for model in args.model:
         report = run_batch(model, args.data, args.langs, config, store, executor=args.executor,

@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from kn_core import experiments
-from kn_core.attribution.baselines import BASELINES
 from kn_core.commands import outputs
-from kn_core.commands.options import langs_option, seed_option, whole_number
-from kn_core.defaults import DKN_T, STEPS, T_HIGH, T_LOW, TOP_K
+from kn_core.commands.options import add_attribution_options, langs_option, seed_option, whole_number
+from kn_core.defaults import DKN_T, T_HIGH, T_LOW, TOP_K
 from kn_core.experiments.common import Settings
 from kn_core.experiments.report import text_table
 from kn_core.method.metrics import OBJECTIVES
@@ -37,8 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("--max-facts", type=int, default=None,
                    help="facts per relation, a seeded sample (default: per experiment; 0 = all)")
     p.add_argument("--max-templates", type=int, default=None, help="train templates per fact (default: all)")
-    p.add_argument("--steps", type=int, default=STEPS, help="integrated-gradient steps m")
-    p.add_argument("--baseline", default="masked", choices=sorted(BASELINES), help="IG baseline")
+    add_attribution_options(p, engine=False)
     p.add_argument("--seed", type=seed_option, default=0,
                    help="first seed (fact sample, split, wrong objects, controls)")
     p.add_argument("--seeds", type=whole_number(1), default=1,
@@ -60,7 +58,7 @@ def run(args) -> int:
     out = outputs.check_folder(args.out, "--out")
     settings = Settings(models=tuple(args.models), out=out, data=args.data, langs=args.langs,
                         relations=args.relations, max_facts=args.max_facts, max_templates=args.max_templates,
-                        steps=args.steps, baseline=args.baseline, seed=args.seed, seeds=args.seeds, top_k=args.top_k,
+                        steps=args.steps, baseline=args.baseline, rule=args.rule, seed=args.seed, seeds=args.seeds, top_k=args.top_k,
                         t_low=args.t_low, t_high=args.t_high, max_group=args.max_group, t=args.t,
                         objective=args.objective, store=None if args.no_cache else (args.store or default_path()))
     outcome, report = experiments.run(args.name, settings)

@@ -5,10 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kn_core.attribution import ENGINES, AttributionConfig
-from kn_core.attribution.baselines import BASELINES
 from kn_core.commands import outputs
-from kn_core.commands.options import lang_option, seed_option, whole_number
+from kn_core.commands.options import add_attribution_options, attribution_config, lang_option, seed_option, whole_number
 from kn_core.defaults import P_SHARE
 from kn_core.method.locate import LocateResult, locate
 from kn_core.model.loading import load_model
@@ -23,9 +21,7 @@ def register(subparsers) -> None:
     p.add_argument("--template", action="append", required=True, help="template with [X] and [Y]; repeatable")
     p.add_argument("--subject", required=True)
     p.add_argument("--object", required=True, dest="obj")
-    p.add_argument("--baseline", default="masked", choices=sorted(BASELINES))
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--engine", default=AttributionConfig().engine, choices=sorted(ENGINES))
+    add_attribution_options(p)
     p.add_argument("--tau", type=float, default=None, help="coarse threshold (default: per language)")
     p.add_argument("--p", type=float, default=P_SHARE, help="refinement share across prompts")
     p.add_argument("--top", type=whole_number(0), default=10, help="how many neurons to print")
@@ -41,7 +37,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     json_out = None if args.json is None else outputs.check_file(args.json, "--json", outputs.stores(args.store))
     lm = load_model(args.model)
-    config = AttributionConfig(baseline=args.baseline, steps=args.steps, engine=args.engine)
+    config = attribution_config(args)
     store = None if args.no_cache else ResultStore(args.store)
     try:
         result = locate(lm, args.template, args.subject, args.obj, args.lang, config, tau=args.tau, p=args.p,

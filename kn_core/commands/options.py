@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
+from kn_core.attribution import ENGINES
+from kn_core.attribution.baselines import BASELINES
+from kn_core.attribution.quadrature import RULES
+from kn_core.attribution.result import MAX_STEPS, AttributionConfig
 from kn_core.data.records import validate_lang
 from kn_core.errors import InputError
 from kn_core.model.loading import check_threads
@@ -52,3 +56,24 @@ def langs_option(text: str) -> tuple[str, ...]:
 
 
 seed_option = whole_number(0, SEED_MAX)
+
+
+def add_attribution_options(parser: argparse.ArgumentParser, engine: bool = True) -> None:
+    """``--baseline``, ``--steps``, ``--rule`` (and ``--engine``): how the attributions integrate."""
+    default = AttributionConfig()
+    parser.add_argument("--baseline", default=default.baseline, choices=list(BASELINES),
+                        help="IG baseline: masked = the paper's (one integral per masked prompt), masked-mean = the "
+                             "authors' code (one averaged baseline), zero")
+    parser.add_argument("--steps", type=whole_number(1, MAX_STEPS), default=default.steps,
+                        help=f"points m of each integral (default {default.steps}, the paper's)")
+    parser.add_argument("--rule", default=default.rule, choices=list(RULES),
+                        help="quadrature rule: riemann-right (the paper's, default) or gauss-legendre (as accurate "
+                             "with far fewer steps: bench/bench_quadrature.py)")
+    if engine:
+        parser.add_argument("--engine", default=default.engine, choices=sorted(ENGINES))
+
+
+def attribution_config(args: argparse.Namespace) -> AttributionConfig:
+    """The :class:`AttributionConfig` of the options :func:`add_attribution_options` added."""
+    return AttributionConfig(baseline=args.baseline, steps=args.steps, rule=args.rule,
+                             engine=getattr(args, "engine", AttributionConfig().engine))

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from kn_core.attribution import Attribution, AttributionConfig, Attributor
+from kn_core.attribution.quadrature import DEFAULT_RULE
 from kn_core.data import Fact, FactSet
 from kn_core.data.prompts import Prompt
 from kn_core.defaults import DKN_T, STEPS, T_HIGH, T_LOW, TOP_K
@@ -34,7 +35,7 @@ class Settings:
     models: model names or folders, run one after the other. data: ``"bundled"`` or a data folder.
     langs: languages to run in (LIKN needs exactly two). relations: relation ids (None = all).
     max_facts: facts per relation (None = the experiment's default; 0 = all), a seeded sample.
-    max_templates: train templates per fact and language (None = all). steps, baseline: the AMIG set-up.
+    max_templates: train templates per fact and language (None = all). steps, baseline, rule: the AMIG set-up.
     seed: fact sampling, the 80/20 split, wrong objects and random controls; seeds: how many seeds the
     experiments that repeat over seeds (``factcheck``, ``likn``) run, ``seed`` … ``seed + seeds − 1``, reporting
     the mean ± sd of every metric across them. top_k, t_low, t_high, max_group:
@@ -51,6 +52,7 @@ class Settings:
     max_templates: int | None = None
     steps: int = STEPS
     baseline: str = "masked"
+    rule: str = DEFAULT_RULE
     seed: int = 0
     seeds: int = 1
     top_k: int = TOP_K
@@ -87,7 +89,7 @@ class Settings:
 
     @property
     def config(self) -> AttributionConfig:
-        return AttributionConfig(baseline=self.baseline, steps=self.steps)
+        return AttributionConfig(baseline=self.baseline, steps=self.steps, rule=self.rule)
 
     def result_store(self) -> ResultStore | None:
         """The run's result store (one open store per file and process), or None."""

@@ -24,7 +24,9 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--dis
 PAGES = {  # a page URL first: opened before the entry page has ever run, it must still get app.py's navigation
     "custom_triple": ("custom_triple", "Custom triple"), "fact_browser": ("", "Fact browser"),
     "languages": ("languages", "Language comparison"), "fact_check": ("fact_check", "Fact-check"),
-    "about": ("about", "About")}
+    "about": ("about", "About"), "relation_overview": ("relation_overview", "Relation overview"),
+    "neuron_search": ("neuron_search", "Neuron search"), "compare_models": ("compare_models", "Two models, one fact")}
+NO_CHART = ("about", "custom_triple", "relation_overview")  # custom triple draws once run; an empty store: no figure
 XSS = "<img src=x onerror=alert(1)>"
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
@@ -41,6 +43,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_healthy(url: str) -> None:
+    for _ in range(120):
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail("the app did not answer /_stcore/health within 60 s")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     port = free_port()
@@ -51,14 +63,7 @@ def server(tmp_path_factory):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("the app did not answer /_stcore/health within 60 s")
+        wait_healthy(url)
         yield url
     finally:
         proc.terminate()
@@ -101,7 +106,7 @@ def test_page_renders_chart_without_exception(server, page, name):
     path, title = PAGES[name]
     page.goto(f"{server}/{path}")
     settle(page, title)
-    if name not in ("about", "custom_triple"):  # custom triple draws charts once run (see the XSS test)
+    if name not in NO_CHART:
         page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=60_000)
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)  # tall viewport: the app scrolls inside
@@ -156,3 +161,27 @@ def test_clicking_a_neuron_in_the_heatmap_opens_its_detail(server, page):
     after = heading.first.inner_text()
     assert after != before, (before, after)
     assert page.get_by_text("Something went wrong").count() == 0
+
+
+@pytest.mark.parametrize("path, shows", [
+    ("languages?model=demo-mlm&relation=P36&fact=P36-nigeria&p=0.5", "Nigeria → Abuja / 尼日利亚 → 阿布贾"),
+    ("neuron_search?model=demo-clm&layer=2&index=7", "Neuron 2:7: a knowledge neuron in"),
+    ("relation_overview?relation=P17&p=0.4", "P17 · "),
+])
+def test_a_shared_url_restores_its_view(server, page, path, shows):
+    page.goto(f"{server}/{path}")
+    settle(page)
+    page.screenshot(path=str(SHOTS / f"link_{path.split('?')[0]}.png"), full_page=True)
+    boxes = page.locator('[data-testid="stSelectbox"]')
+    shown = page.inner_text("body") + "\n".join(boxes.all_inner_texts()) + "\n".join(
+        boxes.locator("input").evaluate_all("inputs => inputs.map(i => i.value)"))
+    assert shows in shown, (path, shown[-2000:])
+    assert page.get_by_text("This link").count() == 0 and page.get_by_text("Something went wrong").count() == 0
+    assert all(part in page.url for part in path.split("?")[1].split("&")), page.url  # the URL keeps the view
+
+
+def test_a_broken_link_says_so(server, page):
+    page.goto(f"{server}/?relation=P36&fact=P99-nowhere&tau=abc")
+    settle(page, "Fact browser")
+    assert page.get_by_text("This link has values the page cannot show").count() == 1
+    assert page.locator('[data-testid="stException"]').count() == 0

@@ -57,6 +57,8 @@ from kn_core.data.prompts import Prompt
 from kn_core.model.adapters import adapter_for
 from kn_core.model.loading import LanguageModel
 
+from bench.bench_amig import environment  # noqa: E402  (the same $KN_EXPLORER_MATMUL switch)
+
 try:
     import knowledge_neurons
     from knowledge_neurons import KnowledgeNeurons
@@ -180,21 +182,6 @@ def their_scores(theirs, text: str, obj: str) -> np.ndarray:
     with post_activation_site(theirs.model):
         scores = theirs.get_scores(text, obj, batch_size=10, steps=STEPS, pbar=False)  # their defaults but pbar
     return scores.detach().float().numpy()
-
-
-@contextlib.contextmanager
-def environment(kernel: str | None):
-    """``$KN_EXPLORER_MATMUL`` set to ``kernel`` (None: as the caller's environment has it) for the block."""
-    before = os.environ.get(kernels.VARIABLE)
-    if kernel is not None:
-        os.environ[kernels.VARIABLE] = kernel
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(kernels.VARIABLE, None)
-        else:
-            os.environ[kernels.VARIABLE] = before
 
 
 def our_scores(lm, prompt, engine: str, kernel: str | None) -> np.ndarray:

@@ -31,6 +31,10 @@ with ui.guard():
     prompts, problems = ui.check_prompts(lm, templates, subject, obj)
     for problem in problems:
         st.error(ui.plain(problem))
+    for template in templates:
+        if unknown := lm.unknown_words(template):
+            st.warning(f"{ui.plain(template)}: {ui.plain(', '.join(unknown))} would be read by this model as its "
+                       "unknown token, which changes the prediction; rephrase with words the model knows.")
     if not templates:
         st.warning("Add at least one template.")
     elif not problems:

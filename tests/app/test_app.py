@@ -65,6 +65,15 @@ def test_custom_triple_bad_template_shows_error(app):
     assert app.button(key="custom_run_button").disabled
 
 
+def test_custom_triple_warns_of_template_words_the_model_cannot_read(app):
+    visit(app, "views/custom_triple.py")
+    app.radio(key="custom_how").set_value("My own").run()
+    app.text_area(key="custom_text").set_value("The ñandú capital of [X] is [Y].\nThe capital of [X] is [Y].").run()
+    warnings = [shown(w) for w in app.warning]
+    assert any("ñandú" in w and "unknown token" in w for w in warnings), warnings
+    assert sum("unknown token" in w for w in warnings) == 1  # the second template is fine
+
+
 def test_custom_triple_runs_and_is_saved(app):
     visit(app, "views/custom_triple.py")
     app.button(key="custom_run_button").click().run()

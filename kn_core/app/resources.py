@@ -36,6 +36,9 @@ def store() -> ResultStore:
     return _store(default_path())
 
 
+store.clear = _store.clear  # forget the open stores (tests that move $KN_EXPLORER_HOME)
+
+
 @st.cache_resource(show_spinner=False)
 def facts() -> FactSet:
     return load_bundled()

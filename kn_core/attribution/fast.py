@@ -292,8 +292,14 @@ class Streams:
         if n_layers - 1 in points:  # the top layer's stream: straight to the head
             top = self.start(n_layers - 1, points[n_layers - 1])
             x = top if x is None else torch.cat([x, top])
-        return HeadProbability.apply(x[:, 0], lambda rows: self.lm.adapter.head(self.lm.model, rows), self.token,
-                                     self.lm.config.vocab_size)
+        head = lambda rows: self.lm.adapter.head(self.lm.model, rows)  # noqa: E731
+        try:
+            return HeadProbability.apply(x[:, 0], head, self.token, self.lm.config.vocab_size)
+        except RuntimeError as exc:  # autograd.grad inside a forward pass is refused under some torch modes
+            if "currently running autograd.grad" not in str(exc):  # (e.g. FlopCounterMode's module hooks)
+                raise
+            log.debug("fast engine: the LM head's gradient by plain autograd (%s)", exc)
+            return head(x[:, 0]).float().softmax(-1)[:, self.token]
 
 
 def _ig(streams: Streams, a: torch.Tensor, b: torch.Tensor, batch: dict[int, range], alphas: torch.Tensor,

@@ -2,6 +2,7 @@
 to screenshots/ (ignored by git)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -11,6 +12,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -53,14 +55,14 @@ def wait_healthy(url: str) -> None:
     pytest.fail("the app did not answer /_stcore/health within 60 s")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@contextlib.contextmanager
+def streamlit_server(command: list[str], env: dict[str, str]) -> Iterator[str]:
+    """A Streamlit server (``python COMMAND`` plus the server flags, ``env`` on top of ours) on a free local
+    port, healthy before its URL is yielded, terminated afterwards."""
     port = free_port()
-    env = {**os.environ, "KN_EXPLORER_HOME": str(tmp_path_factory.mktemp("home"))}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.headless", "true", "--browser.gatherUsageStats", "false",
-                             "--server.address", "127.0.0.1"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, *command, "--server.port", str(port), "--server.headless", "true",
+                             "--browser.gatherUsageStats", "false", "--server.address", "127.0.0.1"], cwd=ROOT,
+                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url)
@@ -68,6 +70,13 @@ def server(tmp_path_factory):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with streamlit_server(["-m", "streamlit", "run", "app.py"],
+                          {"KN_EXPLORER_HOME": str(tmp_path_factory.mktemp("home"))}) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,10 @@ a run must still go through. With the lock taken outside its ``try`` (or ``empty
 release), B's interrupted wait kept the model's lock forever and every later run stayed "queued"."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from test_browser import CHROMIUM, FLAGS, ROOT, SHOTS, free_port, settle, wait_healthy
+from test_browser import CHROMIUM, FLAGS, ROOT, SHOTS, settle, streamlit_server
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium missing: `apt-get install -y chromium`")
@@ -19,19 +16,9 @@ QUEUED = "Another session is using this model"
 
 @pytest.fixture
 def slow_server(tmp_path):
-    port = free_port()
-    env = {**os.environ, "KN_EXPLORER_HOME": str(tmp_path), "KN_SLOW_S": str(SLOW_S), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("slow_server.py")), "--server.port",
-                             str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-                             "--server.address", "127.0.0.1"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url)
+    with streamlit_server([str(Path(__file__).with_name("slow_server.py"))],
+                          {"KN_EXPLORER_HOME": str(tmp_path), "KN_SLOW_S": str(SLOW_S), "PYTHONPATH": str(ROOT)}) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def open_form(browser, url: str):

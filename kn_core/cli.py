@@ -4,7 +4,9 @@ Each command lives in its own module under :mod:`kn_core.commands` and exposes
 ``register(subparsers)``, which adds its sub-parser and sets ``func`` (called with the parsed
 arguments, returning an exit code); helper modules there have no ``register``. Errors of type
 :class:`~kn_core.errors.KNError`, and mistakes on the command line itself, are printed as one line on stderr
-with exit code 2, never as a traceback.
+with exit code 2, never as a traceback. Anything else is a bug: one ``error: unexpected …`` line, exit code 1
+(the traceback goes to the log with ``--verbose``); Ctrl-C is one line and exit code 130. What a command
+stored before either stays stored.
 
 Every command takes ``--threads N`` (default ``$KN_EXPLORER_THREADS``, else 1): torch's CPU threads. One
 thread suits the demo models and busy machines (a demo-mlm attribution was measured ~80× slower with 2
@@ -25,6 +27,8 @@ from kn_core import commands
 from kn_core.commands.options import threads_option
 from kn_core.errors import KNError
 from kn_core.model.loading import THREADS_VARIABLE, default_threads
+
+log = logging.getLogger(__name__)
 
 
 class Parser(argparse.ArgumentParser):
@@ -68,3 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KNError as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; what was finished is stored (run the same command to go on)", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 — a bug: one line, not a traceback (the log has it with --verbose)
+        log.info("unexpected error", exc_info=True)
+        message = " ".join(str(exc).split())[:300]
+        print(f"error: unexpected {type(exc).__name__}: {message} (a bug in KN Explorer; rerun with --verbose "
+              "for the traceback and report it)", file=sys.stderr)
+        return 1

@@ -103,3 +103,16 @@ def test_the_front_door_works():
     assert kn_core.__version__ and callable(kn_core.locate) and callable(kn_core.load_model)
     with pytest.raises(AttributeError):
         kn_core.no_such_name  # noqa: B018
+
+
+def test_building_the_cli_parser_imports_no_heavy_optional_packages():
+    """Every command pays for what ``build_parser`` imports: the experiments' and queries' pandas and
+    matplotlib, and the reference engine's captum, load only when a command uses them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, kn_core.cli; kn_core.cli.build_parser(); "
+            "print(sorted(m for m in ('pandas', 'matplotlib', 'captum', 'streamlit', 'ray') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

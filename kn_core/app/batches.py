@@ -75,17 +75,17 @@ def start(lm: LanguageModel, factset: FactSet, relation: str, langs: Sequence[st
                 continue
         job = BatchJob(keys, store())
         job.initial = job.stored()
-        job.thread = threading.Thread(target=_run, args=(job, lm.name, factset, relation, langs, config, max_facts),
+        job.thread = threading.Thread(target=_run, args=(job, lm, factset, relation, langs, config, max_facts),
                                       name=f"batch {relation}", daemon=True)
         jobs[key] = job
         job.thread.start()
     return job
 
 
-def _run(job: BatchJob, model_name: str, factset: FactSet, relation: str, langs: Sequence[str],
+def _run(job: BatchJob, lm: LanguageModel, factset: FactSet, relation: str, langs: Sequence[str],
          config: AttributionConfig, max_facts: int | None) -> None:
-    try:
-        job.report = run_batch(model_name, factset, langs, config, job.results, relations=[relation],
+    try:  # on the page's loaded model: no second copy in memory; sessions take turns with it per prompt
+        job.report = run_batch(lm, factset, langs, config, job.results, relations=[relation],
                                max_facts=max_facts, progress=False)
     except KNError as exc:
         job.error = str(exc)

@@ -3,7 +3,10 @@
 torch's CPU ``linear`` / ``addmm`` call MKL's sgemm. On this workplace's AMD EPYC (AVX-512) MKL reports a
 generic code path and ran at 210-230 GFLOP/s on 2 cores, where oneDNN's fp32 matmul, also inside torch
 (``torch.ops.mkldnn._linear_pointwise``, its AVX-512 kernel), ran at about twice that, forward and backward.
-Both are IEEE fp32 (no bf16/tf32 shortcut): results differ by summation order only.
+Both are IEEE fp32 (no bf16/tf32 shortcut): results differ by summation order only. On an AVX2-only host
+(no AVX-512; ``torch.backends.cpu.get_cpu_capability()`` says AVX2) both ran at the same 65-70 GFLOP/s, and
+the fast engine took 6.3 s vs 5.8 s (BERT-base) and 1.8 s vs 2.0 s (GPT-2) on oneDNN vs torch
+(``bench/bench_peers.py``): there the choice gains nothing and costs little.
 
 ``matmuls()`` is a scoped context (a ``TorchFunctionMode``: thread-local, popped on the way out) that sends
 to oneDNN the ``F.linear`` calls and GPT-2 Conv1D's ``torch.addmm(bias, x, W)`` whose weight is a plain or

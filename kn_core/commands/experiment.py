@@ -12,8 +12,6 @@ from kn_core import experiments
 from kn_core.commands import outputs
 from kn_core.commands.options import add_attribution_options, langs_option, seed_option, whole_number
 from kn_core.defaults import DKN_T, T_HIGH, T_LOW, TOP_K
-from kn_core.experiments.common import Settings
-from kn_core.experiments.report import text_table
 from kn_core.method.metrics import OBJECTIVES
 from kn_core.runs.store import default_path
 
@@ -55,6 +53,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from kn_core.experiments.common import Settings  # pandas and matplotlib: only when an experiment runs
+    from kn_core.experiments.report import text_table
+
     out = outputs.check_folder(args.out, "--out")
     settings = Settings(models=tuple(args.models), out=out, data=args.data, langs=args.langs,
                         relations=args.relations, max_facts=args.max_facts, max_templates=args.max_templates,

@@ -3,13 +3,16 @@ app's slow first-time work (the Fact-check page's calibration) so that the first
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kn_core.commands.options import add_attribution_options, attribution_config
 from kn_core.data import load_bundled
 from kn_core.defaults import P_SHARE
 from kn_core.model.loading import load_model
-from kn_core.runs import queries
 from kn_core.runs.store import ResultStore
+
+if TYPE_CHECKING:
+    from kn_core.runs.queries import Showcase
 
 
 def _names(text: str) -> list[str]:
@@ -31,6 +34,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from kn_core.runs import queries  # pandas: only when this command runs, not when any parser is built
+
     config = attribution_config(args)
     store = ResultStore(args.store)
     factset = load_bundled()
@@ -46,7 +51,7 @@ def run(args) -> int:
     return 0
 
 
-def render(pick: queries.Showcase) -> str:
+def render(pick: Showcase) -> str:
     lines = [f"model: {pick.model}",
              f"fact browser: {pick.fact} [{pick.lang}], suppressing its knowledge neurons {pick.effect:+.1%} "
              f"(as many random neurons {pick.random_effect:+.1%})"]

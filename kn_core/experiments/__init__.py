@@ -14,12 +14,24 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from kn_core.errors import InputError
-from kn_core.experiments import report
-from kn_core.experiments.common import Outcome, Settings
+
+if TYPE_CHECKING:
+    from kn_core.experiments.common import Outcome, Settings
 
 NAMES = ("localize", "likn", "dkn", "factcheck")
+
+
+def __getattr__(name: str):
+    """``Outcome`` and ``Settings`` on first use: the package itself imports no pandas or matplotlib, so that
+    building the CLI's parser (which lists ``NAMES``) does not pay for them."""
+    if name in ("Outcome", "Settings"):
+        from kn_core.experiments import common
+
+        return getattr(common, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def module(name: str) -> ModuleType:
@@ -31,6 +43,8 @@ def module(name: str) -> ModuleType:
 
 def run(name: str, settings: Settings) -> tuple[Outcome, Path]:
     """Run experiment ``name`` and write its results; returns the outcome and the report's path."""
+    from kn_core.experiments import report
+
     outcome = module(name).run(settings)
     return outcome, report.write(outcome, settings)
 

@@ -169,18 +169,20 @@ class _Claims:
                 self.deferred.append(job)
 
 
-def run_batch(model_name: str, data: str | os.PathLike | FactSet, langs: Sequence[str], config: AttributionConfig,
-              store: ResultStore, executor: str = "local", relations: Sequence[str] | None = None,
-              max_facts: int | None = None, progress: bool = True, address: str | None = None,
-              connect_timeout: float = CONNECT_TIMEOUT_S) -> BatchReport:
+def run_batch(model: str | LanguageModel, data: str | os.PathLike | FactSet, langs: Sequence[str],
+              config: AttributionConfig, store: ResultStore, executor: str = "local",
+              relations: Sequence[str] | None = None, max_facts: int | None = None, progress: bool = True,
+              address: str | None = None, connect_timeout: float = CONNECT_TIMEOUT_S) -> BatchReport:
     """Attribute every prompt of ``data`` (a FactSet, ``"bundled"`` or a folder) in ``langs`` on the model and
-    store the results; see the module docstring. ``address`` is a Ray cluster's (``executor="ray"``), which must
+    store the results; see the module docstring. ``model`` is a name (loaded here) or a model already loaded
+    (the app's: no second copy; the local executor takes the model's lock for each prompt, so other users of
+    the same model wait at most one prompt). ``address`` is a Ray cluster's (``executor="ray"``), which must
     answer within ``connect_timeout`` seconds."""
     check(executor, address, connect_timeout)
     facts = data if isinstance(data, FactSet) else load_dataset(data)
     _check_langs(facts, langs)
     tasks = plan(facts, langs, relations, max_facts)
-    lm = load_model(model_name)
+    lm = load_model(model) if isinstance(model, str) else model
     run = _Run(lm, tasks, config, store, progress)
     jobs = run.jobs
     try:

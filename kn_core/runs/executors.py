@@ -85,8 +85,12 @@ def compute(lm: LanguageModel, job: Job, config: AttributionConfig) -> Outcome:
 
 def run_local(lm: LanguageModel, jobs: Jobs, config: AttributionConfig,
               address: str | None = None) -> Iterator[Outcome]:
-    """Attribute the jobs in this process, in order (:func:`check` refuses an ``address``)."""
-    return (compute(lm, job, config) for job in jobs)
+    """Attribute the jobs in this process, in order (:func:`check` refuses an ``address``), each holding the
+    model's lock (others sharing the loaded model, e.g. the app's sessions, take turns with it per prompt)."""
+    for job in jobs:
+        with lm.lock:
+            outcome = compute(lm, job, config)
+        yield outcome
 
 
 class Worker:

@@ -33,3 +33,11 @@ def test_bench_locate_quick_runs(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "| bert |" in out.stdout and "speed-up" in out.stdout
     assert "attribute: engine (fast)" in out.stdout and "heaviest imports" in out.stdout
+
+
+def test_bench_batch_quick_runs():
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "bench_batch.py"), "--quick"], cwd=REPO,
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stderr
+    row = next(line for line in out.stdout.splitlines() if line.startswith("| demo-clm | local |"))
+    assert int(row.split("|")[3]) >= 2, out.stdout  # every template of both facts stored

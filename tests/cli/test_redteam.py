@@ -303,3 +303,22 @@ def test_template_words_read_as_the_unknown_token_are_named(ctx, capsys, caplog)
     assert rc == 0, err
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("'qzxv'" in w and "unknown token" in w and "'the'" not in w for w in warnings), warnings
+
+
+# -- a bug is one line too ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("raised,rc,match", [(RuntimeError("boom\nsecond line"), 1, "unexpected RuntimeError: boom second line"),
+                                             (KeyboardInterrupt(), 130, "interrupted")])
+def test_an_unexpected_exception_is_one_error_line(ctx, capsys, monkeypatch, raised, rc, match):
+    from kn_core.commands import store as store_command
+
+    def fail(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(store_command, "ResultStore", fail)
+    before = ctx.store.read_bytes()
+    code, out, err = run_cli(["store", "info", "--store", str(ctx.store)], capsys)
+    assert code == rc and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.strip()] == [line for line in err.splitlines() if
+                                                                  line.startswith("error: ")] and match in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert ctx.store.read_bytes() == before

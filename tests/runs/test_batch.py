@@ -92,6 +92,29 @@ def test_batch_stores_every_prompt_once_records_failures_and_skips_what_is_store
     assert sorted(stored_prompts(store)) == sorted(set(stored_prompts(store))) and len(store.results()) == STORABLE
 
 
+def test_a_loaded_model_is_used_as_is_and_each_prompt_takes_its_lock(bert_dir, data, tmp_path, monkeypatch):
+    """The app hands its loaded model over (no second copy); the local executor holds the model's lock per
+    prompt, so a session sharing the model takes turns with the batch."""
+    import kn_core.runs.batch as batch
+    from kn_core.model.loading import load_model
+
+    lm = load_model(str(bert_dir))
+    monkeypatch.setattr(batch, "load_model", lambda *a, **k: pytest.fail("loaded a second copy"))
+    real, held = executors.attribute, []
+
+    def watched(model, prompt, *args, **kwargs):
+        assert model is lm
+        held.append(lm.lock._is_owned())  # RLock: owned by this thread while the prompt is computed
+        return real(model, prompt, *args, **kwargs)
+
+    monkeypatch.setattr(executors, "attribute", watched)
+    store = ResultStore(tmp_path / "store.sqlite")
+    report = run_batch(lm, data, ["en"], CONFIG, store, relations=["P30"], progress=False)
+    assert report.done == len(held) == 8 and all(held)
+    assert not lm.lock._is_owned() and lm.lock.acquire(blocking=False)  # released at the end
+    lm.lock.release()
+
+
 def test_unknown_language_and_executor_are_clear_errors(bert_dir, data, tmp_path):
     store = ResultStore(tmp_path / "store.sqlite")
     with pytest.raises(InputError, match="fr not in the data set"):

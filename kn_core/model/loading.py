@@ -310,13 +310,18 @@ def _check_tokenizer_files(name: str, folder: Path) -> None:
 
 @contextmanager
 def _quiet_transformers() -> Iterator[None]:
-    """Keep transformers' load report (a table of tensors) off stderr: its problems become our one message."""
+    """Keep transformers' load report (a table of tensors) and its "Loading weights" progress bar off stderr:
+    its problems become our one message; both settings are restored afterwards."""
     level = transformers_logging.get_verbosity()
+    bar = transformers_logging.is_progress_bar_enabled()
     transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
     try:
         yield
     finally:
         transformers_logging.set_verbosity(level)
+        if bar:
+            transformers_logging.enable_progress_bar()
 
 
 def _weights_problem(name: str, exc: Exception) -> str:

@@ -252,3 +252,20 @@ def test_session_waits_while_the_model_is_busy(fresh_app):
     assert waited >= 1.4, f"the page did not wait for the busy model ({waited:.2f} s)"
     assert len(at.get("plotly_chart")) >= 2 and not at.info, [i.value for i in at.info]
     assert loads == ["demo-mlm"] and store.info()["results"] >= 1 and count_hooks(lm) == 0
+
+
+def test_loading_prints_nothing_and_restores_transformers_settings(tmp_path, capfd):
+    """transformers' "Loading weights" bar and load report stay off stderr; its own settings are put back."""
+    from helpers import make_bert
+    from transformers.utils import logging as transformers_logging
+
+    from kn_core.model.loading import load_model
+
+    folder = make_bert(tmp_path / "m")
+    capfd.readouterr()
+    for enabled in (True, False):
+        (transformers_logging.enable_progress_bar if enabled else transformers_logging.disable_progress_bar)()
+        load_model(str(folder))
+        assert transformers_logging.is_progress_bar_enabled() is enabled
+    transformers_logging.enable_progress_bar()
+    assert "Loading weights" not in capfd.readouterr().err

@@ -19,6 +19,7 @@ from kn_core.data import Fact, FactSet
 from kn_core.data.prompts import Prompt
 from kn_core.defaults import DKN_T, STEPS, T_HIGH, T_LOW, TOP_K
 from kn_core.errors import InputError
+from kn_core.method.dkn import check_settings as check_dkn_settings, check_t
 from kn_core.method.metrics import OBJECTIVES
 from kn_core.model.loading import LanguageModel, load_model
 from kn_core.runs.cached import read_through
@@ -74,6 +75,8 @@ class Settings:
             raise InputError("max_templates", f"must be ≥ 1 (got {self.max_templates})")
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
             raise InputError("seeds", f"must be a whole number ≥ 1 (got {self.seeds!r})")
+        check_dkn_settings(self.top_k, self.t_low, self.t_high, self.max_group)
+        check_t(self.t)
         if self.objective not in OBJECTIVES:
             raise InputError("objective", f"unknown objective {self.objective!r}; "
                                           f"choose one of {', '.join(OBJECTIVES)}")

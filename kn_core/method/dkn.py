@@ -75,7 +75,9 @@ class DKNResult:
         return tuple(sorted({n for group in (*self.pairs, *self.groups) for n in group}))
 
 
-def _check(top_k: int, t_low: float, t_high: float, max_size: int) -> None:
+def check_settings(top_k: int, t_low: float, t_high: float, max_size: int) -> None:
+    """Raise :class:`InputError` unless the DKN search's settings are usable (1 ≤ top_k; 0 ≤ T_low ≤ T_high < 1;
+    2 ≤ max_size ≤ MAX_GROUP_SIZE)."""
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise InputError("top_k", f"must be a whole number ≥ 1 (got {top_k!r}); the paper uses {TOP_K}")
     if not 0 <= t_low <= t_high < 1:
@@ -123,7 +125,7 @@ def degenerate(lm, prompt: Prompt, scores: np.ndarray, top_k: int = TOP_K, t_low
     knowledge neurons: those of ``scores`` (its attribution matrix [n_layers, d_ff]) above ``tau`` · max, where
     ``tau`` is the τ of the prompt's language (e.g. ``default_tau(lang)``; required, since it decides the
     candidates)."""
-    _check(top_k, t_low, t_high, max_size)
+    check_settings(top_k, t_low, t_high, max_size)
     tau = check_tau(tau)
     if np.shape(scores) != (lm.n_layers, lm.d_ff):
         raise InputError("scores", f"shape {np.shape(scores)} does not match the model's "
@@ -157,11 +159,17 @@ def pair_counts(results: Iterable[DKNResult]) -> Counter[Neuron]:
     return Counter(n for result in results for pair in result.pairs for n in pair)
 
 
+def check_t(t: float) -> float:
+    """``t`` of :func:`dkn_set`, checked: a fraction in [0, 1]."""
+    if not 0 <= t <= 1:
+        raise InputError("t", f"must lie in [0, 1] (got {t!r}); the paper uses {DKN_T}")
+    return t
+
+
 def dkn_set(counts: Mapping[Neuron, int], t: float = DKN_T) -> tuple[Neuron, ...]:
     """A relation's DKN set (METHOD.md §5): neurons whose pair count exceeds ⌊t · max count⌋, most frequent
     first (ties by position); empty when no pair was found."""
-    if not 0 <= t <= 1:
-        raise InputError("t", f"must lie in [0, 1] (got {t!r}); the paper uses {DKN_T}")
+    check_t(t)
     if not counts:
         return ()
     floor = math.floor(t * max(counts.values()))

@@ -154,6 +154,12 @@ CASES = [
     Case("locate --json in a missing folder", lambda c: locate(c, "--json", str(c.tmp / "no" / "such" / "x.json")),
          "does not exist"),
     Case("locate --json to a full device", lambda c: locate(c, "--json", "/dev/full"), "not a regular file"),
+    *(Case(f"experiment factcheck {' '.join(extra)}, refused before loading",
+           lambda c, extra=extra: ["experiment", "factcheck", "--model", str(c.bert), "--langs", "en",
+                                   "--out", str(c.tmp / "fc"), "--threads", "1", *extra], match)
+      for extra, match in ((("--top-k", "0"), "top_k"), (("--t-low", "0.5", "--t-high", "0.2"), "T_low"),
+                           (("--t-high", "nan"), "T_high"), (("--max-group", "1"), "max_size"),
+                           (("--t", "1.5"), "t: must lie in [0, 1]"))),
     Case("experiment --out onto the store, refused before computing",
          lambda c: ["experiment", "localize", "--model", str(c.bert), "--langs", "en", "--relations", "P36",
                     "--max-facts", "1", "--max-templates", "1", "--steps", "2", "--out", str(c.store),

@@ -40,7 +40,7 @@ with ui.guard():
             if not prompts:
                 st.warning(f"{ui.plain(model.name)} cannot read this fact's prompts in {lang}.")
                 continue
-            results = ui.attributions(model, prompts, settings.config, lang)
+            results = ui.attributions(model, prompts, settings.config, lang, relation, key=f"compare_{model.name}")
             neurons = knowledge_neurons([r.scores for r in results], ui.tau_of(lang), p)
             effect = ui.suppression(model, prompts, [(l, i) for l, i, _ in neurons])
             cols = st.columns(2)

@@ -35,7 +35,8 @@ with ui.guard():
                                                      format_func=lambda s: f"[{s[2]}] {s[0]} → {s[1]}")
         other_langs = []
     prompts = [lm.prompt(t, subject, obj) for t in templates]
-    results = ui.attributions(lm, prompts, settings.config, lang)
+    results = ui.attributions(lm, prompts, settings.config, lang,
+                              relation=relation if source == "Bundled fact set" else None, key="browser")
     others = ui.stored_only(lm, other_langs, settings.config)
     ui.fact_views(lm, results, lang, key="browser", others=others)
     if source == "Bundled fact set":

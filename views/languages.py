@@ -36,7 +36,7 @@ with ui.guard():
     for lang in langs:
         templates = [t.text for t in factset.relations[relation].templates_for(lang)]
         prompts[lang] = [lm.prompt(t, fact.subject(lang), fact.object(lang)) for t in templates]
-        results[lang] = ui.attributions(lm, prompts[lang], settings.config, lang)
+        results[lang] = ui.attributions(lm, prompts[lang], settings.config, lang, relation, key="languages")
         tau = ui.tau_of(lang)
         neurons[lang] = [(l, i) for l, i, _ in knowledge_neurons([r.scores for r in results[lang]], tau, p)]
     shared = overlap(neurons[langs[0]], neurons[langs[1]], lm.n_layers)

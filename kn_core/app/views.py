@@ -2,6 +2,8 @@
 computation through the store with progress, and the fact checker of a relation."""
 from __future__ import annotations
 
+import shlex
+import time
 from typing import Sequence
 
 import numpy as np
@@ -10,7 +12,7 @@ import streamlit as st
 import torch
 
 from kn_core.app import figures
-from kn_core.app.guard import model_turn, progress_bar
+from kn_core.app.guard import model_turn, plain, progress_bar
 from kn_core.app.resources import facts, store
 from kn_core.app.sidebar import thresholds
 from kn_core.attribution import Attribution, AttributionConfig
@@ -29,13 +31,66 @@ MAX_SENTENCE = 1000
 NEURON_PAGE = "views/neuron_search.py"
 
 
-def attributions(lm: LanguageModel, prompts: Sequence[Prompt], config: AttributionConfig,
-                 lang: str) -> list[Attribution]:
+ASK_ABOVE_PARAMETERS = 20_000_000  # larger models take minutes per prompt on a CPU: the app asks before computing
+_PACE: dict[tuple[str, AttributionConfig], float] = {}  # seconds per prompt, as last measured in this process
+
+
+def n_parameters(lm: LanguageModel) -> int:
+    """The model's parameter count."""
+    return sum(p.numel() for p in lm.model.parameters())
+
+
+def precompute_command(lm: LanguageModel, config: AttributionConfig, lang: str, relation: str,
+                       factcheck: bool = False) -> str:
+    """The command line that stores these results ahead (``batch``; ``showcase --factcheck`` for the fact
+    checker), so the app opens them at once."""
+    default, flags = AttributionConfig(), []
+    for option, value in (("baseline", config.baseline), ("steps", config.steps), ("rule", config.rule)):
+        if value != getattr(default, option):
+            flags.append(f"--{option} {value}")
+    command = "showcase" if factcheck else "batch"
+    return " ".join([f"python -m kn_core {command} --model", shlex.quote(lm.name), "--langs", shlex.quote(lang),
+                     "--relations", shlex.quote(relation), *(["--factcheck"] if factcheck else []), *flags])
+
+
+def ask_first(lm: LanguageModel, what: str, config: AttributionConfig, lang: str, relation: str, key: str,
+              seconds: float | None = None, factcheck: bool = False) -> None:
+    """On a model above :data:`ASK_ABOVE_PARAMETERS`, say what computing ``what`` costs and stop the page until
+    the user presses the button (the selectors above stay usable, so a stored fact can be chosen instead)."""
+    size = n_parameters(lm)
+    if size <= ASK_ABOVE_PARAMETERS:
+        return
+    cost = (f"about {duration(seconds)} at this session's pace" if seconds is not None
+            else "minutes per prompt on a CPU")
+    faster = ("" if config.rule == "gauss-legendre" else
+              " Gauss–Legendre with m = 4–8 (Attribution settings) is about 2× faster and at least as exact.")
+    st.info(f"{what} is not stored for {plain(lm.name)} ({size / 1e6:.0f}M parameters) with these attribution "
+            f"settings; computing it takes {cost}.{faster} Stored results open at once: precompute them with "
+            f"`{precompute_command(lm, config, lang, relation, factcheck)}` (comma-separate more relations).")
+    if not st.button("Compute now (stored once computed)", type="primary", key=f"{key}_compute"):
+        st.stop()
+
+
+def duration(seconds: float) -> str:
+    """``12 s``, ``4 min``, ``1.5 h``."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    return f"{round(seconds / 60)} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def attributions(lm: LanguageModel, prompts: Sequence[Prompt], config: AttributionConfig, lang: str,
+                 relation: str | None = None, key: str = "attributions") -> list[Attribution]:
     """Each prompt's attribution: read from the store when present, else computed (with a progress bar and an
-    estimate of the time left) and stored."""
+    estimate of the time left) and stored. Given the ``relation`` of a bundled fact (pages that compute on
+    open), a large model first asks (:func:`ask_first`); ``key`` tells apart the button of each call on a
+    page. Without one (the user pressed a Run button already) it computes at once."""
     todo = cached.missing(store(), lm, prompts, config, lang)
     if not todo:
         return cached.attributions(store(), lm, prompts, config, lang, compute_missing=False)
+    if relation is not None:
+        pace = _PACE.get((lm.name, config))
+        ask_first(lm, f"The attribution of {len(todo)} of these {len(prompts)} prompt(s)", config, lang, relation,
+                  f"{key}_{lang}", None if pace is None else pace * len(todo))
     bar, report = progress_bar(f"Integrating gradients for {len(todo)} prompt(s) (stored once computed)…")
 
     def per_prompt(fraction: float) -> None:
@@ -43,7 +98,9 @@ def attributions(lm: LanguageModel, prompts: Sequence[Prompt], config: Attributi
         report(fraction, f"Integrating gradients: prompt {n + 1} of {len(todo)}")
 
     with model_turn(lm):
+        started = time.monotonic()
         results = cached.attributions(store(), lm, prompts, config, lang, progress=per_prompt)
+        _PACE[(lm.name, config)] = (time.monotonic() - started) / len(todo)
     bar.empty()
     return results
 
@@ -188,6 +245,9 @@ def fact_checker(lm: LanguageModel, relation: str, lang: str, config: Attributio
     ahead), or calibrated now with progress and stored. A checker whose ``dkn`` is empty abstains."""
     checker = queries.stored_checker(store(), lm, relation, lang, config, dkn)
     if checker is None:
+        ask_first(lm, f"The calibration of {relation} ({lang}) with these DKN search settings (an attribution of "
+                      "every training fact, then the degenerate-pair search)", config, lang, relation, "fact_check",
+                  factcheck=True)
         bar, report = progress_bar(f"Finding the degenerate neurons of {relation} ({lang}) and calibrating λ "
                                    "(once; stored)…")
         with model_turn(lm):

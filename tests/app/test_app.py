@@ -170,3 +170,44 @@ def test_clicked_neuron_from_heatmap_cells_and_markers():
     assert clicked_neuron([{"x": 5.0, "y": 1.0}], shape) == (1, 5)  # a knowledge-neuron marker
     assert clicked_neuron([{"x": 40, "y": 1}, {"x": 3, "y": 0}], shape) == (0, 3)  # out of range: the next one
     assert clicked_neuron([], shape) is None and clicked_neuron([{"z": 1.0}], shape) is None
+
+
+def test_a_large_model_asks_before_computing(tmp_path, monkeypatch):
+    """On a model above ASK_ABOVE_PARAMETERS (here: every model) a page that would compute on open says what is
+    missing and how to precompute it, and computes only when asked; the fact check's calibration too."""
+    import kn_core.app.views as views
+
+    monkeypatch.setenv("KN_EXPLORER_HOME", str(tmp_path))
+    monkeypatch.setattr(views, "ASK_ABOVE_PARAMETERS", 0)
+    at = AppTest.from_file("../../app.py", default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert not charts(at), "computed without asking"
+    info = " ".join(shown(i) for i in at.info)
+    relation = at.selectbox(key="browser_relation").value
+    assert "prompt(s) is not stored for demo-mlm" in info, info
+    assert f"python -m kn_core batch --model demo-mlm --langs en --relations {relation}" in info, info
+    at.button(key="browser_en_compute").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert len(charts(at)) >= 2
+    at.radio(key="browser_lang").set_value("en").run()  # a rerun: now read from the store, no question
+    assert len(charts(at)) >= 2 and not any("not stored" in shown(i) for i in at.info)
+
+    visit(at, "views/fact_check.py")
+    assert not at.metric, "calibrated without asking"
+    info = " ".join(shown(i) for i in at.info)
+    assert "--factcheck" in info and "showcase" in info, info
+
+
+def test_precompute_command_names_the_settings_that_differ():
+    from types import SimpleNamespace
+
+    from kn_core.app.views import precompute_command
+    from kn_core.attribution import AttributionConfig
+
+    lm = SimpleNamespace(name="/models/my model")
+    assert precompute_command(lm, AttributionConfig(), "en", "P36") == (
+        "python -m kn_core batch --model '/models/my model' --langs en --relations P36")
+    assert precompute_command(lm, AttributionConfig(rule="gauss-legendre", steps=8), "zh", "P17", factcheck=True) == (
+        "python -m kn_core showcase --model '/models/my model' --langs zh --relations P17 --factcheck --steps 8 "
+        "--rule gauss-legendre")

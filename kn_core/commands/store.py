@@ -77,7 +77,8 @@ def render(info: dict, failures: list) -> str:
     if "integrity" in info:
         lines.append(f"integrity: {info['integrity']}")
     for f in failures[:SHOWN_FAILURES]:
-        lines.append(f"  failed {f.model} {f.fact_id} [{f.lang}] {f.template}: {f.reason}")
+        lines.append(f"  failed {f.model} {f.fact_id} [{f.lang}] {f.template} ({f.baseline}, {f.rule} m = {f.steps}): "
+                     f"{f.reason}")
     if len(failures) > SHOWN_FAILURES:
         lines.append(f"  ... and {len(failures) - SHOWN_FAILURES} more (--json lists all)")
     return "\n".join(lines)

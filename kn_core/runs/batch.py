@@ -105,7 +105,7 @@ class _Run:
 
     def _failure(self, task: Task, reason: str = "") -> Failure:
         return Failure(self.lm.name, self.fingerprint, task.fact_id, task.lang, task.template,
-                       self.config.baseline, self.config.steps, reason)
+                       self.config.baseline, self.config.steps, self.config.rule, reason)
 
     def _failed(self, task: Task, reason: str) -> bool:
         self.store.record_failure(self._failure(task, reason))

@@ -17,7 +17,7 @@ from kn_core.runs.store import ResultStore
 
 FORMATS = ("parquet", "csv")
 COLUMNS = ("key", "model", "fingerprint", "lang", "template", "subject", "object", "baseline", "steps",
-           "engine", "layers", "method_version", "p_object", "n_layers", "d_ff", "created")
+           "rule", "engine", "layers", "method_version", "p_object", "n_layers", "d_ff", "created")
 
 
 def export(store: ResultStore, out: str | os.PathLike, fmt: Literal["parquet", "csv"] = "parquet",

@@ -17,7 +17,8 @@ Safety:
   split the work instead of doing it twice (:meth:`ResultStore.claim`). A claim lapses when it expires or when
   its holder, on this host, is no longer running; a killed batch therefore holds nothing back.
 
-Schema versions: 1 had no ``claims`` table; opening a version-1 store adds it (nothing else changes).
+Schema versions: 1 had no ``claims`` table; 2 had no ``rule`` column (the rule was in each result's key and
+record only, and not in a failure's key). Opening an older store upgrades it in place, in one transaction.
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ log = logging.getLogger(__name__)
 # 2: ``masked`` is the paper's formula (one integral per masked prompt, averaged); version 1's ``masked`` was
 # one integral from the mean baseline, now ``masked-mean``.
 METHOD_VERSION = 2
-SCHEMA_VERSION = 2  # 2: the claims table
+SCHEMA_VERSION = 3  # 2: the claims table; 3: the quadrature rule as a column of results and failures
 APPLICATION_ID = 0x4B4E4558  # "KNEX", in the SQLite header: tells our files from other SQLite databases
 HOME_VARIABLE = "KN_EXPLORER_HOME"
 FILE_NAME = "store.sqlite"
@@ -66,8 +67,8 @@ CREATE TABLE results (
     key TEXT PRIMARY KEY,            -- sha256 of the ResultKey
     model TEXT NOT NULL, fingerprint TEXT NOT NULL, lang TEXT NOT NULL,
     template TEXT NOT NULL, subject TEXT NOT NULL, object TEXT NOT NULL,
-    baseline TEXT NOT NULL, steps INTEGER NOT NULL, layers TEXT NOT NULL, method_version INTEGER NOT NULL,
-    engine TEXT NOT NULL, p_object REAL NOT NULL, n_layers INTEGER NOT NULL, d_ff INTEGER NOT NULL,
+    baseline TEXT NOT NULL, steps INTEGER NOT NULL, rule TEXT NOT NULL, layers TEXT NOT NULL,
+    method_version INTEGER NOT NULL, engine TEXT NOT NULL, p_object REAL NOT NULL, n_layers INTEGER NOT NULL, d_ff INTEGER NOT NULL,
     scores BLOB NOT NULL, convergence_delta BLOB NOT NULL, baseline_probs BLOB NOT NULL,
     record TEXT NOT NULL,            -- JSON: prompt, token_probs, config, layers, meta
     created TEXT NOT NULL
@@ -75,9 +76,9 @@ CREATE TABLE results (
 CREATE INDEX results_model ON results (model);
 CREATE TABLE failures (
     model TEXT NOT NULL, fingerprint TEXT NOT NULL, fact_id TEXT NOT NULL, lang TEXT NOT NULL,
-    template TEXT NOT NULL, baseline TEXT NOT NULL, steps INTEGER NOT NULL,
+    template TEXT NOT NULL, baseline TEXT NOT NULL, steps INTEGER NOT NULL, rule TEXT NOT NULL,
     reason TEXT NOT NULL, created TEXT NOT NULL,
-    PRIMARY KEY (model, fingerprint, fact_id, lang, template, baseline, steps)
+    PRIMARY KEY (model, fingerprint, fact_id, lang, template, baseline, steps, rule)
 );
 CREATE TABLE documents (
     kind TEXT NOT NULL, key TEXT NOT NULL, payload TEXT NOT NULL, created TEXT NOT NULL,
@@ -89,7 +90,20 @@ CLAIMS_SCHEMA = """CREATE TABLE IF NOT EXISTS claims (
     owner TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
     expires REAL NOT NULL            -- Unix time
 )"""
-SUMMARY_COLUMNS = "key, model, lang, subject, object, template, baseline, steps, p_object, created"
+SUMMARY_COLUMNS = "key, model, lang, subject, object, template, baseline, steps, rule, p_object, created"
+FAILURES_TABLE = next(statement for statement in SCHEMA if statement.startswith("CREATE TABLE failures"))
+# schema 2 → 3: the rule becomes a column; results take it from their record, failures (whose rows never said)
+# the default rule
+UPGRADE_3 = tuple(statement.strip() for statement in f"""
+ALTER TABLE results ADD COLUMN rule TEXT NOT NULL DEFAULT '{DEFAULT_RULE}';
+UPDATE results SET rule = coalesce(json_extract(record, '$.config.rule'), '{DEFAULT_RULE}');
+ALTER TABLE failures RENAME TO failures_2;
+{FAILURES_TABLE};
+INSERT INTO failures (model, fingerprint, fact_id, lang, template, baseline, steps, rule, reason, created)
+    SELECT model, fingerprint, fact_id, lang, template, baseline, steps, '{DEFAULT_RULE}', reason, created
+    FROM failures_2;
+DROP TABLE failures_2
+""".split(";"))
 
 
 # -- records --------------------------------------------------------------------------------------
@@ -142,6 +156,7 @@ class ResultSummary:
     template: str
     baseline: str
     steps: int
+    rule: str
     p_object: float
     created: str
 
@@ -157,6 +172,7 @@ class Failure:
     template: str
     baseline: str
     steps: int
+    rule: str
     reason: str = ""
     created: str = ""
 
@@ -234,7 +250,7 @@ def _encode(key: ResultKey, result: Attribution) -> dict:
         record["path_baseline_probs"] = np.asarray(result.path_baseline_probs, dtype=np.float32).tolist()
     return {"key": key.digest, "model": key.model, "fingerprint": key.fingerprint, "lang": key.lang,
             "template": key.template, "subject": key.subject, "object": key.object, "baseline": key.baseline,
-            "steps": key.steps, "layers": json.dumps(list(key.layers)), "method_version": key.method_version,
+            "steps": key.steps, "rule": key.rule, "layers": json.dumps(list(key.layers)), "method_version": key.method_version,
             "engine": result.config.engine, "p_object": result.p_object, "n_layers": result.n_layers,
             "d_ff": result.d_ff, "scores": _blob(result.scores), "convergence_delta": _blob(result.convergence_delta),
             "baseline_probs": _blob(result.baseline_probs), "record": json.dumps(record, ensure_ascii=False),
@@ -382,12 +398,18 @@ class ResultStore:
             log.info("created the result store %s", self.path)
 
     def _upgrade(self) -> None:
-        """Bring a store of an older schema to this one (version 1 → 2: add the claims table)."""
+        """Bring a store of an older schema to this one, in one transaction (version 1 → 2: add the claims
+        table; 2 → 3: the rule column of results, from each record, and of failures, whose key gains it)."""
         with self._write() as conn:
-            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:  # not upgraded meanwhile
+            version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have upgraded it
+            if version < 2:
                 conn.execute(CLAIMS_SCHEMA)
+            if version < 3:
+                for statement in UPGRADE_3:
+                    conn.execute(statement)
+            if version < SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                log.info("upgraded the result store %s to schema %d", self.path, SCHEMA_VERSION)
+                log.info("upgraded the result store %s from schema %d to %d", self.path, version, SCHEMA_VERSION)
 
     def _identify(self, conn: sqlite3.Connection) -> Literal["ours", "old", "new"]:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
@@ -450,14 +472,14 @@ class ResultStore:
         """Record (or update) why a batch prompt failed."""
         with self._write() as conn:
             conn.execute("INSERT OR REPLACE INTO failures (model, fingerprint, fact_id, lang, template, baseline, "
-                         "steps, reason, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         "steps, rule, reason, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (*_failure_id(failure), failure.reason, _now()))
 
     def clear_failure(self, failure: Failure) -> None:
         """Forget an earlier failure of the same prompt (its reason is ignored)."""
         with self._write() as conn:
             conn.execute("DELETE FROM failures WHERE model = ? AND fingerprint = ? AND fact_id = ? AND lang = ? "
-                         "AND template = ? AND baseline = ? AND steps = ?", _failure_id(failure))
+                         "AND template = ? AND baseline = ? AND steps = ? AND rule = ?", _failure_id(failure))
 
     def failures(self, model: str | None = None) -> list[Failure]:
         where, params = ("WHERE model = ?", (model,)) if model is not None else ("", ())
@@ -542,4 +564,4 @@ class ResultStore:
 
 def _failure_id(failure: Failure) -> tuple:
     return (failure.model, failure.fingerprint, failure.fact_id, failure.lang, failure.template,
-            failure.baseline, failure.steps)
+            failure.baseline, failure.steps, failure.rule)

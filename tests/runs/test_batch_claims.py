@@ -93,24 +93,6 @@ def test_release_renews_the_other_claims_and_release_all_drops_them(tmp_path, ru
     assert store.claims() == {} and store.claim(keys[1], me) == "claimed"
 
 
-def test_a_version_1_store_gains_the_claims_table_and_keeps_its_results(tmp_path):
-    path = tmp_path / "store.sqlite"
-    key, result = synthetic(0)
-    store = ResultStore(path)
-    store.put(key, result)
-    store.close()
-    with sqlite3.connect(path) as conn:  # what version 1 wrote: no claims table
-        conn.execute("DROP TABLE claims")
-        conn.execute("PRAGMA user_version = 1")
-    conn.close()
-    reopened = ResultStore(path)
-    assert reopened.info()["results"] == 1 and reopened.get(key) is not None
-    assert reopened.claim(synthetic(1)[0], Claimant.this_process()) == "claimed"
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
-    conn.close()
-
-
 COUNTING_BATCH = """
 import os, sys, time
 from pathlib import Path

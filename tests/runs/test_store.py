@@ -106,7 +106,7 @@ def test_documents_listing_info_export_prune(bert, tmp_path):
     store.put(*synthetic(0))
     store.put_json("neurons", "k", {"neurons": [[0, 1]]})
     store.put_json("neurons", "k", {"neurons": [[2, 3]]})
-    store.record_failure(Failure("synthetic", "f", "P36-x", "en", TEMPLATE, "masked", 4, "too long"))
+    store.record_failure(Failure("synthetic", "f", "P36-x", "en", TEMPLATE, "masked", 4, "riemann-right", "too long"))
     assert store.get_json("neurons", "k") == {"neurons": [[2, 3]]} and store.get_json("neurons", "j") is None
     (row,) = store.results(model=bert.name)
     assert (row.lang, row.subject, row.object, row.template) == ("en", "Tanzania", "Dodoma", TEMPLATE)

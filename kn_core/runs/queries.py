@@ -249,15 +249,14 @@ def neuron_occurrences(store: ResultStore, lm: LanguageModel, factset: FactSet, 
     first. ``relation`` is the bundled relation whose template the prompt uses ("custom" otherwise)."""
     relation_of = {(t.lang, t.text): rid for rid, rel in factset.relations.items() for t in rel.templates}
     fingerprint = model_fingerprint(lm)
-    columns = ("fingerprint", "lang", "subject", "object", "template", "baseline", "steps", "method_version",
-               "n_layers", "d_ff", "scores", "record")
+    columns = ("fingerprint", "lang", "subject", "object", "template", "baseline", "steps", "rule", "method_version",
+               "n_layers", "d_ff", "scores")
+    wanted = (fingerprint, config.baseline, config.steps, config.rule, METHOD_VERSION, lm.n_layers, lm.d_ff)
     rows = []
     for batch in store.rows(columns, model=lm.name):
         for row in batch:
-            if (row["fingerprint"], row["baseline"], row["steps"], row["method_version"], row["n_layers"],
-                    row["d_ff"]) != (fingerprint, config.baseline, config.steps, METHOD_VERSION, lm.n_layers, lm.d_ff):
-                continue
-            if json.loads(row["record"])["config"].get("rule", DEFAULT_RULE) != config.rule:
+            if (row["fingerprint"], row["baseline"], row["steps"], row["rule"], row["method_version"], row["n_layers"],
+                    row["d_ff"]) != wanted:
                 continue
             scores = np.frombuffer(row["scores"], dtype=np.float32).reshape(row["n_layers"], row["d_ff"])
             peak, score = float(scores.max()), float(scores[layer, index])

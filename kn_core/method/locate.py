@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from kn_core.attribution import Attribution, AttributionConfig, Attributor, compute
 from kn_core.data.prompts import Prompt
+from kn_core.data.records import validate_lang
 from kn_core.errors import InputError
 from kn_core.method.interventions import Verification, verify
 from kn_core.method.neurons import (
@@ -68,6 +69,7 @@ def locate(lm: LanguageModel, templates: Sequence[str], subject: str, obj: str, 
     ``attributor`` supplies each prompt's attribution: :func:`~kn_core.attribution.compute` (the default)
     computes it and keeps nothing; ``kn_core.runs.cached.read_through(store)`` reads the store first.
     """
+    lang = validate_lang("lang", lang)
     tau = default_tau(lang) if tau is None else check_tau(tau)
     p = check_p(p)
     prompts = build_prompts(lm, templates, subject, obj)

@@ -268,6 +268,14 @@ def test_language_without_threshold_works_with_explicit_tau(bert, store):
     assert contents(store) == (1, 0, 0)
 
 
+@pytest.mark.parametrize("lang", ["", "FR", "../x", "en\n", None])
+def test_an_invalid_language_is_refused_even_with_an_explicit_tau(bert, store, lang):
+    with pytest.raises(InputError, match="language code"):
+        locate(bert, [TEMPLATE], "Tanzania", "Paris", lang, AttributionConfig(steps=2), tau=0.25,
+               attributor=cached.read_through(store))
+    assert contents(store) == (0, 0, 0)
+
+
 def test_validate_template_names_the_fix():
     with pytest.raises(TemplateError, match=r"e\.g\."):
         validate_template("nothing here")

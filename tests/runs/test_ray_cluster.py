@@ -1,6 +1,7 @@
 """The ray executor for real, as a user runs it: a head node from `ray start --head`, then `python -m kn_core batch
 --executor ray --address auto`; it stores what the local executor stores. An address where no cluster answers
-fails fast with one line. Ray is a dev requirement (requirements-dev.txt), so nothing here skips."""
+fails fast with one line. Ray is a dev requirement (requirements-dev.txt), so nothing here skips for want of it; the
+head-node test skips only where a Ray cluster already runs (it would join that cluster and stop it)."""
 from __future__ import annotations
 
 import os
@@ -32,9 +33,26 @@ def kn_core(*args: str, timeout: float) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
+def ray_clusters_running() -> list[int]:
+    """The pids of Ray's cluster-state servers (one per running head node) on this machine."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "gcs_server":
+                pids.append(int(entry.name))
+        except OSError:  # the process ended meanwhile, or is not ours to read
+            continue
+    return pids
+
+
 @pytest.fixture
 def head_node():
-    """A one-CPU Ray head node on this machine, stopped afterwards whatever happens."""
+    """A one-CPU Ray head node on this machine, stopped afterwards whatever happens. Skipped when a Ray cluster
+    already runs here: `--address auto` would join it, and `ray stop` (which stops every Ray process of the
+    machine) would take it down."""
+    if running := ray_clusters_running():
+        pytest.skip(f"a Ray cluster already runs on this machine (gcs_server pid {running[0]}): this test would "
+                    "join it and then stop it; run it where no Ray cluster runs")
     try:
         started = subprocess.run([*RAY, "start", "--head", "--num-cpus", "1", "--object-store-memory", "100000000",
                                   "--include-dashboard=false", "--disable-usage-stats"],

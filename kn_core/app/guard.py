@@ -58,14 +58,18 @@ def model_turn(lm: LanguageModel) -> Iterator[None]:
             lm.lock.release()
 
 
+def duration(seconds: float) -> str:
+    """``12 s``, ``4 min``, ``1.5 h``."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    return f"{round(seconds / 60)} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 def estimate(elapsed: float, fraction: float) -> str:
     """" — about 2 min left" from the time taken so far and the share done ("" until there is a basis)."""
     if fraction < 0.01 or fraction >= 1 or elapsed < 1:
         return ""
-    left = elapsed * (1 - fraction) / fraction
-    if left < 90:
-        return f" — about {max(1, round(left))} s left"
-    return f" — about {round(left / 60)} min left" if left < 5400 else f" — about {left / 3600:.1f} h left"
+    return f" — about {duration(elapsed * (1 - fraction) / fraction)} left"
 
 
 def progress_bar(text: str):

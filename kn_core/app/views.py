@@ -12,7 +12,7 @@ import streamlit as st
 import torch
 
 from kn_core.app import figures
-from kn_core.app.guard import model_turn, plain, progress_bar
+from kn_core.app.guard import duration, model_turn, plain, progress_bar
 from kn_core.app.resources import facts, store
 from kn_core.app.sidebar import thresholds
 from kn_core.attribution import Attribution, AttributionConfig
@@ -54,9 +54,10 @@ def precompute_command(lm: LanguageModel, config: AttributionConfig, lang: str, 
 
 
 def ask_first(lm: LanguageModel, what: str, config: AttributionConfig, lang: str, relation: str, key: str,
-              seconds: float | None = None, factcheck: bool = False) -> None:
+              seconds: float | None = None, factcheck: bool = False, note: str = "") -> None:
     """On a model above :data:`ASK_ABOVE_PARAMETERS`, say what computing ``what`` costs and stop the page until
-    the user presses the button (the selectors above stay usable, so a stored fact can be chosen instead)."""
+    the user presses the button (the selectors above stay usable, so a stored fact can be chosen instead).
+    ``note`` follows the precompute command."""
     size = n_parameters(lm)
     if size <= ASK_ABOVE_PARAMETERS:
         return
@@ -67,16 +68,9 @@ def ask_first(lm: LanguageModel, what: str, config: AttributionConfig, lang: str
               "points (bench/bench_quadrature.py).")
     st.info(f"{what} is not stored for {plain(lm.name)} ({size / 1e6:.0f}M parameters) with these attribution "
             f"settings; computing it takes {cost}.{faster} Stored results open at once: precompute them with "
-            f"`{precompute_command(lm, config, lang, relation, factcheck)}` (comma-separate more relations).")
+            f"`{precompute_command(lm, config, lang, relation, factcheck)}` (comma-separate more relations).{note}")
     if not st.button("Compute now (stored once computed)", type="primary", key=f"{key}_compute"):
         st.stop()
-
-
-def duration(seconds: float) -> str:
-    """``12 s``, ``4 min``, ``1.5 h``."""
-    if seconds < 90:
-        return f"{max(1, round(seconds))} s"
-    return f"{round(seconds / 60)} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def attributions(lm: LanguageModel, prompts: Sequence[Prompt], config: AttributionConfig, lang: str,
@@ -248,7 +242,7 @@ def fact_checker(lm: LanguageModel, relation: str, lang: str, config: Attributio
     if checker is None:
         ask_first(lm, f"The calibration of {relation} ({lang}) with these DKN search settings (an attribution of "
                       "every training fact, then the degenerate-pair search)", config, lang, relation, "fact_check",
-                  factcheck=True)
+                  factcheck=True, note="" if dkn == DKNSettings() else " It stores the paper's DKN search settings.")
         bar, report = progress_bar(f"Finding the degenerate neurons of {relation} ({lang}) and calibrating λ "
                                    "(once; stored)…")
         with model_turn(lm):

@@ -68,7 +68,8 @@ CREATE TABLE results (
     model TEXT NOT NULL, fingerprint TEXT NOT NULL, lang TEXT NOT NULL,
     template TEXT NOT NULL, subject TEXT NOT NULL, object TEXT NOT NULL,
     baseline TEXT NOT NULL, steps INTEGER NOT NULL, rule TEXT NOT NULL, layers TEXT NOT NULL,
-    method_version INTEGER NOT NULL, engine TEXT NOT NULL, p_object REAL NOT NULL, n_layers INTEGER NOT NULL, d_ff INTEGER NOT NULL,
+    method_version INTEGER NOT NULL, engine TEXT NOT NULL, p_object REAL NOT NULL,
+    n_layers INTEGER NOT NULL, d_ff INTEGER NOT NULL,
     scores BLOB NOT NULL, convergence_delta BLOB NOT NULL, baseline_probs BLOB NOT NULL,
     record TEXT NOT NULL,            -- JSON: prompt, token_probs, config, layers, meta
     created TEXT NOT NULL

@@ -22,3 +22,15 @@ T_HIGH = 0.25  # filter: suppressing the pair lowers P by more than this (relati
 # §5 fact-checking
 DKN_T = 0.7  # a relation's DKN set: count in degenerate pairs > floor(t · max count)
 TRAIN_SHARE = 0.8  # each relation's facts split train / test
+
+# Controls and specificity verdicts (beyond the paper; METHOD.md §6, kn_core.method.controls)
+CONTROL_FACTS = 5  # other facts of the same relation, and facts of other relations, per neuron set
+RANDOM_DRAWS = 30  # random same-size neuron sets in the same layers
+RANDOM_SD = 3.0  # "beyond random": the own drop exceeds the random draws' mean drop by this many sd …
+MIN_EFFECT = 0.05  # … and by at least this much (5 points of relative change)
+SPECIFIC_RATIO = 2.0  # "clearly exceeds": at least this many times the other drop …
+SPECIFIC_MARGIN = 0.10  # … and at least this much more (10 points)
+
+# Fact-check baselines (beyond the paper)
+PAPER_LAMBDA = 1e-6  # the paper's raw λ for the DKN score
+BOOTSTRAP = 1000  # bootstrap resamples of the 95 % intervals

@@ -8,6 +8,8 @@ from kn_core.attribution import Attribution, AttributionConfig, Attributor, comp
 from kn_core.data.prompts import Prompt
 from kn_core.data.records import validate_lang
 from kn_core.errors import InputError
+from kn_core.defaults import RANDOM_DRAWS
+from kn_core.method.controls import ControlPrompts, Controls, measure
 from kn_core.method.interventions import Verification, verify
 from kn_core.method.neurons import (
     DEFAULT_P,
@@ -33,6 +35,8 @@ class LocateResult:
     attributions: one per prompt (template). coarse: per prompt, neurons above τ·max, best first.
     neurons: the refined knowledge neurons (coarse in more than a fraction p of prompts), scored by mean
     attribution. suppress / enhance: their verification with the random-neuron and unrelated-fact controls.
+    controls: the suppression controls and specificity verdict (:mod:`~kn_core.method.controls`); None when
+    no control prompts were given.
     """
 
     lang: str
@@ -43,6 +47,7 @@ class LocateResult:
     neurons: tuple[ScoredNeuron, ...]
     suppress: Verification
     enhance: Verification
+    controls: Controls | None = None
 
     @property
     def prompts(self) -> tuple[Prompt, ...]:
@@ -63,11 +68,14 @@ def build_prompts(lm: LanguageModel, templates: Sequence[str], subject: str, obj
 def locate(lm: LanguageModel, templates: Sequence[str], subject: str, obj: str, lang: str,
            config: AttributionConfig = AttributionConfig(), tau: float | None = None, p: float = DEFAULT_P,
            unrelated: Sequence[Prompt] = (), seed: int = 0,
-           progress: Progress | None = None, attributor: Attributor = compute) -> LocateResult:
+           progress: Progress | None = None, attributor: Attributor = compute,
+           controls: ControlPrompts | None = None, draws: int = RANDOM_DRAWS) -> LocateResult:
     """Attribute the fact ⟨subject, ·, obj⟩ under each template and return its knowledge neurons.
 
     ``attributor`` supplies each prompt's attribution: :func:`~kn_core.attribution.compute` (the default)
     computes it and keeps nothing; ``kn_core.runs.cached.read_through(store)`` reads the store first.
+    controls: the fact's control prompts (:func:`~kn_core.method.controls.control_prompts`); with them the result
+    carries the four suppression effects and the specificity verdict (``draws`` random sets, ``seed``).
     """
     lang = validate_lang("lang", lang)
     tau = default_tau(lang) if tau is None else check_tau(tau)
@@ -82,4 +90,5 @@ def locate(lm: LanguageModel, templates: Sequence[str], subject: str, obj: str, 
     chosen = [(n[0], n[1]) for n in neurons]
     return LocateResult(lang=lang, tau=tau, p=p, attributions=tuple(attributions), coarse=coarse, neurons=neurons,
                         suppress=verify(lm, prompts, chosen, "suppress", unrelated, seed),
-                        enhance=verify(lm, prompts, chosen, "enhance", unrelated, seed))
+                        enhance=verify(lm, prompts, chosen, "enhance", unrelated, seed),
+                        controls=None if controls is None else measure(lm, prompts, chosen, controls, draws, seed))

@@ -107,6 +107,16 @@ def _hash_state_dict(model) -> str:
     return digest.hexdigest()
 
 
+def folder_fingerprint(folder: str | os.PathLike) -> str | None:
+    """sha256 of the safetensors files in ``folder`` (remembered like :func:`model_fingerprint`'s), None when
+    it holds none: what a model loaded from that folder would be fingerprinted as, without loading it."""
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        return None
+    with _FINGERPRINT_LOCK:
+        return _files_fingerprint(files)
+
+
 def model_fingerprint(lm: LanguageModel) -> str:
     """sha256 of the model's weights: its safetensors files when it was loaded from a folder (remembered by
     the files' identity, in the process and in ``HOME/fingerprints.json``), else of its state_dict tensors

@@ -13,6 +13,9 @@ Safety:
 - faults: a process killed mid-write loses at most its open transaction; committed results stay intact.
 - a corrupt, foreign, newer or read-only file raises :class:`~kn_core.errors.StoreError` naming the path
   and the remedy; a user's file is never deleted or rewritten automatically.
+- the atlas: results that ship with the repository (:mod:`kn_core.runs.atlas`) are read as a read-only layer
+  under the file: every read (a result, a listing, a document) falls back to it for the models whose installed
+  weights it was computed on; the file wins where both hold a key, and nothing of the atlas is written into it.
 - claims: a batch claims each prompt (its result key) just before computing it, so batches sharing the store
   split the work instead of doing it twice (:meth:`ResultStore.claim`). A claim lapses when it expires or when
   its holder, on this host, is no longer running; a killed batch therefore holds nothing back.
@@ -22,6 +25,7 @@ record only, and not in a failure's key). Opening an older store upgrades it in 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -46,6 +50,7 @@ from kn_core.attribution.result import Attribution, AttributionConfig
 from kn_core.data.prompts import Prompt
 from kn_core.errors import StoreError
 from kn_core.model.fingerprint import model_fingerprint
+from kn_core.runs.atlas import Atlas, ModelAtlas, default_root
 
 log = logging.getLogger(__name__)
 
@@ -328,8 +333,9 @@ class ResultStore:
     Safe to share between threads (each thread gets its own connection) and between processes.
     """
 
-    def __init__(self, path: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike | None = None, atlas: Atlas | None | Literal["default"] = "default"):
         self.path = Path(path).expanduser() if path is not None else default_path()
+        self.atlas = _default_atlas() if atlas == "default" else atlas
         self._local = threading.local()
         _check_location(self.path)
         with self._guard():
@@ -427,9 +433,11 @@ class ResultStore:
 
     # attributions
     def get(self, key: ResultKey) -> Attribution | None:
+        """The result stored under ``key``: in the file, else in the atlas (None when neither holds it)."""
         rows = self._query("SELECT * FROM results WHERE key = ?", (key.digest,))
         if not rows:
-            return None
+            layer = self._atlas_of(key.digest)
+            return None if layer is None else _decode(layer.store_row(key.digest))
         try:
             return _decode(rows[0])
         except (ValueError, KeyError, TypeError) as exc:
@@ -437,8 +445,29 @@ class ResultStore:
                              f"prune the model {key.model!r} or {REMEDY}") from None
 
     def has(self, key: ResultKey) -> bool:
-        """Whether ``key`` is stored (without reading its arrays)."""
+        """Whether ``key`` is stored, in the file or the atlas (without reading its arrays)."""
+        return (bool(self._query("SELECT 1 FROM results WHERE key = ?", (key.digest,)))
+                or self._atlas_of(key.digest) is not None)
+
+    def in_file(self, key: ResultKey) -> bool:
+        """Whether ``key`` is stored in the file itself (not only in the atlas)."""
         return bool(self._query("SELECT 1 FROM results WHERE key = ?", (key.digest,)))
+
+    # the atlas layer
+    def _atlas_of(self, digest: str) -> ModelAtlas | None:
+        return None if self.atlas is None else self.atlas.find(digest)
+
+    def _atlas_models(self, model: str | None) -> list[ModelAtlas]:
+        if self.atlas is None:
+            return []
+        if model is None:
+            return self.atlas.active()
+        found = self.atlas.model(model)
+        return [] if found is None else [found]
+
+    def _file_keys(self, model: str | None) -> set[str]:
+        where, params = ("WHERE model = ?", (model,)) if model is not None else ("", ())
+        return {row["key"] for row in self._query(f"SELECT key FROM results {where}", params)}
 
     def put(self, key: ResultKey, attribution: Attribution) -> None:
         """Store ``attribution`` under ``key``; a result already stored under that key is kept as it is."""
@@ -450,10 +479,17 @@ class ResultStore:
                          tuple(row.values()))
 
     def results(self, model: str | None = None) -> list[ResultSummary]:
-        """What is stored (of ``model``, or all), oldest first."""
+        """What is stored (of ``model``, or all), oldest first; then what the atlas adds."""
         where, params = ("WHERE model = ?", (model,)) if model is not None else ("", ())
         rows = self._query(f"SELECT {SUMMARY_COLUMNS} FROM results {where} ORDER BY created, rowid", params)
-        return [ResultSummary(**dict(row)) for row in rows]
+        found = [ResultSummary(**dict(row)) for row in rows]
+        layers = self._atlas_models(model)
+        if layers:
+            seen = {row.key for row in found}
+            fields = SUMMARY_COLUMNS.split(", ")
+            found += [ResultSummary(**{f: layer.rows[key][f] for f in fields})
+                      for layer in layers for key in layer.rows if key not in seen]
+        return found
 
     # JSON documents (derived neuron sets, calibrations, ...)
     def put_json(self, kind: str, key: str, payload: dict) -> None:
@@ -465,8 +501,11 @@ class ResultStore:
                          "created = excluded.created", (kind, key, text, _now()))
 
     def get_json(self, kind: str, key: str) -> dict | None:
+        """The document (kind, key): in the file, else in the atlas."""
         rows = self._query("SELECT payload FROM documents WHERE kind = ? AND key = ?", (kind, key))
-        return json.loads(rows[0]["payload"]) if rows else None
+        if rows:
+            return json.loads(rows[0]["payload"])
+        return None if self.atlas is None else self.atlas.document(kind, key)
 
     # batch failures
     def record_failure(self, failure: Failure) -> None:
@@ -493,7 +532,8 @@ class ResultStore:
         ``"busy"`` while another running batch holds it, else ``"claimed"`` (taking over a lapsed claim)."""
         now = time.time()
         with self._write() as conn:
-            if conn.execute("SELECT 1 FROM results WHERE key = ?", (key.digest,)).fetchone():
+            if (conn.execute("SELECT 1 FROM results WHERE key = ?", (key.digest,)).fetchone()
+                    or self._atlas_of(key.digest) is not None):
                 return "stored"
             holder = conn.execute("SELECT owner, host, pid, expires FROM claims WHERE key = ?",
                                   (key.digest,)).fetchone()
@@ -529,7 +569,8 @@ class ResultStore:
                   self._query("SELECT model, count(*) AS n FROM results GROUP BY model ORDER BY model")}
         return {"path": str(self.path), "results": counts["results"], "bytes": self.size(),
                 "failures": counts["failures"], "documents": counts["documents"], "models": models,
-                "schema_version": SCHEMA_VERSION, "method_version": METHOD_VERSION}
+                "schema_version": SCHEMA_VERSION, "method_version": METHOD_VERSION,
+                "atlas": {} if self.atlas is None else self.atlas.info()}
 
     def size(self) -> int:
         """Bytes on disk: the database file and its WAL and shared-memory files."""
@@ -561,6 +602,22 @@ class ResultStore:
                                                 params)
             while found := cursor.fetchmany(batch):
                 yield found
+        layers = self._atlas_models(model)
+        if layers:  # then the atlas's results that the file does not hold, as dicts of the same columns
+            in_file = self._file_keys(model)
+            keys = [(layer, key) for layer in layers for key in sorted(layer.rows) if key not in in_file]
+            for start in range(0, len(keys), batch):
+                yield [layer.store_row(key, columns) for layer, key in keys[start:start + batch]]
+
+
+@functools.cache
+def _atlas_at(root: Path | None) -> Atlas | None:
+    return None if root is None else Atlas(root)
+
+
+def _default_atlas() -> Atlas | None:
+    """The atlas of :func:`kn_core.runs.atlas.default_root` (read once per process and folder)."""
+    return _atlas_at(default_root())
 
 
 def _failure_id(failure: Failure) -> tuple:

@@ -11,16 +11,16 @@ fact-check checker and its held-out evaluation, the showcase.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from kn_core.attribution import Attribution, AttributionConfig
-from kn_core.attribution.quadrature import DEFAULT_RULE
 from kn_core.data import Fact, FactSet
 from kn_core.defaults import DKN_T, T_HIGH, T_LOW, TOP_K
 from kn_core.errors import DataError, InputError
@@ -31,14 +31,56 @@ from kn_core.method.neurons import TAU, knowledge_neurons, per_layer_counts
 from kn_core.model.fingerprint import model_fingerprint
 from kn_core.model.loading import LanguageModel
 from kn_core.runs import cached
-from kn_core.runs.store import METHOD_VERSION, ResultStore
+from kn_core.runs.store import KEYLESS_RULE, METHOD_VERSION, ResultStore
 from kn_core.types import Progress, ScoredNeuron
 
+log = logging.getLogger(__name__)
 FALLBACK_TAU = 0.3  # for a language without the paper's τ
 EFFECT_KIND = "kn-effect-v1"
 CHECKER_KIND, EVALUATION_KIND = "factcheck-v2", "factcheck-evaluation-v2"  # v2: abstention, equal masks
 SHOWCASE_KIND, SHOWCASE_KEY = "showcase-v1", "app"
 TOP_NEURONS = 10
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _document(store: ResultStore, kind: str, key: str, usable: Callable[[object], bool]) -> object | None:
+    """The stored document (kind, key), or None when there is none. A damaged one (not JSON, or not the shape this
+    version writes, e.g. after a disk error or a foreign writer) is also None, with a warning: documents are derived
+    from the stored results, so it is computed again where needed and replaced, never read as it is."""
+    try:
+        saved = store.get_json(kind, key)
+    except (ValueError, TypeError, RecursionError):  # invalid JSON, a non-text payload, JSON nested too deeply
+        saved, ok = None, False
+    else:
+        try:
+            ok = saved is None or bool(usable(saved))
+        except (TypeError, KeyError, ValueError, AttributeError, DataError):
+            ok = False
+    if not ok:
+        log.warning("the stored %s document %s… in %s is damaged; it is ignored and computed again where needed "
+                    "(replacing it)", kind, key[:48], store.path)
+        return None
+    return saved
+
+
+def _effect_ok(saved: object) -> bool:
+    return isinstance(saved, dict) and all(_number(saved.get(name)) for name in ("own", "random", "neurons"))
+
+
+def _rows_ok(saved: object) -> bool:
+    return isinstance(saved, dict) and isinstance(saved.get("rows"), list) and all(
+        isinstance(row, dict) for row in saved["rows"])
+
+
+def _showcase_ok(saved: object) -> bool:
+    if not isinstance(saved, dict):
+        return False
+    Showcase(**saved)  # unknown or missing fields: TypeError
+    return (all(isinstance(saved[name], str) for name in ("model", "relation", "fact", "lang"))
+            and _number(saved["effect"]) and _number(saved["random_effect"]))
 
 
 def tau_of(lang: str) -> float:
@@ -137,7 +179,7 @@ def stored_facts(store: ResultStore, lm: LanguageModel, factset: FactSet, relati
 def setup(config: AttributionConfig) -> str:
     """The part of a stored document's key that names how the attributions integrate: baseline and steps, and
     the quadrature rule when it is not the default (so that the keys written before rules existed still hold)."""
-    rule = "" if config.rule == DEFAULT_RULE else f"|{config.rule}"
+    rule = "" if config.rule == KEYLESS_RULE else f"|{config.rule}"
     return f"{config.baseline}|{config.steps}{rule}"
 
 
@@ -148,7 +190,7 @@ def effect_key(lm: LanguageModel, fact_id: str, lang: str, config: AttributionCo
 def stored_effect(store: ResultStore, lm: LanguageModel, fact: StoredFact, config: AttributionConfig,
                   tau: float, p: float) -> dict | None:
     """The stored suppression effect of a fact's knowledge neurons: {"own", "random", "neurons"}, or None."""
-    return store.get_json(EFFECT_KIND, effect_key(lm, fact.fact.id, fact.lang, config, tau, p))
+    return _document(store, EFFECT_KIND, effect_key(lm, fact.fact.id, fact.lang, config, tau, p), _effect_ok)
 
 
 def measure_effects(store: ResultStore, lm: LanguageModel, facts: Sequence[StoredFact], config: AttributionConfig,
@@ -288,10 +330,15 @@ def checker_key(lm: LanguageModel, relation: str, lang: str, config: Attribution
 def stored_checker(store: ResultStore, lm: LanguageModel, relation: str, lang: str, config: AttributionConfig,
                    dkn: DKNSettings) -> FactChecker | None:
     """The relation's calibrated checker if stored (None for none, or for an older record)."""
-    saved = store.get_json(CHECKER_KIND, checker_key(lm, relation, lang, config, dkn))
+    key = checker_key(lm, relation, lang, config, dkn)
+    saved = _document(store, CHECKER_KIND, key, lambda saved: isinstance(saved, dict))
     try:
         return None if saved is None else FactChecker.from_json(saved)
-    except DataError:
+    except DataError:  # an older record
+        return None
+    except (TypeError, KeyError, ValueError, AttributeError):  # a damaged one
+        log.warning("the stored %s document %s… in %s is damaged; it is ignored and calibrated again (replacing "
+                    "it)", CHECKER_KIND, key[:48], store.path)
         return None
 
 
@@ -309,7 +356,7 @@ def calibrated_checker(store: ResultStore, lm: LanguageModel, factset: FactSet, 
 
 def stored_evaluation(store: ResultStore, lm: LanguageModel, relation: str, lang: str, config: AttributionConfig,
                       dkn: DKNSettings) -> pd.DataFrame | None:
-    saved = store.get_json(EVALUATION_KIND, checker_key(lm, relation, lang, config, dkn))
+    saved = _document(store, EVALUATION_KIND, checker_key(lm, relation, lang, config, dkn), _rows_ok)
     return None if saved is None else pd.DataFrame(saved["rows"])
 
 
@@ -348,11 +395,8 @@ class Showcase:
 
 def showcase(store: ResultStore) -> Showcase | None:
     """The stored showcase (None when none was chosen, or it is unreadable)."""
-    saved = store.get_json(SHOWCASE_KIND, SHOWCASE_KEY)
-    try:
-        return None if saved is None else Showcase(**saved)
-    except TypeError:
-        return None
+    saved = _document(store, SHOWCASE_KIND, SHOWCASE_KEY, _showcase_ok)
+    return None if saved is None else Showcase(**saved)
 
 
 def choose_showcase(store: ResultStore, lm: LanguageModel, factset: FactSet, langs: Sequence[str],

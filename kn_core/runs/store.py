@@ -45,7 +45,6 @@ from typing import Iterator, Literal
 import numpy as np
 from platformdirs import user_cache_dir
 
-from kn_core.attribution.quadrature import DEFAULT_RULE
 from kn_core.attribution.result import Attribution, AttributionConfig
 from kn_core.data.prompts import Prompt
 from kn_core.errors import StoreError
@@ -58,6 +57,9 @@ log = logging.getLogger(__name__)
 # 2: ``masked`` is the paper's formula (one integral per masked prompt, averaged); version 1's ``masked`` was
 # one integral from the mean baseline, now ``masked-mean``.
 METHOD_VERSION = 2
+# the rule every result had before rules could be chosen: keys (and document keys) of that rule leave it out, so
+# that they stay what they were; fixed, whatever the default rule is now
+KEYLESS_RULE = "riemann-right"
 SCHEMA_VERSION = 3  # 2: the claims table; 3: the quadrature rule as a column of results and failures
 APPLICATION_ID = 0x4B4E4558  # "KNEX", in the SQLite header: tells our files from other SQLite databases
 HOME_VARIABLE = "KN_EXPLORER_HOME"
@@ -101,12 +103,12 @@ FAILURES_TABLE = next(statement for statement in SCHEMA if statement.startswith(
 # schema 2 → 3: the rule becomes a column; results take it from their record, failures (whose rows never said)
 # the default rule
 UPGRADE_3 = tuple(statement.strip() for statement in f"""
-ALTER TABLE results ADD COLUMN rule TEXT NOT NULL DEFAULT '{DEFAULT_RULE}';
-UPDATE results SET rule = coalesce(json_extract(record, '$.config.rule'), '{DEFAULT_RULE}');
+ALTER TABLE results ADD COLUMN rule TEXT NOT NULL DEFAULT '{KEYLESS_RULE}';
+UPDATE results SET rule = coalesce(json_extract(record, '$.config.rule'), '{KEYLESS_RULE}');
 ALTER TABLE failures RENAME TO failures_2;
 {FAILURES_TABLE};
 INSERT INTO failures (model, fingerprint, fact_id, lang, template, baseline, steps, rule, reason, created)
-    SELECT model, fingerprint, fact_id, lang, template, baseline, steps, '{DEFAULT_RULE}', reason, created
+    SELECT model, fingerprint, fact_id, lang, template, baseline, steps, '{KEYLESS_RULE}', reason, created
     FROM failures_2;
 DROP TABLE failures_2
 """.split(";"))
@@ -130,7 +132,7 @@ class ResultKey:
     steps: int
     layers: tuple[int, ...]
     method_version: int = METHOD_VERSION
-    rule: str = DEFAULT_RULE
+    rule: str = KEYLESS_RULE
 
     @classmethod
     def of(cls, lm, prompt: Prompt, config: AttributionConfig, lang: str) -> "ResultKey":
@@ -144,7 +146,7 @@ class ResultKey:
     @property
     def digest(self) -> str:
         fields = asdict(self)
-        if fields["rule"] == DEFAULT_RULE:  # the key of every result stored before rules could be chosen
+        if fields["rule"] == KEYLESS_RULE:  # the key of every result stored before rules could be chosen
             del fields["rule"]
         text = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -298,17 +300,24 @@ def _writable(path: Path) -> bool:
 
 
 def _check_location(path: Path) -> None:
-    if path.is_dir():
-        raise StoreError(f"the store path {path} is a folder; give a file path such as {path / FILE_NAME}")
+    """Refuse, with the remedy, a store path that is a folder, a device, a FIFO or a socket (also through a
+    symlink: SQLite would write a ``-journal`` beside the device), a name the file system cannot hold, or a
+    location this process cannot write."""
+    remedy = f"set {HOME_VARIABLE} (or pass --store) to a writable location"
     try:
+        if path.is_dir():
+            raise StoreError(f"the store path {path} is a folder; give a file path such as {path / FILE_NAME}")
+        if path.exists() and not stat.S_ISREG(path.stat().st_mode):
+            raise StoreError(f"the store path {path} is not a regular file (a device, FIFO or socket); give the path "
+                             f"of a store file, or {remedy}")
         path.parent.mkdir(parents=True, exist_ok=True)
+        targets = (path.parent, path) if path.exists() else (path.parent,)
+        problem = next((t for t in targets if not _writable(t)), None)
     except OSError as exc:
-        raise StoreError(f"cannot create the store folder {path.parent}: {exc.strerror}; set {HOME_VARIABLE} "
-                         "(or pass --store) to a writable location") from None
-    for target in (path.parent, path) if path.exists() else (path.parent,):
-        if not _writable(target):
-            raise StoreError(f"the store at {path} is read-only ({target} is not writable); make it writable, "
-                             f"or set {HOME_VARIABLE} (or pass --store) to a writable location")
+        raise StoreError(f"cannot use the store path {path}: {exc.strerror or exc}; {remedy}") from None
+    if problem is not None:
+        raise StoreError(f"the store at {path} is read-only ({problem} is not writable); make it writable, or "
+                         f"{remedy}")
 
 
 def _explain(path: Path, exc: sqlite3.Error) -> StoreError:

@@ -269,3 +269,22 @@ def test_unusable_paths_are_clear_errors(tmp_path):
         ResultStore(tmp_path / "file" / "store.sqlite")
     with pytest.raises(StoreError, match="is a folder"):
         ResultStore(tmp_path)
+
+
+@pytest.mark.parametrize("target", ["/dev/null", "/dev/zero", "fifo", "long"])
+def test_a_device_fifo_or_overlong_store_path_is_refused_and_nothing_is_written(tmp_path, target):
+    """F4/F1: a device or FIFO as the store (also through a symlink) is refused before SQLite touches it (no
+    stray ``-journal`` beside it); a name over the file system's limit is one clear error."""
+    if target == "fifo":
+        path = tmp_path / "store.fifo"
+        os.mkfifo(path)
+    elif target == "long":
+        path = tmp_path / ("a" * 300) / "store.sqlite"
+    else:
+        path = tmp_path / "link.sqlite"
+        path.symlink_to(target)
+    before = set(tmp_path.iterdir())
+    with pytest.raises(StoreError, match="not a regular file|cannot use the store path"):
+        ResultStore(path)
+    assert set(tmp_path.iterdir()) == before
+    assert not Path(f"{target}-journal").exists()

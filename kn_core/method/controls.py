@@ -57,10 +57,11 @@ log = logging.getLogger(__name__)
 
 VERDICTS = ("fact", "relation", "generic", "none")
 CHUNK = 32  # neuron sets per batched forward pass (a large vocabulary's logits are [sets, seq, vocab])
-RULE = (f"none: the own drop is not beyond random (mean of the random draws + max({RANDOM_SD:g} sd, "
-        f"{MIN_EFFECT:.0%})); fact: the own drop is at least {SPECIFIC_RATIO:g}x and {SPECIFIC_MARGIN:.0%} more than "
-        f"both the same relation's and the other relations' drops; relation: else the same relation's drop is at "
-        f"least {SPECIFIC_RATIO:g}x and {SPECIFIC_MARGIN:.0%} more than the other relations'; generic: otherwise")
+RULE = (f"none: the own drop is not beyond random (the random draws' mean drop + max({RANDOM_SD:g} sd, "
+        f"{MIN_EFFECT * 100:g} points)); fact: the own drop is at least {SPECIFIC_RATIO:g}x and "
+        f"{SPECIFIC_MARGIN * 100:g} points more than both the same relation's and the other relations' drops; "
+        f"relation: else the same relation's drop is at least {SPECIFIC_RATIO:g}x and {SPECIFIC_MARGIN * 100:g} "
+        "points more than the other relations'; generic: otherwise")
 
 
 # -- the verdict (pure) ------------------------------------------------------------------------------

@@ -151,6 +151,27 @@ def test_other_experiments_run(name, gpt2_dir, facts_dir, tmp_path, capsys):
     assert any(p.suffix == ".png" for p in tmp_path.iterdir())
 
 
+def test_localize_reports_controls_and_critics_checks(gpt2_dir, facts_dir, tmp_path, capsys):
+    code = main(["experiment", "localize", "--model", str(gpt2_dir), "--data", str(facts_dir), "--langs", "en",
+                 "--relations", "P36", "--max-facts", "3", "--max-templates", "1", "--steps", "4", "--out", str(tmp_path)])
+    assert code == 0
+    facts = pd.read_csv(tmp_path / "facts.csv")
+    for column in ("ctrl_own", "ctrl_same_relation", "ctrl_other_relation", "ctrl_random_mean", "ctrl_random_sd",
+                   "ctrl_random_rank", "specificity", "top1_flip_rate", "top1_before", "top1_after",
+                   "paraphrase_change", "transfer", "reverse_change"):
+        assert column in facts, column
+    assert set(facts["specificity"]) <= {"fact", "relation", "generic", "none", "no verdict", "no neurons"}
+    assert (facts["n_same_relation"] == 5).all()  # every other fact of P36 in the data, not only the 3 sampled
+    assert (facts["n_other_relation"] > 0).all()  # from P30, though only P36 was selected
+    assert facts["paraphrase_change"].notna().all()  # P36's second template, not searched with --max-templates
+    headline = pd.read_csv(tmp_path / "headline.csv")
+    assert {"ctrl_same_relation", "top1_flip_rate", "share_relation"} <= set(headline.columns)
+    syntax = pd.read_csv(tmp_path / "syntax.csv")
+    assert list(syntax.columns[:4]) == ["model", "lang", "template", "subject"]
+    report = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "Syntactic control" in report and "Verdict rule: none:" in report
+
+
 def test_likn_needs_two_languages(gpt2_dir, facts_dir, tmp_path, capsys):
     code = main(["experiment", "likn", "--model", str(gpt2_dir), "--data", str(facts_dir), "--langs", "en",
                  "--out", str(tmp_path)])

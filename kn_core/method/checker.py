@@ -9,13 +9,16 @@
 - **wo_DKN** (:data:`WO_DKN_RULES`), both computed for every claim:
 
   * ``"authors"`` (the authors' code, the default in tables): a masked LM gets the query with ONE [MASK] and
-    the claim is correct when the top-1 token there is the candidate's token. A candidate of several tokens
-    can never equal one token, so it is compared with its *first* token (lenient: "New" accepts both
-    "New Delhi" and "New York"). A causal LM continues the query greedily and the claim is correct when the
+    the claim is correct when the top-1 token there, decoded, equals the whole candidate string (so a
+    candidate of several tokens is never accepted, as in the authors' code, which compares the object string).
+    A causal LM continues the query greedily and the claim is correct when the
     generated word equals the candidate: as many words are read as the candidate has (a word is a run of
     letters / digits, joined by ``- ' ’ . ·``, so CJK labels are one word ending at punctuation), the
     generation running until that word is complete (EOS, or :data:`MAX_NEW_TOKENS`), and the stripped
     strings are compared.
+  * ``"first_token"`` (a masked LM's lenient variant, kept for comparison; earlier tables used it as the
+    authors' rule): the top-1 token of the one-[MASK] query is the candidate's *first* token ("New" accepts both
+    "New Delhi" and "New York"). A causal LM's is the same as ``"authors"``.
   * ``"token_exact"``: the greedy prediction at each of the candidate's positions is the candidate's token
     (a causal LM: the first k greedily generated tokens; a masked LM: the argmax at each candidate mask of
     the scoring prompt below).
@@ -48,15 +51,17 @@ from kn_core.data.prompts import Prompt, fill_template
 from kn_core.defaults import DKN_T, T_HIGH, T_LOW, TOP_K
 from kn_core.errors import DataError, InputError, KNError
 from kn_core.method.claims import Claim, make_claims
+from kn_core.method.controls import random_sets
 from kn_core.method.neurons import Neuron, ScoredNeuron
-from kn_core.model.hooks import run
+from kn_core.model.hooks import gold_probs, run
 
 log = logging.getLogger(__name__)
 
 DEFAULT_T = DKN_T
 JSON_KIND, JSON_VERSION = "kn-explorer/fact-checker", 2
 NO_VERDICT = "no verdict: this relation has no degenerate neurons with these settings"
-WO_DKN_RULES = ("authors", "token_exact")
+WO_DKN_RULES = ("authors", "token_exact", "first_token")
+RANDOM_SCORE_DRAWS = 30  # random same-size sets scored beside the DKN set (the random-neuron baseline)
 MAX_NEW_TOKENS = 16  # a causal LM's greedy continuation: at most this many tokens (or 2 per candidate token)
 _CJK_GAP = re.compile(r"(?<=[\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef])\s+"
                       r"(?=[\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef])")
@@ -184,11 +189,25 @@ def model_answers(lm, prompt: Prompt) -> dict[str, tuple[str, bool]]:
         with lm.lock, torch.inference_mode():
             top = int(run(lm, torch.tensor(one.input_ids, device=lm.device)[None])[0, one.target_positions[0]].argmax())
         exact = greedy_answer(lm, prompt)
-        return {"authors": (decode(lm, [top]), top == prompt.object_ids[0]),
-                "token_exact": (decode(lm, exact), exact == prompt.object_ids)}
+        word = decode(lm, [top])
+        return {"authors": (word, word == decode(lm, prompt.object_ids)),
+                "token_exact": (decode(lm, exact), exact == prompt.object_ids),
+                "first_token": (word, top == prompt.object_ids[0])}
     exact, words = _continue(lm, prompt)
-    return {"authors": (words, words == prompt.object.strip()),
-            "token_exact": (decode(lm, exact), exact == prompt.object_ids)}
+    authors = (words, words == prompt.object.strip())
+    return {"authors": authors, "token_exact": (decode(lm, exact), exact == prompt.object_ids),
+            "first_token": authors}
+
+
+def candidate_probability(lm, prompt: Prompt) -> tuple[float, float]:
+    """The model's own P(candidate) on the claim's scoring prompt (the joint probability of its tokens, the gold
+    ones teacher-forced) and its length-normalised log-probability (the mean log-probability per token): the
+    simplest baselines of the DKN score."""
+    with lm.lock, torch.inference_mode():
+        probs = gold_probs(run(lm, torch.tensor(prompt.input_ids, device=lm.device)[None]), prompt.target_positions,
+                           prompt.object_ids)[0].double().cpu().numpy()
+    logs = np.log(np.maximum(probs, 1e-300))
+    return float(np.prod(probs)), float(logs.mean())
 
 
 # -- the DKN score -------------------------------------------------------------------------------------
@@ -196,12 +215,20 @@ def dkn_score(lm, prompt: Prompt, dkn: Sequence[Neuron],
               config: AttributionConfig) -> tuple[float, tuple[ScoredNeuron, ...]]:
     """Mean attribution toward the prompt's object over ``dkn`` and each neuron's attribution; only the layers
     holding DKN are integrated. An empty ``dkn`` has no score: (NaN, ())."""
+    return dkn_scores(lm, prompt, dkn, config)[:2]
+
+
+def dkn_scores(lm, prompt: Prompt, dkn: Sequence[Neuron], config: AttributionConfig,
+               random: Sequence[Sequence[Neuron]] = ()) -> tuple[float, tuple[ScoredNeuron, ...], tuple[float, ...]]:
+    """:func:`dkn_score` and, from the same attribution, the mean attribution over each set of ``random`` (random
+    same-size sets in the DKN layers: the random-neuron baseline costs no further integral)."""
     if not dkn:
-        return math.nan, ()
+        return math.nan, (), tuple(math.nan for _ in random)
     layers = tuple(sorted({layer for layer, _ in dkn}))
     scores = attribute(lm, prompt, replace(config, layers=layers)).scores
     voters = tuple((layer, index, float(scores[layer, index])) for layer, index in dkn)
-    return float(np.mean([v[2] for v in voters])), voters
+    controls = tuple(float(np.mean([scores[layer, index] for layer, index in s])) for s in random)
+    return float(np.mean([v[2] for v in voters])), voters, controls
 
 
 # -- verdicts and the checker --------------------------------------------------------------------------
@@ -213,7 +240,10 @@ class Verdict:
     score: mean attribution toward the candidate over the DKN set (NaN when abstaining). voters:
     ``(layer, index, attribution)`` for each DKN neuron. model_prediction / model_agrees: the model's own
     answer and whether it is the candidate by the authors' rule (wo_DKN); exact_prediction / exact_agrees: the
-    same by the token-exact rule. prompt: the scoring prompt built for the candidate (:func:`claim_prompt`).
+    same by the token-exact rule; first_token_agrees: by the masked LM's first-token rule. prompt: the scoring
+    prompt built for the candidate (:func:`claim_prompt`). Baselines: p_candidate / logprob, the model's own
+    P(candidate) and mean log-probability per token on that prompt; random_scores, the mean attribution over
+    each of the checker's random same-size sets in the DKN layers (:meth:`FactChecker.random_sets`).
     """
 
     correct: bool | None
@@ -226,6 +256,10 @@ class Verdict:
     exact_prediction: str = ""
     exact_agrees: bool = False
     reason: str = ""
+    first_token_agrees: bool = False
+    p_candidate: float = math.nan
+    logprob: float = math.nan
+    random_scores: tuple[float, ...] = ()
 
     @property
     def abstained(self) -> bool:
@@ -236,7 +270,8 @@ class Verdict:
         """The model's own judgement by ``rule`` (one of :data:`WO_DKN_RULES`)."""
         if rule not in WO_DKN_RULES:
             raise InputError("rule", f"unknown wo_DKN rule {rule!r}; choose one of {', '.join(WO_DKN_RULES)}")
-        return self.model_agrees if rule == "authors" else self.exact_agrees
+        return {"authors": self.model_agrees, "token_exact": self.exact_agrees,
+                "first_token": self.first_token_agrees}[rule]
 
 
 @dataclass(frozen=True)
@@ -297,19 +332,28 @@ class FactChecker:
         """The scoring prompt of a claim (the same number of masks for every candidate of the relation)."""
         return claim_prompt(lm, template or self.template, subject, candidate, self.n_masks)
 
-    def judge(self, lm, subject: str, candidate: str, template: str | None = None) -> Verdict:
-        """Judge ⟨subject, relation, candidate⟩ with the DKN score (or abstain, with no DKN set) and with the
-        model's own answers."""
+    def judge(self, lm, subject: str, candidate: str, template: str | None = None,
+              random_draws: int = RANDOM_SCORE_DRAWS) -> Verdict:
+        """Judge ⟨subject, relation, candidate⟩ with the DKN score (or abstain, with no DKN set), with the
+        model's own answers and P(candidate), and with ``random_draws`` random same-size sets (0: none)."""
         self._check_model(lm)
         prompt = self.prompt(lm, subject, candidate, template)
         answers = model_answers(lm, prompt)
+        p_candidate, logprob = candidate_probability(lm, prompt)
         own = {"model_prediction": answers["authors"][0], "model_agrees": answers["authors"][1],
                "exact_prediction": answers["token_exact"][0], "exact_agrees": answers["token_exact"][1],
+               "first_token_agrees": answers["first_token"][1], "p_candidate": p_candidate, "logprob": logprob,
                "prompt": prompt}
         if self.abstains:
             return Verdict(correct=None, score=math.nan, lam=None, voters=(), reason=NO_VERDICT, **own)
-        score, voters = dkn_score(lm, prompt, self.dkn, self.config)
-        return Verdict(correct=bool(score >= self.lam), score=score, lam=self.lam, voters=voters, **own)
+        score, voters, randoms = dkn_scores(lm, prompt, self.dkn, self.config, self.random_sets(random_draws))
+        return Verdict(correct=bool(score >= self.lam), score=score, lam=self.lam, voters=voters,
+                       random_scores=randoms, **own)
+
+    def random_sets(self, draws: int = RANDOM_SCORE_DRAWS) -> list[list[Neuron]]:
+        """``draws`` random sets of the DKN set's size in its layers (seeded by the checker's seed): the
+        random-neuron baseline of the DKN score."""
+        return random_sets(self.dkn, self.d_ff, self.seed, draws) if self.dkn else []
 
     def held_out_claims(self, factset: FactSet) -> tuple[Claim, ...]:
         """True and wrong claims of the held-out (test) facts, with the checker's seed."""
@@ -342,5 +386,5 @@ def _tuples(value):
 
 
 __all__ = ["DEFAULT_T", "MAX_NEW_TOKENS", "NO_VERDICT", "WO_DKN_RULES", "FactChecker", "Verdict",
-           "claim_prompt", "decode", "dkn_score", "first_words", "greedy_answer", "model_answers", "n_words",
+           "RANDOM_SCORE_DRAWS", "candidate_probability", "claim_prompt", "decode", "dkn_score", "dkn_scores", "first_words", "greedy_answer", "model_answers", "n_words",
            "relation_masks", "with_masks"]

@@ -23,6 +23,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from kn_core.attribution import AttributionConfig, Attributor, compute
@@ -33,21 +34,25 @@ from kn_core.errors import InputError, KNError
 from kn_core.method.checker import (
     DEFAULT_T,
     JSON_KIND,
+    RANDOM_SCORE_DRAWS,
     JSON_VERSION,
     MAX_NEW_TOKENS,
     NO_VERDICT,
     WO_DKN_RULES,
     FactChecker,
     Verdict,
+    candidate_probability,
     claim_prompt,
     decode,
     dkn_score,
+    dkn_scores,
     greedy_answer,
     model_answers,
     relation_masks,
     with_masks,
 )
 from kn_core.method.claims import Claim, make_claims, split
+from kn_core.method.controls import random_sets
 from kn_core.method.dkn import DKNResult, degenerate, dkn_set, pair_counts
 from kn_core.method.metrics import (
     OBJECTIVES,
@@ -92,17 +97,30 @@ def _train_dkn(lm, facts: Sequence[Fact], templates: Sequence[str], lang: str, c
     return results
 
 
+@dataclass(frozen=True)
+class ClaimScores:
+    """A training claim's DKN score beside its baselines: the mean attribution over each random same-size set
+    in the DKN layers, and the model's own P(candidate) and mean log-probability per token."""
+
+    claim: Claim
+    score: float
+    random_scores: tuple[float, ...]
+    p_candidate: float
+    logprob: float
+
+
 def _score_claims(lm, claims: Sequence[Claim], template: str, dkn: Sequence[Neuron], config: AttributionConfig,
-                  n_masks: int, progress: Progress) -> tuple[list[Claim], list[float]]:
-    """DKN scores of the claims the model can take (others are skipped), on their scoring prompts."""
-    kept, scores = [], []
+                  n_masks: int, progress: Progress, random: Sequence[Sequence[Neuron]] = ()) -> list[ClaimScores]:
+    """DKN scores (and baselines) of the claims the model can take (others are skipped), on their scoring
+    prompts."""
+    out = []
     for i, claim in enumerate(claims):
         prompt = _claim_prompt_or_none(lm, template, claim, n_masks)
         if prompt is not None:
-            kept.append(claim)
-            scores.append(dkn_score(lm, prompt, dkn, config)[0])
+            score, _, randoms = dkn_scores(lm, prompt, dkn, config, random)
+            out.append(ClaimScores(claim, score, randoms, *candidate_probability(lm, prompt)))
         progress((i + 1) / len(claims))
-    return kept, scores
+    return out
 
 
 def calibrate(lm, factset: FactSet, relation: str, lang: str, templates: Sequence[str] | None = None,
@@ -111,7 +129,22 @@ def calibrate(lm, factset: FactSet, relation: str, lang: str, templates: Sequenc
               train: float = TRAIN_SHARE, facts: Sequence[Fact] | None = None,
               progress: Progress | None = None, attributor: Attributor = compute,
               tau: float | None = None) -> FactChecker:
-    """Split ``relation``'s facts, find the DKN set on the training part and calibrate λ on its claims.
+    """Split ``relation``'s facts, find the DKN set on the training part and calibrate λ on its claims (see
+    :func:`calibrate_scored`, which also returns the training claims' scores)."""
+    return calibrate_scored(lm, factset, relation, lang, templates, config, seed, top_k, t, t_low, t_high, objective,
+                            train, facts, progress, attributor, tau)[0]
+
+
+def calibrate_scored(lm, factset: FactSet, relation: str, lang: str, templates: Sequence[str] | None = None,
+                     config: AttributionConfig = AttributionConfig(), seed: int = 0, top_k: int = TOP_K,
+                     t: float = DEFAULT_T, t_low: float = T_LOW, t_high: float = T_HIGH, objective: str = "f1",
+                     train: float = TRAIN_SHARE, facts: Sequence[Fact] | None = None,
+                     progress: Progress | None = None, attributor: Attributor = compute, tau: float | None = None,
+                     random_draws: int = RANDOM_SCORE_DRAWS) -> tuple[FactChecker, tuple[ClaimScores, ...]]:
+    """Split ``relation``'s facts, find the DKN set on the training part and calibrate λ on its claims; return
+    the checker and the training claims' scores with their baselines (``random_draws`` random same-size sets in
+    the DKN layers, the checker's :meth:`~FactChecker.random_sets`; P(candidate)), for fitting the baselines'
+    thresholds on the same training claims — never on the held-out claims they are scored on.
 
     templates: the prompts searched for degenerate pairs (default: the relation's train templates in
     ``lang``); the first one is the template claims are judged with.
@@ -146,13 +179,16 @@ def calibrate(lm, factset: FactSet, relation: str, lang: str, templates: Sequenc
     n_masks = relation_masks(lm, templates[0], [f.object(lang) for f in factset.facts_of(relation) if lang in f.labels])
     n_pairs = sum(len(r.pairs) for r in results)
     fitted: dict[str, float | None] = dict.fromkeys(("lam", "train_accept_true", "train_accept_wrong", "train_f1"))
+    scored: list[ClaimScores] = []
     if not dkn:
         log.warning("%s/%s: no degenerate pair in %d training prompts; the checker gives no verdict", relation, lang,
                     len(results))
         report(1.0)
     else:
-        claims, scores = _score_claims(lm, make_claims(factset, relation, lang, seed, train_facts), templates[0], dkn,
-                                       config, n_masks, lambda f: report(0.7 + 0.3 * f))
+        randoms = random_sets(dkn, lm.d_ff, seed, random_draws) if random_draws else []
+        scored = _score_claims(lm, make_claims(factset, relation, lang, seed, train_facts), templates[0], dkn,
+                               config, n_masks, lambda f: report(0.7 + 0.3 * f), randoms)
+        claims, scores = [c.claim for c in scored], [c.score for c in scored]
         if not claims:
             raise InputError("relation", f"no training claim of {relation} in {lang!r} can be put to {lm.name} "
                                          "(its labels fall outside the model's vocabulary)")
@@ -169,7 +205,7 @@ def calibrate(lm, factset: FactSet, relation: str, lang: str, templates: Sequenc
                        objective=objective, train_facts=tuple(f.id for f in train_facts),
                        test_facts=tuple(f.id for f in test_facts), n_prompts=len(results), n_pairs=n_pairs,
                        config=replace(config, layers=None), seed=seed, top_k=top_k, t=t, t_low=t_low, t_high=t_high,
-                       n_masks=n_masks, tau=tau, **fitted)
+                       n_masks=n_masks, tau=tau, **fitted), tuple(scored)
 
 
 # -- evaluation --------------------------------------------------------------------------------------
@@ -220,11 +256,15 @@ class Evaluation:
                               "lam": math.nan if v.lam is None else v.lam, "with_DKN": v.correct,
                               "model_prediction": v.model_prediction, "wo_DKN": v.model_agrees,
                               "exact_prediction": v.exact_prediction, "wo_DKN_token_exact": v.exact_agrees,
+                              "wo_DKN_first_token": v.first_token_agrees, "p_candidate": v.p_candidate,
+                              "logprob": v.logprob,
+                              "random_score_mean": float(np.mean(v.random_scores)) if v.random_scores else math.nan,
                               "n_tokens": v.prompt.n_object_tokens, "input_len": len(v.prompt.input_ids)}
                              for c, v in self.verdicts],
                             columns=["fact_id", "relation", "lang", "subject", "candidate", "is_true", "verdict",
                                      "score", "lam", "with_DKN", "model_prediction", "wo_DKN", "exact_prediction",
-                                     "wo_DKN_token_exact", "n_tokens", "input_len"])
+                                     "wo_DKN_token_exact", "wo_DKN_first_token", "p_candidate", "logprob",
+                                     "random_score_mean", "n_tokens", "input_len"])
 
 
 def evaluate(lm, checker: FactChecker, test_claims: Sequence[Claim], progress: Progress | None = None) -> Evaluation:
@@ -253,7 +293,8 @@ def evaluate(lm, checker: FactChecker, test_claims: Sequence[Claim], progress: P
                       seconds_per_claim=seconds / len(verdicts) if verdicts else math.nan)
 
 
-__all__ = ["DEFAULT_T", "JSON_KIND", "JSON_VERSION", "MAX_NEW_TOKENS", "NO_VERDICT", "OBJECTIVES",
+__all__ = ["RANDOM_SCORE_DRAWS", "ClaimScores", "calibrate_scored", "candidate_probability", "dkn_scores",
+           "DEFAULT_T", "JSON_KIND", "JSON_VERSION", "MAX_NEW_TOKENS", "NO_VERDICT", "OBJECTIVES",
            "WO_DKN_RULES", "Claim", "Confusion", "Evaluation", "FactChecker", "Verdict", "calibrate",
            "choose_threshold", "claim_prompt", "decode", "dkn_score", "evaluate", "greedy_answer", "make_claims",
            "model_answers", "relation_masks", "split", "with_masks"]

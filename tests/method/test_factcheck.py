@@ -263,11 +263,17 @@ def test_wo_dkn_rules_on_the_demo_mlm(lang, template, subject, true, wrong, one_
         one = with_masks(lm, prompt, 1)  # the authors' input: the query with ONE [MASK]
         with torch.no_grad():
             top = int(run(lm, torch.tensor(one.input_ids)[None])[0, one.target_positions[0]].argmax())
-        assert answers["authors"] == (decode(lm, [top]), top == prompt.object_ids[0])  # the first token
+        word = decode(lm, [top])
+        assert answers["authors"] == (word, word == decode(lm, prompt.object_ids))  # the whole object string
+        assert answers["first_token"] == (word, top == prompt.object_ids[0])  # the lenient variant
         exact = greedy_answer(lm, prompt)
         assert answers["token_exact"] == (decode(lm, exact), exact == prompt.object_ids)
-    # the demo model knows the fact: by the authors' rule the true claim is accepted, its twin is not
-    assert model_answers(lm, claim_prompt(lm, template, subject, true, n))["authors"][1]
+    # the demo model knows the fact: by the first-token rule the true claim is accepted, its twin is not; by the
+    # authors' whole-string rule only when the object is one token
+    right = model_answers(lm, claim_prompt(lm, template, subject, true, n))
+    assert right["first_token"][1]
+    assert right["authors"][1] == (len(claim_prompt(lm, template, subject, true).object_ids) == 1)
+    assert not model_answers(lm, claim_prompt(lm, template, subject, wrong, n))["first_token"][1]
     assert not model_answers(lm, claim_prompt(lm, template, subject, wrong, n))["authors"][1]
 
 
@@ -286,16 +292,18 @@ def test_wo_dkn_rules_on_the_demo_clm(lang, template, subject, true, wrong, one_
     assert other["token_exact"][0] == decode(lm, greedy_answer(lm, prompt))
 
 
-def test_a_multi_token_candidate_is_compared_by_its_first_token(one_thread):
+def test_a_multi_token_candidate_by_whole_string_and_first_token(one_thread):
     lm = _demo("demo-mlm")
     template, subject = "[X]的首都是[Y]。", "坦桑尼亚"
     prompt = claim_prompt(lm, template, subject, "多多马", 3)
-    top = model_answers(lm, prompt)["authors"]
-    # a candidate that only shares the first character is judged alike by the authors' one-token rule
+    top = model_answers(lm, prompt)["first_token"]
+    # a candidate that only shares the first character is judged alike by the lenient first-token rule …
     twin = claim_prompt(lm, template, subject, "多哈", 3)
     assert twin.object_ids[0] == prompt.object_ids[0]
-    assert model_answers(lm, twin)["authors"] == top
+    assert model_answers(lm, twin)["first_token"] == top
     assert model_answers(lm, twin)["token_exact"][1] is False
+    # … while the authors' rule compares the whole object string: one token never equals several
+    assert model_answers(lm, prompt)["authors"][1] is False and model_answers(lm, twin)["authors"][1] is False
 
 
 @pytest.mark.parametrize("name", list(DEMO_MODELS))

@@ -1,6 +1,7 @@
 """Experiments end to end on a tiny model and a tiny bilingual fact folder, plus the report helpers."""
 from __future__ import annotations
 
+import json
 import time
 
 import pandas as pd
@@ -49,8 +50,21 @@ def test_factcheck_end_to_end(bert_dir, facts_dir, tmp_path, capsys):
     printed = capsys.readouterr().out
     for column in ("wo_DKN P / R / F1", "wo_DKN token-exact P / R / F1", "with_DKN authors' P / R",
                    "with_DKN accept true / wrong", "relations (no verdict)", "claims (no verdict)", "English",
-                   "FIRST token"):
+                   "WHOLE object string"):
         assert column in printed
+    report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    for method in ("dkn", "model_probability", "logprob", "random_neurons", "wo_dkn", "wo_dkn_token_exact"):
+        assert method in report["auroc"] and method in report["auroc_ci95"]
+    for method in ("dkn", "random_neurons"):
+        assert {"fixed", "fitted"} <= set(report["threshold"][method])
+        assert report["threshold"][method]["fixed"]["lam"] == 1e-6
+    assert {"fitted"} <= set(report["threshold"]["model_probability"]) and "training split" in report["lambda"]
+    assert {"auroc_p_only", "auroc_both", "delta", "delta_ci95"} <= set(report["logistic"])
+    assert report["runs"][0]["model"] and report["runs"][0]["lang"] == "en"
+    baselines = pd.read_csv(tmp_path / "baselines.csv")
+    assert set(baselines["score"]) >= {"dkn", "model_probability", "random_neurons", "wo_dkn"}
+    scores = pd.read_csv(tmp_path / "claim_scores.csv")
+    assert "test" in set(scores["split"]) and {"dkn", "model_probability", "logprob"} <= set(scores.columns)
     table3 = pd.read_csv(tmp_path / "table3.csv")
     assert list(table3["method"]) == ["wo_DKN", "wo_DKN_token_exact", "with_DKN", "wo_DKN_all_claims"]
     claims = pd.read_csv(tmp_path / "claims.csv")

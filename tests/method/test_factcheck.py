@@ -66,6 +66,19 @@ def test_calibrated_checker(lm, checker):
     assert checker.n_masks == (longest if lm.kind == "masked" else 0) and longest >= 2
 
 
+def test_judge_reports_the_baselines(lm, checker, one_thread):
+    verdict = checker.judge(lm, "Tanzania", "Dodoma")
+    assert 0 < verdict.p_candidate <= 1 and verdict.logprob <= 0
+    assert verdict.logprob == pytest.approx(math.log(verdict.p_candidate) / verdict.prompt.n_object_tokens, rel=1e-5)
+    assert len(verdict.random_scores) == 30
+    full = attribute(lm, verdict.prompt, AttributionConfig(steps=8)).scores
+    sets = checker.random_sets(30)
+    assert sets == checker.random_sets(30)  # seeded by the checker
+    for s, got in zip(sets, verdict.random_scores):
+        assert sorted(layer for layer, _ in s) == sorted(layer for layer, _ in checker.dkn)
+        assert got == pytest.approx(float(np.mean([full[layer, index] for layer, index in s])), rel=1e-4, abs=1e-7)
+
+
 def test_judge_scores_only_the_dkn_layers(lm, checker, one_thread):
     start = time.perf_counter()
     verdict = checker.judge(lm, "Tanzania", "Dar es Salaam")  # 3 tokens against the true object's 1

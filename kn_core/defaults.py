@@ -7,8 +7,14 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Mapping
 
-# §1 AMIG
-STEPS = 20  # m, right-Riemann steps of each integral
+# §1 AMIG. The default numerics are chosen by measured error (bench/bench_quadrature.py, docs/performance.md):
+# Gauss–Legendre with m = 4 points, each (layer, baseline path) whose completeness residual exceeds 1 % of the
+# change it integrates integrated again with 8, 16, … points. The paper's numerics are the preset "paper".
+RULE = "gauss-legendre-adaptive"  # quadrature rule of each integral
+STEPS = 4  # m, its points (the adaptive rule's first pass)
+PAPER_RULE, PAPER_STEPS = "riemann-right", 20  # the paper's: right Riemann sums, m = 20 (`--preset paper`)
+PRESETS: Mapping[str, tuple[str, int]] = MappingProxyType({"default": (RULE, STEPS),
+                                                           "paper": (PAPER_RULE, PAPER_STEPS)})
 
 # §2 knowledge neurons
 TAU: Mapping[str, float] = MappingProxyType({"en": 0.3, "zh": 0.2})  # coarse threshold τ per language

@@ -50,6 +50,9 @@ def attribute(lm, prompt: Prompt, config: AttributionConfig = AttributionConfig(
     """AMIG attribution of ``prompt`` on ``lm`` (see :class:`Attribution` for shapes); ``lang`` is recorded
     in the result. With several baseline paths the result is their mean (:data:`PATHS_COMBINED`), and the
     completeness residual is checked path by path (``path_deltas``)."""
+    check_prompt = getattr(lm, "check_prompt", None)  # a prompt another model's tokenizer built is refused
+    if check_prompt is not None:
+        check_prompt(prompt)
     engine = _engine(config.engine)
     layers = tuple(range(lm.n_layers)) if config.layers is None else config.layers
     if any(not 0 <= layer < lm.n_layers for layer in layers):

@@ -91,6 +91,10 @@ def ask_consent(name: str, accepted: bool) -> bool:
         answer = input(f"Do you accept the {installer.spec_of(name).license} for {name}? [y/N] ")
     except EOFError:
         answer = ""
+    except KeyboardInterrupt:
+        print(file=sys.stderr)  # the question's line stays open after Ctrl-C
+        raise installer.LicenseNotAccepted(f"interrupted at the licence question for {name}; nothing was "
+                                           "installed (rerun and answer y or n, or pass --accept-license)") from None
     if answer.strip().lower() in ("y", "yes"):
         return True
     raise installer.LicenseNotAccepted(f"not accepted for {name}; nothing was installed")
@@ -120,17 +124,21 @@ def show_list(as_json: bool) -> int:
     models = installer.list_models()
     if as_json:
         print(json.dumps([{"name": m.name, "installed": m.installed, "path": str(m.path), "size_bytes": m.size_bytes,
-                           "license": m.license, "needs_consent": m.needs_consent, "description": m.description}
+                           "license": m.license, "needs_consent": m.needs_consent, "description": m.description,
+                           "damaged": m.damaged}
                           for m in models], ensure_ascii=False, indent=2))
         return 0
     rows = [("NAME", "STATUS", "SIZE", "LICENCE", "FOLDER")]
     for m in models:
         licence = m.license + (" (consent needed)" if m.needs_consent else "")
-        rows.append((m.name, "installed" if m.installed else "not installed", _size(m.size_bytes), licence,
-                     str(m.path)))
+        status = "installed" if m.installed else "damaged" if m.damaged else "not installed"
+        rows.append((m.name, status, _size(m.size_bytes), licence, str(m.path)))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths)) + "  " + row[4])
+    for m in models:
+        if m.damaged:
+            print(f"\n{m.name} is damaged: {m.damaged}")
     if not any(m.installed for m in models):
         print(f"\ninstall one with: python -m kn_core models install {next(iter(REGISTRY))}")
     return 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, Sequence
 
 from kn_core.errors import InputError, TemplateError
@@ -30,6 +30,8 @@ class Prompt:
             minimal-information baseline (prompt tokens; no specials, no object positions).
         cut: template text after [Y] that the model does not read (a causal LM predicts the object from
             the text before it, as LAMA-style work on GPT models does); empty when nothing was left out.
+        reader: which model's tokenizer and prompt format built the ids (``LanguageModel.reader``); a model
+            refuses a prompt of another reader. Empty for a prompt built by hand; not part of equality.
     """
 
     template: str
@@ -40,6 +42,7 @@ class Prompt:
     object_ids: tuple[int, ...]
     context_positions: tuple[int, ...]
     cut: str = ""
+    reader: str = field(default="", compare=False)
 
     @property
     def n_object_tokens(self) -> int:

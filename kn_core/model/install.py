@@ -112,6 +112,7 @@ class ModelStatus:
     needs_consent: bool
     description: str
     record: dict | None = field(default=None, repr=False)
+    damaged: str | None = None  # why the folder exists but is no finished install, and the repair
 
 
 def spec_of(name: str) -> ModelSpec:
@@ -136,6 +137,22 @@ def installed_path(name: str, home: Path | str | None = None) -> Path | None:
     return folder if _is_installed(folder) else None
 
 
+def repair_hint(name: str, home: Path | str | None = None) -> str | None:
+    """Why the folder of ``name`` exists but is no finished install, and how to repair it; None when the
+    folder is absent or the install is complete."""
+    folder = model_folder(name, home)
+    try:
+        if not folder.exists() or _is_installed(folder):
+            return None
+    except OSError:
+        return None
+    if not folder.is_dir():
+        return f"{folder} is not a folder; move it away, then `python -m kn_core models install {name}`"
+    lacking = [file for file in (RECORD_FILE, "config.json") if not (folder / file).is_file()]
+    return (f"its folder {folder} exists but lacks {' and '.join(lacking)} (a damaged or edited install); repair "
+            f"it with `python -m kn_core models install {name} --force`")
+
+
 def _size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
@@ -156,7 +173,8 @@ def list_models(home: Path | str | None = None) -> list[ModelStatus]:
         out.append(ModelStatus(name=spec.name, installed=installed, path=folder,
                                size_bytes=_size(folder) if installed else None, license=spec.license,
                                needs_consent=spec.needs_consent, description=spec.description,
-                               record=_record(folder) if installed else None))
+                               record=_record(folder) if installed else None,
+                               damaged=None if installed else repair_hint(spec.name, home)))
     return out
 
 
@@ -596,8 +614,8 @@ def install(name: str, accept_license: bool = False, *, home: Path | str | None 
             report(1.0, f"{spec.name} is already installed in {dest}")
             return dest
         if dest.exists() and not _is_installed(dest) and not force:
-            raise InstallError(f"{dest} exists but is not a finished install of {spec.name}; remove it "
-                               f"(python -m kn_core models remove {spec.name}) and rerun")
+            raise InstallError(f"{dest} exists but is not a finished install of {spec.name}; repair it with "
+                               f"`python -m kn_core models install {spec.name} --force`")
         _clear_leftovers(folder, spec.name)
         build = Path(tempfile.mkdtemp(prefix=f".{spec.name}{PARTIAL}", dir=folder))
         try:

@@ -4,12 +4,16 @@ Safety: weights load from safetensors only (``use_safetensors=True``) and never 
 """
 from __future__ import annotations
 
+import errno
+import hashlib
+import json
 import logging
 import os
+import re
 import threading
 import unicodedata
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -27,7 +31,7 @@ from transformers.utils import logging as transformers_logging
 from kn_core.data.prompts import OBJECT_SLOT, SUBJECT_SLOT, Prompt
 from kn_core.errors import InputError, KNError, ModelLoadError
 from kn_core.model.adapters import Adapter, adapter_for
-from kn_core.model.install import installed_path, model_folder
+from kn_core.model.install import installed_path, model_folder, repair_hint
 from kn_core.model.registry import REGISTRY
 
 log = logging.getLogger(__name__)
@@ -60,6 +64,28 @@ class LanguageModel:
     source: Path | None = None
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _checked_templates: set[str] = field(default_factory=set, repr=False)
+    _reader: str | None = field(default=None, repr=False)
+
+    @property
+    def reader(self) -> str:
+        """Who reads this model's prompts: its architecture's prompt format and its tokenizer (class, special
+        tokens and the digest of its vocabulary). Every prompt :meth:`prompt` builds carries it, so that a prompt
+        built for one model is refused by another (:meth:`check_prompt`)."""
+        if self._reader is None:
+            vocab = sorted(self.tokenizer.get_vocab().items(), key=lambda item: item[1])
+            specials = getattr(self.tokenizer, "special_tokens_map", {})
+            text = json.dumps([self.adapter.family, self.kind, type(self.tokenizer).__name__, vocab, specials],
+                              ensure_ascii=False, sort_keys=True, default=str)
+            self._reader = f"{self.adapter.family}/{self.kind}:{hashlib.sha256(text.encode('utf-8')).hexdigest()[:16]}"
+        return self._reader
+
+    def check_prompt(self, prompt: Prompt) -> None:
+        """Refuse a prompt that another model's tokenizer or prompt format built (its token ids would mean other
+        words here). Prompts that name no reader (built by hand) are taken as they are."""
+        if prompt.reader and prompt.reader != self.reader:
+            raise InputError("prompt", f"was built for another model ({prompt.reader.split(':')[0]}, another "
+                                       f"tokenizer or prompt format) than {self.name!r}; build it with this model's "
+                                       "prompt(template, subject, object)")
 
     @property
     def config(self):
@@ -100,7 +126,25 @@ class LanguageModel:
         if limit is not None and len(prompt.input_ids) > limit:
             raise InputError("template", f"the prompt is {len(prompt.input_ids)} tokens; this model reads at most "
                                          f"{limit}: shorten the template, subject or object")
-        return prompt
+        return replace(prompt, reader=self.reader)
+
+    def sentence_ids(self, text: object, max_chars: int = 1000) -> torch.Tensor:
+        """The token ids ([1, T]) of a free sentence (special tokens included), refused with an
+        :class:`InputError` (field ``sentence``) when it is empty, too long, or holds no token the model reads
+        (only invisible marks such as zero-width spaces, or characters the tokenizer drops)."""
+        if not isinstance(text, str) or not text.strip() or len(text) > max_chars:
+            raise InputError("sentence", f"give a sentence of 1 to {max_chars} characters")
+        ids = self.tokenizer(text, return_tensors="pt")["input_ids"]
+        special = set(getattr(self.tokenizer, "all_special_ids", ()))
+        if ids.shape[1] == 0 or all(int(i) in special for i in ids[0]):
+            raise InputError("sentence", f"{text[:40]!r} holds no token {self.name} reads (only invisible marks, or "
+                                         "characters its tokenizer drops or does not know); enter a sentence "
+                                         "with words")
+        limit = self.adapter.max_positions(self.config)
+        if limit is not None and ids.shape[1] > limit:
+            raise InputError("sentence", f"is {ids.shape[1]} tokens long; this model reads at most {limit}: "
+                                         "shorten it")
+        return ids
 
     def drop_unread_marks(self, label: object) -> object:
         """``label`` without the invisible format characters (Unicode Cf) that the tokenizer drops."""
@@ -150,7 +194,12 @@ class LanguageModel:
 
 def resolve(name_or_path: str) -> tuple[str, Path | None]:
     """Map a demo name, an installable model's name (its folder under ``$KN_EXPLORER_HOME/models``) or a folder
-    to a local path; anything else is taken as a hub id."""
+    to a local path; anything else is taken as a hub id. A folder may be given as a ``pathlib.Path`` (any
+    ``os.PathLike``)."""
+    if isinstance(name_or_path, os.PathLike):
+        name_or_path = os.fspath(name_or_path)
+    if isinstance(name_or_path, bytes):
+        raise InputError("model", "give the folder as text (str or pathlib.Path), not bytes")
     if not isinstance(name_or_path, str) or not name_or_path.strip():
         raise InputError("model", "is empty; pick a demo model or enter a Hugging Face id or a folder")
     name = name_or_path.strip()
@@ -163,18 +212,33 @@ def resolve(name_or_path: str) -> tuple[str, Path | None]:
     if name in REGISTRY:
         path = installed_path(name)
         if path is None:
+            damaged = repair_hint(name)
+            if damaged:
+                raise ModelLoadError(f"model {name!r} is damaged: {damaged}")
             raise ModelLoadError(f"model {name!r} is not installed (no {model_folder(name)}); install it with "
                                  f"`python -m kn_core models install {name}`")
         return name, path
     path = Path(name).expanduser()
-    if path.is_dir():
+    try:
+        is_dir, exists = path.is_dir(), path.exists()
+    except OSError as exc:  # a name too long for the file system, a loop of links, ...
+        raise ModelLoadError(_path_problem(name, exc)) from None
+    if is_dir:
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"folder {name!r} holds no config.json, so it is not a saved model")
         return name, path
-    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+    if exists or name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelLoadError(f"no model folder at {name!r}; valid choices: {', '.join(DEMO_MODELS)}, "
                              "a local model folder, or a Hugging Face id such as 'bert-base-multilingual-cased'")
     return name, None
+
+
+def _path_problem(name: str, exc: OSError) -> str:
+    shown = name if len(name) <= 80 else name[:80] + "…"
+    if exc.errno == errno.ENAMETOOLONG:
+        return (f"no model folder at {shown!r}: a part of that path is longer than the file system allows (255 "
+                f"bytes); give a shorter path; {_valid_choices()}")
+    return f"cannot look at the model folder {shown!r}: {exc.strerror or exc}; {_valid_choices()}"
 
 
 REQUIRED_SIZES = ("vocab_size", "hidden_size", "num_hidden_layers")
@@ -331,26 +395,79 @@ def _weights_problem(name: str, exc: Exception) -> str:
     if "mismatch" in str(exc):
         return (f"cannot load the weights of {name!r}: their shapes do not match the sizes in config.json; "
                 "use the config saved with these weights")
-    return f"cannot load {name!r}: {_first_line(exc)}. KN Explorer loads safetensors weights only"
+    return f"cannot load the weights of {name!r}: {_first_line(exc)}. KN Explorer loads safetensors weights only"
+
+
+def _read_tokenizer(name: str, where: str, options: dict) -> object:
+    """The tokenizer; a damaged tokenizer file is one :class:`ModelLoadError` that blames the tokenizer."""
+    try:
+        with _quiet_transformers():
+            return AutoTokenizer.from_pretrained(where, **options)
+    except Exception as exc:  # third-party parsing of untrusted files: any failure is the model's problem
+        raise ModelLoadError(f"cannot load the tokenizer of {name!r}: {_first_line(exc, 200)}; a tokenizer file "
+                             "(tokenizer.json, vocab.txt, ...) is damaged or truncated: save the model's tokenizer "
+                             "again (tokenizer.save_pretrained) or download the model again") from None
+
+
+_LAYER_INDEX = re.compile(r"\.\d+\.")
+
+
+def _unused_weights(model: nn.Module, unexpected: Sequence[str]) -> list[str]:
+    """The unexpected tensors that are the model's own kind of weights, e.g. the layers beyond the config's
+    ``num_hidden_layers``: a config that leaves them out silently loads a truncated model. Tensors of other
+    heads (a BERT checkpoint's next-sentence head, a pooler) are not the model's and stay ignored."""
+    own = {_LAYER_INDEX.sub(".#.", name) for name, _ in model.named_parameters()}
+    own |= {_LAYER_INDEX.sub(".#.", name) for name, _ in model.named_buffers()}
+    return sorted(key for key in unexpected if _LAYER_INDEX.search(key) and _LAYER_INDEX.sub(".#.", key) in own)
+
+
+def _check_finite(name: str, model: nn.Module, tokenizer: object) -> None:
+    """Refuse weights holding NaN or infinity, and a model whose first forward pass is not finite (one short
+    prompt): its probabilities would be NaN and every result silently meaningless."""
+    chunk = 1 << 22
+    for param_name, param in model.named_parameters():
+        flat = param.detach().reshape(-1)
+        if not all(bool(torch.isfinite(flat[i:i + chunk]).all()) for i in range(0, flat.numel(), chunk)):
+            raise ModelLoadError(f"cannot use the weights of {name!r}: the tensor {param_name} holds NaN or infinite "
+                                 "values (a damaged *.safetensors file); download or save the model again")
+    ids = tokenizer("The capital of France is", return_tensors="pt")["input_ids"][:, :16]
+    if ids.shape[1] == 0:
+        ids = torch.zeros((1, 1), dtype=torch.long)
+    with torch.inference_mode():
+        logits = model(input_ids=ids.to(next(model.parameters()).device)).logits
+    if not bool(torch.isfinite(logits).all()):
+        raise ModelLoadError(f"cannot use {name!r}: its first forward pass gives NaN or infinite values, so every "
+                             "probability would be meaningless; its weights are damaged or do not fit its "
+                             "config.json: download or save the model again")
 
 
 def _read_model(name: str, where: str, adapter: Adapter, options: dict) -> tuple[nn.Module, object]:
-    """The weights (safetensors only) and the tokenizer; every failure is one :class:`ModelLoadError`."""
+    """The tokenizer and the weights (safetensors only), checked: every tensor the config asks for is there,
+    none of the model's own kind is left unused, and the outputs are finite. Every failure is one
+    :class:`ModelLoadError`."""
+    tokenizer = _read_tokenizer(name, where, options)
     try:
         with _quiet_transformers():
             model, info = AUTO_CLASSES[adapter.kind].from_pretrained(where, use_safetensors=True,
                                                                      output_loading_info=True, **options)
-            tokenizer = AutoTokenizer.from_pretrained(where, **options)
     except Exception as exc:  # third-party reading of untrusted files: any failure is the model's problem
         raise ModelLoadError(_weights_problem(name, exc)) from None
     missing = sorted(info["missing_keys"])
     if missing:
         raise ModelLoadError(f"cannot load the weights of {name!r}: {len(missing)} tensor(s) the config asks for "
                              f"are missing from them (e.g. {missing[0]}); use the config saved with these weights")
+    unused = _unused_weights(model, info.get("unexpected_keys", ()))
+    if unused:
+        raise ModelLoadError(f"cannot load the weights of {name!r}: {len(unused)} tensor(s) in them are not used by "
+                             f"its config.json ({', '.join(unused[:3])}{', …' if len(unused) > 3 else ''}), so the "
+                             "model would run truncated (check num_hidden_layers / n_layer); use the config saved "
+                             "with these weights")
+    model.eval().requires_grad_(False)
+    _check_finite(name, model, tokenizer)
     return model, tokenizer
 
 
-def load_model(name_or_path: str, device: str | torch.device | None = None) -> LanguageModel:
+def load_model(name_or_path: str | os.PathLike, device: str | torch.device | None = None) -> LanguageModel:
     """Load a demo model name, a local folder or a Hugging Face id (from the local cache when it is there)."""
     name, path = resolve(name_or_path)
     where = str(path) if path is not None else name
@@ -361,7 +478,6 @@ def load_model(name_or_path: str, device: str | torch.device | None = None) -> L
     if path is not None:
         _check_tokenizer_files(name, path)
     model, tokenizer = _read_model(name, where, adapter, options)
-    model.eval().requires_grad_(False)
     if device is not None:
         model.to(device)
     log.info("loaded %s (%s, %d layers)", name, adapter.family, adapter.n_layers(model))

@@ -1,9 +1,13 @@
 """``python -m kn_core batch``: attribute and store every prompt of a data set, resumably, with progress."""
 from __future__ import annotations
 
-from pathlib import Path
-
-from kn_core.commands.options import add_attribution_options, attribution_config, langs_option
+from kn_core.commands.options import (
+    add_attribution_options,
+    attribution_config,
+    langs_option,
+    relations_option,
+    store_option,
+)
 from kn_core.data import BUNDLED_NAME
 from kn_core.runs.batch import BatchReport, run_batch
 from kn_core.runs.executors import CONNECT_TIMEOUT_S, EXECUTORS
@@ -12,17 +16,13 @@ from kn_core.runs.store import ResultStore
 SHOWN_FAILURES = 10
 
 
-def _names(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser("batch", help="compute and store every prompt's attribution (resumable)")
     p.add_argument("--model", action="append", required=True,
                    help="demo-mlm, demo-clm, a model folder or a Hugging Face id; repeatable")
     p.add_argument("--data", default=BUNDLED_NAME, help=f"'{BUNDLED_NAME}' or a bundled-format / mLAMA folder")
     p.add_argument("--langs", type=langs_option, default=("en", "zh"), help="comma-separated languages (default en,zh)")
-    p.add_argument("--relations", type=_names, default=None, help="comma-separated relation ids (default: all)")
+    p.add_argument("--relations", type=relations_option, default=None, help="comma-separated relation ids (default: all)")
     p.add_argument("--max-facts", type=int, default=None, help="only the first N facts (file order)")
     add_attribution_options(p)
     p.add_argument("--executor", default="local", choices=sorted(EXECUTORS),
@@ -32,7 +32,7 @@ def register(subparsers) -> None:
                         "on this machine, or HOST:PORT")
     p.add_argument("--ray-timeout", type=float, default=CONNECT_TIMEOUT_S, metavar="SECONDS",
                    help=f"how long to wait for the cluster at --address (default {CONNECT_TIMEOUT_S:g})")
-    p.add_argument("--store", type=Path, default=None, help="store file (default: $KN_EXPLORER_HOME/store.sqlite)")
+    p.add_argument("--store", type=store_option, default=None, help="store file (default: $KN_EXPLORER_HOME/store.sqlite)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

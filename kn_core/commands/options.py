@@ -3,6 +3,7 @@ their errors become the CLI's one ``error: argument --NAME: ...`` line."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Callable
 
 from kn_core.attribution import ENGINES
@@ -49,13 +50,40 @@ def lang_option(text: str) -> str:
 
 def langs_option(text: str) -> tuple[str, ...]:
     """``--langs``: comma-separated language codes, e.g. ``en,zh``."""
-    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
     if not names:
         raise argparse.ArgumentTypeError("give at least one language code, e.g. en,zh")
     return tuple(lang_option(name) for name in names)
 
 
 seed_option = whole_number(0, SEED_MAX)
+SEEDS_MAX = 100  # each seed repeats a whole experiment: more would run for days (and a huge N exhausts memory)
+seeds_option = whole_number(1, SEEDS_MAX)
+
+
+def names_option(field_name: str, example: str) -> Callable[[str], tuple[str, ...]]:
+    """An option type: comma-separated names (e.g. ``--relations P36,P37``); an empty list is refused (leaving
+    the option out is how to ask for all of them)."""
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+        if not names:
+            raise argparse.ArgumentTypeError(f"give at least one {field_name}, e.g. {example} (leave the option out "
+                                             "for all)")
+        return names
+    return parse
+
+
+relations_option = names_option("relation id", "P36,P37")
+
+
+def store_option(text: str) -> Path:
+    """``--store``: the store file's path, refused at once when a part of it is too long for a file system."""
+    from kn_core.commands.outputs import check_path_name  # outputs imports the store module: only when parsed
+
+    try:
+        return check_path_name(text, "store")
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def add_attribution_options(parser: argparse.ArgumentParser, engine: bool = True) -> None:

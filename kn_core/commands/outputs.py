@@ -36,9 +36,35 @@ def _is_store(target: Path, protected: Iterable[Path]) -> Path | None:
     return None
 
 
+NAME_MAX = 255  # bytes of one path component on Linux file systems (ext4, xfs, tmpfs, ...)
+PATH_MAX = 4096
+
+
+def check_path_name(path: str | os.PathLike, option: str) -> Path:
+    """``path`` as a Path, refused (:class:`InputError` naming ``option``) when a part of it is longer than a
+    file system allows, before anything is computed."""
+    text = os.fsencode(Path(path).expanduser())
+    longest = max((len(part) for part in text.split(b"/")), default=0)
+    if longest > NAME_MAX:
+        raise InputError(option, f"a part of the path is {longest} bytes long; file systems allow at most "
+                                 f"{NAME_MAX} per part: give a shorter name")
+    if len(text) > PATH_MAX:
+        raise InputError(option, f"the path is {len(text)} bytes long; at most {PATH_MAX} are allowed: give a "
+                                 "shorter path")
+    return Path(path)
+
+
 def check_file(path: Path, option: str, protected: Iterable[Path]) -> Path:
     """The path to write ``option``'s output to (symbolic links resolved): an existing regular file that is no
     store, or a new name in an existing, writable folder. Raises :class:`InputError` naming ``option``."""
+    check_path_name(path, option)
+    try:
+        return _check_file(path, option, protected)
+    except OSError as exc:  # a loop of links, a folder that cannot be searched, ...
+        raise InputError(option, f"cannot use {path}: {exc.strerror or exc}; choose another file") from None
+
+
+def _check_file(path: Path, option: str, protected: Iterable[Path]) -> Path:
     target = Path(os.path.realpath(Path(path).expanduser()))
     if target.exists():
         mode = target.stat().st_mode
@@ -60,6 +86,14 @@ def check_file(path: Path, option: str, protected: Iterable[Path]) -> Path:
 def check_folder(path: Path, option: str) -> Path:
     """A folder for several outputs: an existing folder, or a new one whose nearest existing parent is a writable
     folder (it is created when written)."""
+    check_path_name(path, option)
+    try:
+        return _check_folder(path, option)
+    except OSError as exc:
+        raise InputError(option, f"cannot use {path}: {exc.strerror or exc}; choose another folder") from None
+
+
+def _check_folder(path: Path, option: str) -> Path:
     folder = Path(path).expanduser()
     if folder.exists():
         if not folder.is_dir():

@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from kn_core.commands import outputs
+from kn_core.commands.options import store_option
 from kn_core.runs.export import export
 from kn_core.runs.store import ResultStore
 
@@ -19,7 +20,7 @@ SHOWN_FAILURES = 20
 
 def register(subparsers) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--store", type=Path, default=None, help="store file (default: $KN_EXPLORER_HOME/store.sqlite)")
+    common.add_argument("--store", type=store_option, default=None, help="store file (default: $KN_EXPLORER_HOME/store.sqlite)")
     p = subparsers.add_parser("store", help="inspect, export or prune the result store")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     info = actions.add_parser("info", parents=[common], help="location, counts, size, failures")

@@ -17,7 +17,9 @@ from kn_core.data.records import (
     Problem,
     Relation,
     Template,
+    UnreadableFile,
     object_slot_is_last,
+    read_data_file,
     slugify,
 )
 from kn_core.errors import DataError, InputError
@@ -67,9 +69,9 @@ def _read_tsv(root: Path, name: str, problems: list[Problem]) -> tuple[list[str]
     """Header cells and (line number, cells) of the non-blank data rows; rows whose cell count differs
     from the header's are recorded as problems and left out. An unreadable file gives no header."""
     try:
-        lines = (root / name).read_text(encoding="utf-8-sig").split("\n")
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(Problem(name, None, f"cannot read: {exc}"))
+        lines = read_data_file(root / name).split("\n")
+    except UnreadableFile as exc:
+        problems.append(Problem(name, None, str(exc)))
         return [], []
     header = [cell.strip() for cell in lines[0].rstrip("\r").split("\t")]
     rows = []

@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Iterator, NamedTuple
 
 from kn_core.data.prompts import validate_label, validate_template
-from kn_core.data.records import Fact, FactSet, Problem, Relation, Template
+from kn_core.data.records import (
+    _LANG_CODE,
+    Fact,
+    FactSet,
+    Problem,
+    Relation,
+    Template,
+    UnreadableFile,
+    read_data_file,
+)
 from kn_core.errors import DataError, InputError
 
 TEMPLATES_FILE = "templates.jsonl"
@@ -95,8 +104,8 @@ def load_mlama(path: str | os.PathLike, languages: list[str] | None = None) -> F
 # -- reading -------------------------------------------------------------------------------------------
 def import_mlama(root: Path, languages: list[str] | None) -> tuple[FactSet, dict[str, int]]:
     """The fact set and the number of valid fact lines per language."""
-    langs = _languages(root, languages)
     problems: list[Problem] = []
+    langs = _languages(root, languages, problems)
     templates = {lang: _read_templates(root, lang, problems) for lang in langs}
     records = {lang: _read_relation_files(root, lang, templates[lang], problems) for lang in langs}
     relation_ids = _complete_relations(langs, records, problems)
@@ -108,13 +117,23 @@ def import_mlama(root: Path, languages: list[str] | None) -> tuple[FactSet, dict
     return FactSet(relations, tuple(facts), tuple(problems), str(root)), per_language
 
 
-def _languages(root: Path, requested: list[str] | None) -> list[str]:
+def _languages(root: Path, requested: list[str] | None, problems: list[Problem]) -> list[str]:
+    """The language folders to read. A folder whose name is not a language code (the rule ``--langs`` applies:
+    lower-case, e.g. en, zh, pt-br) is a problem and skipped, so that every listed language can be asked for."""
     if not root.is_dir():
         raise DataError(str(root), None, "no such folder")
-    found = sorted(child.name for child in root.iterdir() if (child / TEMPLATES_FILE).is_file())
+    folders = sorted(child.name for child in root.iterdir() if (child / TEMPLATES_FILE).is_file())
+    found = [name for name in folders if _LANG_CODE.fullmatch(name)]
+    for name in folders:
+        if name not in found:
+            problems.append(Problem(f"{name}/{TEMPLATES_FILE}", None,
+                                    f"folder {name!r} is not a language code (lower-case, such as en or zh); "
+                                    f"skipped: rename it, e.g. to {name.lower()!r}"))
     if requested is None:
         if not found:
-            raise DataError(str(root), None, f"no <lang>/{TEMPLATES_FILE}: not an mLAMA-layout folder")
+            detail = f" (folders {', '.join(folders)} are not language codes)" if folders else ""
+            raise DataError(str(root), None, f"no <lang>/{TEMPLATES_FILE}{detail}: not an mLAMA-layout folder "
+                                             "(language folders are lower-case codes such as en or zh)")
         return found
     for lang in requested:
         if lang not in found:
@@ -126,9 +145,9 @@ def _languages(root: Path, requested: list[str] | None) -> list[str]:
 def _read_jsonl(root: Path, name: str, problems: list[Problem]) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each line holding a JSON object; other non-blank lines are problems."""
     try:
-        lines = (root / name).read_text(encoding="utf-8-sig").split("\n")
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(Problem(name, None, f"cannot read: {exc}"))
+        lines = read_data_file(root / name).split("\n")
+    except UnreadableFile as exc:
+        problems.append(Problem(name, None, str(exc)))
         return
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():

@@ -6,9 +6,11 @@ Imports only :mod:`kn_core.errors` and :mod:`kn_core.data.prompts`.
 from __future__ import annotations
 
 import re
+import stat
 import unicodedata
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Iterable, Iterator, Mapping, TypeVar
 
 from kn_core.data.prompts import OBJECT_SLOT
@@ -219,6 +221,36 @@ def validate_lang(field: str, value: object) -> str:
     if not isinstance(value, str) or not _LANG_CODE.fullmatch(value):
         raise InputError(field, f"{ascii(value)[:40]} is not a language code; use a lower-case code such as en or zh")
     return value
+
+
+MAX_DATA_FILE_BYTES = 256 * 2**20  # mLAMA's largest relation file is under 2 MB; a fact file is never this big
+
+
+class UnreadableFile(Exception):
+    """A data file that is not read: not a regular file, too large, unreadable or not UTF-8 (the reason)."""
+
+
+def read_data_file(path: Path, limit: int = MAX_DATA_FILE_BYTES) -> str:
+    """The UTF-8 text of a data file (a leading byte-order mark dropped). Only a regular file of at most ``limit``
+    bytes is opened (links followed): a named pipe would block forever and a device such as /dev/zero never
+    ends. Raises :class:`UnreadableFile` with the reason."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableFile("not a regular file (a pipe, device, socket or folder); skipped: replace it with "
+                                 "a file")
+        if info.st_size > limit:
+            raise UnreadableFile(f"{info.st_size:,} bytes, over the {limit:,} a data file may hold; skipped: split "
+                                 "it")
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+        if len(data) > limit:
+            raise UnreadableFile(f"over the {limit:,} bytes a data file may hold; skipped: split it")
+        return data.decode("utf-8-sig")
+    except OSError as exc:
+        raise UnreadableFile(f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(f"cannot read: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def slugify(text: str) -> str:

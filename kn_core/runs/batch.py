@@ -14,6 +14,7 @@ A prompt that fails in one batch may be tried again by another that runs at the 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections import Counter
@@ -63,7 +64,10 @@ def plan(facts: FactSet, langs: Sequence[str], relations: Sequence[str] | None =
     None), in each of ``langs`` where the fact has labels, under all of the relation's templates."""
     if max_facts is not None and max_facts < 1:
         raise InputError("max-facts", f"must be at least 1 (got {max_facts})")
-    chosen = list(relations) if relations else list(facts.relations)
+    if relations is not None and not list(relations):
+        raise InputError("relations", "is empty; give at least one relation id, e.g. P36 (or leave it out for "
+                                      f"all: {', '.join(facts.relations)})")
+    chosen = list(relations) if relations is not None else list(facts.relations)
     selected = [fact for rid in chosen for fact in facts.facts_of(rid)][:max_facts]
     return [Task(fact.id, lang, template.text, fact.subject(lang), fact.object(lang))
             for fact in selected for lang in langs if lang in fact.labels
@@ -136,8 +140,10 @@ class _Run:
         """Store an attribution (clearing an earlier failure of the prompt) or record why it failed; either way
         the prompt's claim is released."""
         task, key = self.pending.pop(outcome.job_id)
-        if outcome.attribution is None:
-            fact_done = self._failed(task, outcome.reason or "unknown error")
+        if outcome.attribution is None or not math.isfinite(outcome.attribution.p_object):
+            reason = outcome.reason or ("P(object) is not a finite number (NaN or infinite): the model's outputs "
+                                        "are not usable for this prompt; check the model's weights")
+            fact_done = self._failed(task, reason)
         else:
             self.store.put(key, outcome.attribution)
             self.store.clear_failure(self._failure(task))
@@ -185,14 +191,19 @@ def run_batch(model: str | LanguageModel, data: str | os.PathLike | FactSet, lan
     lm = load_model(model) if isinstance(model, str) else model
     run = _Run(lm, tasks, config, store, progress)
     jobs = run.jobs
+    waiting = 0
     try:
         while jobs:
             claims = _Claims(run, jobs)
             for outcome in EXECUTORS[executor](lm, claims, config, address=address):
                 run.receive(outcome)
             jobs = claims.deferred
+            if jobs and len(jobs) != waiting:  # say so when the wait starts and whenever it shrinks
+                log.warning("%s: waiting for %d prompt(s) that another batch on %s is computing (or holds while "
+                            "paused); they are stored when it finishes them, or taken over when it stops. Stop "
+                            "waiting with Ctrl-C: what was computed is stored", lm.name, len(jobs), store.path)
+            waiting = len(jobs)
             if jobs:
-                log.debug("%s: %d prompt(s) held by another batch; waiting for it", lm.name, len(jobs))
                 time.sleep(CLAIM_POLL_S)
     finally:
         run.bar.close()

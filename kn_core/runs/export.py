@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from kn_core.errors import StoreError
+from kn_core.errors import InputError, StoreError
 from kn_core.runs.store import ResultStore
 
 FORMATS = ("parquet", "csv")
@@ -31,6 +31,11 @@ def export(store: ResultStore, out: str | os.PathLike, fmt: Literal["parquet", "
     """
     if fmt not in FORMATS:
         raise StoreError(f"unknown export format {fmt!r}; choose {' or '.join(FORMATS)}")
+    if model is not None:
+        models = store.info()["models"]
+        if model not in models:
+            raise InputError("model", f"no stored result of {model!r} in {store.path}, so nothing was exported; "
+                                      f"models in the store: {', '.join(models) or 'none'}")
     out = Path(out)
     partial = out.with_name(f".{out.name}.{secrets.token_hex(6)}.partial")
     try:

@@ -10,6 +10,19 @@ score agreement (Spearman over all neurons, max relative deviation).
 
     python bench/bench_peers.py            # a few minutes on 2 cores
     python bench/bench_peers.py --quick    # tiny models, seconds (a smoke test)
+    python bench/bench_peers.py --quadrature                       # accuracy at speed, trained demo models
+    python bench/bench_peers.py --quadrature --models bert,gpt2    # … and random weights of the real sizes
+
+``--quadrature`` (issue #24) asks another question: at each code's own setting, how fast and how exact? On
+the same models and prompt, zero baseline (the path their code integrates), every layer: their code at its
+default m = 20, ours at our recommended quadrature (``--ours RULE:M``, default :data:`RECOMMENDED`) and at
+the paper preset (right Riemann, m = 20), each timed (median of alternating runs after a warm-up) and
+compared with the converged integral, our Gauss–Legendre m = 64: max |s − s_64| / max |s_64| over all
+neurons, and the Jaccard of the coarse knowledge-neuron sets (τ = 0.3). Their code at m = 64 is run too
+(untimed), to show that both codes converge to that same integral. Their code only drives BERT and GPT-2
+models, so the trained models here are the repo's demo models (``demo-mlm``: BERT, ``demo-clm``: GPT-2;
+4 layers × 512 neurons, trained on the bundled facts), whose paths bend like a trained model's do; random
+weights (``bert``, ``gpt2``) give nearly straight paths, where every rule is exact.
 
 How their code is driven, and why (read from their source, knowledge_neurons/knowledge_neurons.py):
 
@@ -32,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import statistics
 import sys
@@ -83,9 +97,10 @@ TINY = {"hidden": 64, "layers": 2, "heads": 4, "d_ff": 256, "vocab": 997}  # --q
 class FixedIds:
     """The three tokenizer calls their code makes, answered with fixed ids (no vocabulary files needed)."""
 
-    def __init__(self, text: str, ids: tuple[int, ...], obj: str, obj_id: int, bert: bool):
+    def __init__(self, text: str, ids: tuple[int, ...], obj: str, obj_id: int, bert: bool,
+                 specials: tuple[int, int] = (MASK_ID, 100)):
         self.text, self.ids, self.obj, self.obj_id, self.bert = text, ids, obj, obj_id, bert
-        self.mask_token_id, self.unk_token_id = (MASK_ID, 100) if bert else (None, None)
+        self.mask_token_id, self.unk_token_id = specials if bert else (None, None)
 
     def __call__(self, text: str, return_tensors: str = "pt") -> BatchEncoding:
         if text != self.text:
@@ -178,9 +193,10 @@ def right_riemann_points():
         KnowledgeNeurons.scaled_input = original
 
 
-def their_scores(theirs, text: str, obj: str) -> np.ndarray:
+def their_scores(theirs, text: str, obj: str, steps: int = STEPS) -> np.ndarray:
+    batch_size = 10 if steps % 10 == 0 else math.gcd(steps, 16)  # theirs: batch_size must divide steps
     with post_activation_site(theirs.model):
-        scores = theirs.get_scores(text, obj, batch_size=10, steps=STEPS, pbar=False)  # their defaults but pbar
+        scores = theirs.get_scores(text, obj, batch_size=batch_size, steps=steps, pbar=False)  # their defaults but pbar
     return scores.detach().float().numpy()
 
 
@@ -227,16 +243,108 @@ def bench(name: str, runs: int, quick: bool) -> dict:
             "fast_vs_ref": agreement(scores["fast"], scores["reference"])}
 
 
+RECOMMENDED = ("gauss-legendre-adaptive", 4)  # bench_quadrature.py's recommendation (bench/README.md)
+PAPER = ("riemann-right", 20)
+REFERENCE = ("gauss-legendre", 64)
+TRAINED = ("The capital of [X] is [Y].", "Tanzania", "Dodoma")  # a one-token object in the demo vocabulary
+
+
+def build_trained(name: str):
+    """A demo model of the repo (trained), with the same four things as :func:`build`."""
+    from kn_core.model.loading import load_model
+
+    lm = load_model(name)
+    prompt = lm.prompt(*TRAINED)
+    assert prompt.n_object_tokens == 1, "their code takes one [MASK] / one object token here"
+    bert = lm.kind != "causal"
+    text, obj, obj_id = f"{name}: {TRAINED[0]}", TRAINED[2], prompt.object_ids[0]
+    tok = lm.tokenizer
+    theirs = KnowledgeNeurons(lm.model, FixedIds(text, tuple(prompt.input_ids), obj, obj_id, bert=bert,
+                                                 specials=(tok.mask_token_id, tok.unk_token_id)),
+                              model_type="bert" if bert else "gpt", device="cpu")
+    return lm, prompt, theirs, text, obj
+
+
+def ours_at(lm, prompt, rule: str, steps: int) -> np.ndarray:
+    return attribute(lm, prompt, AttributionConfig(baseline="zero", steps=steps, rule=rule)).scores
+
+
+def coarse(scores: np.ndarray) -> set:
+    from kn_core.method.neurons import coarse_neurons
+    return {(n[0], n[1]) for n in coarse_neurons(scores, 0.3)}
+
+
+def quadrature(name: str, runs: int, quick: bool, ours: tuple[str, int]) -> list[dict]:
+    """Time and score error against the converged integral (our Gauss–Legendre m = 64) of their code at m = 20
+    and ours at ``ours`` and at the paper preset."""
+    lm, prompt, theirs, text, obj = build_trained(name) if name.startswith("demo-") else build(name, quick)
+    reference = ours_at(lm, prompt, *REFERENCE)
+    contenders = {
+        ("knowledge-neurons", "linspace(0, 1, m)", STEPS): lambda: their_scores(theirs, text, obj, STEPS),
+        ("ours", ours[0], ours[1]): lambda: ours_at(lm, prompt, *ours),
+        ("ours, --preset paper", PAPER[0], PAPER[1]): lambda: ours_at(lm, prompt, *PAPER),
+    }
+    scores = {c: run() for c, run in contenders.items()}  # warm-up
+    times: dict = {c: [] for c in contenders}
+    for _ in range(runs):
+        for c, run in contenders.items():
+            start = time.perf_counter()
+            run()
+            times[c].append(time.perf_counter() - start)
+    top, ref_kn = float(np.abs(reference).max()), coarse(reference)
+    theirs_64 = their_scores(theirs, text, obj, REFERENCE[1])
+    rows = []
+    for c, s in [*scores.items(), (("knowledge-neurons (untimed)", "linspace(0, 1, m)", 64), theirs_64)]:
+        kn = coarse(s)
+        rows.append({"model": name, "who": c[0], "rule": c[1], "m": c[2],
+                     "seconds": statistics.median(times[c]) if c in times else None,
+                     "err": float(np.abs(s - reference).max()) / top,
+                     "jaccard": len(kn & ref_kn) / max(len(kn | ref_kn), 1)})
+    theirs_s = rows[0]["seconds"]
+    for r in rows:
+        r["speedup"] = theirs_s / r["seconds"] if r["seconds"] else None
+    print(f"{name} done", file=sys.stderr, flush=True)
+    return rows
+
+
+def main_quadrature(args) -> None:
+    ours = (args.ours.split(":")[0], int(args.ours.split(":")[1]))
+    runs = args.runs or (1 if args.quick else 3)
+    models = args.models if args.models != "bert,gpt2" or args.quick else "demo-mlm,demo-clm"
+    from importlib.metadata import version
+    print(f"torch {torch.__version__}, knowledge-neurons {version('knowledge-neurons')}; {torch.get_num_threads()} "
+          f"thread(s) on {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}; zero baseline, every layer; "
+          f"error: max |s − s_ref| / max |s_ref|, s_ref = ours, {REFERENCE[0]} m = {REFERENCE[1]}; Jaccard of the "
+          f"coarse sets (τ 0.3) with s_ref's; median of {runs} run(s) after a warm-up, alternating")
+    print("| model | code | rule | m | s/prompt | × faster than knowledge-neurons m=20 | max score error vs m=64 "
+          "| Jaccard vs m=64 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in models.split(","):
+        for r in quadrature(name, runs, args.quick, ours):
+            sec = "–" if r["seconds"] is None else f"{r['seconds']:.3f}"
+            speed = "–" if r["speedup"] is None else f"{r['speedup']:.2f}x"
+            print(f"| {r['model']} | {r['who']} | {r['rule']} | {r['m']} | {sec} | {speed} | {100 * r['err']:.2f} % "
+                  f"| {r['jaccard']:.3f} |")
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny models, one run: checks that the script works")
     parser.add_argument("--runs", type=int, default=None, help="timed runs per contender (default 3, quick 1)")
     parser.add_argument("--models", default="bert,gpt2", help="comma-separated subset of: bert, gpt2")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 2, quick 1)")
+    parser.add_argument("--quadrature", action="store_true",
+                        help="time and score error against m = 64: their default m = 20 against ours (--ours) and "
+                             "the paper preset; --models default demo-mlm,demo-clm (trained) here")
+    parser.add_argument("--ours", default=":".join(map(str, RECOMMENDED)), help="RULE:M of ours for --quadrature")
     args = parser.parse_args()
     if KnowledgeNeurons is None:
         sys.exit(f"knowledge-neurons is not installed ({IMPORT_ERROR}); pip install -r bench/requirements.txt")
     torch.set_num_threads(args.threads or (1 if args.quick else 2))
+    if args.quadrature:
+        main_quadrature(args)
+        return
     runs = args.runs or (1 if args.quick else 3)
     from importlib.metadata import version
 

@@ -13,7 +13,7 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
-from kn_core.attribution import fast, kernels, reference
+from kn_core.attribution import fast, kernels, quadrature, reference
 from kn_core.attribution.baselines import baseline
 from kn_core.attribution.result import PATHS_COMBINED, Attribution, AttributionConfig, Integrals
 from kn_core.data.prompts import Prompt
@@ -62,8 +62,8 @@ def attribute(lm, prompt: Prompt, config: AttributionConfig = AttributionConfig(
         with kernels.matmuls(model=lm.model):  # the passes that every engine starts from
             token_probs, clean = _clean_pass(lm, ids, prompt)
             start = baseline(lm, prompt, config.baseline)
-        out: Integrals = engine(lm, prompt, clean, start, layers, config.steps, progress or _no_progress,
-                                rule=config.rule)
+        out: Integrals = quadrature.integrate(engine, lm, prompt, clean, start, layers, config.steps,
+                                              progress or _no_progress, rule=config.rule)  # adaptive rules refine
     rows = list(layers)
     n_paths = out.path_deltas.shape[0]
     # per path j and token i: delta = Σ attr_j − (P(a) − P(b_j))  ⇒  P(b_j) = P(a) − (Σ attr_j − delta)

@@ -6,7 +6,8 @@ its input, the residual stream after attention, the queries, keys and values):
 
 - a *stream* (target t, layer l) starts from the clean residual stream after layer l's attention at t, adds
   the FFN output of the path points z_j(α) = b_j + α(a − b_j) (the quadrature rule's points below α = 1:
-  right Riemann α = 1/m … (m−1)/m, Gauss–Legendre all m nodes; :mod:`.quadrature`) of every baseline path j
+  right Riemann α = 1/m … (m−1)/m, left Riemann α = 0 … (m−1)/m (α = 0, the baseline itself, is a point
+  like the others), Gauss–Legendre all m nodes; :mod:`.quadrature`) of every baseline path j
   (the ``masked`` baseline has one per masked prompt: only the activation at t differs between paths, so
   all paths share the clean prefix and their points are just more rows of the same batch), and runs only
   blocks l+1..L-1;

@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from kn_core.attribution.quadrature import CAPTUM_METHODS, DEFAULT_RULE
+from kn_core.attribution.quadrature import rule as quadrature_rule
 from kn_core.attribution.result import Integrals
 from kn_core.data.prompts import Prompt
 from kn_core.model.hooks import edited, gold_probs, run
@@ -30,19 +31,20 @@ def _integrated_gradients(forward: Callable[[torch.Tensor], torch.Tensor], a: to
     """Captum's IG of ``forward`` from ``b`` to ``a`` ([1, d_ff] each) by the quadrature ``rule``, with its
     convergence delta.
 
-    Captum's Riemann rules assert m > 1, although the right rule is well defined for m = 1 (one point,
-    α = 1, weight 1: the gradient at ``a`` times a − b). For m = 1 the same Captum computation runs with that
-    step list given explicitly (the argument Captum's own batching passes), and the delta comes from
-    Captum's public completeness check.
+    Captum's Riemann rules assert m > 1, although they are well defined for m = 1 (one point, weight 1:
+    α = 1 for the right rule, the gradient at ``a`` times a − b; α = 0 for the left one). For m = 1 the same
+    Captum computation runs with that step list given explicitly (the argument Captum's own batching
+    passes), and the delta comes from Captum's public completeness check.
     """
     from captum.attr import IntegratedGradients  # imported here: captum pulls in IPython and matplotlib (~12 s
     # on a busy machine), which a fast-engine run never needs
 
     ig = IntegratedGradients(forward)
-    if steps > 1 or rule != "riemann-right":
+    if steps > 1 or not CAPTUM_METHODS[rule].startswith("riemann"):
         return ig.attribute(a, baselines=b, n_steps=steps, method=CAPTUM_METHODS[rule], internal_batch_size=steps,
                             return_convergence_delta=True)
-    (attr,) = ig._attribute((a,), (b,), n_steps=1, step_sizes_and_alphas=([1.0], [1.0]))
+    alphas, weights = quadrature_rule(rule, 1)
+    (attr,) = ig._attribute((a,), (b,), n_steps=1, step_sizes_and_alphas=(weights.tolist(), alphas.tolist()))
     return attr, ig.compute_convergence_delta(attr, b, a)
 
 

@@ -40,7 +40,10 @@ with ui.guard():
             if not prompts:
                 st.warning(f"{ui.plain(model.name)} cannot read this fact's prompts in {lang}.")
                 continue
-            results = ui.attributions(model, prompts, settings.config, lang, relation, key=f"compare_{model.name}")
+            results = ui.attributions(model, prompts, settings.config, lang, key=f"compare_{model.name}",
+                                      fact_id=fact.id)
+            if results is None:  # queued: this column fills in when its worker has stored them
+                continue
             neurons = knowledge_neurons([r.scores for r in results], ui.tau_of(lang), p)
             effect = ui.suppression(model, prompts, [(l, i) for l, i, _ in neurons])
             cols = st.columns(2)

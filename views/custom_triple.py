@@ -45,6 +45,8 @@ with ui.guard():
     if run is not None:
         subject, obj, lang, templates = run
         prompts, problems = ui.check_prompts(lm, templates, subject, obj)
-        results = ui.attributions(lm, prompts, settings.config, lang)
+        results = ui.attributions(lm, prompts, settings.config, lang, key="custom", fact_id=f"{subject} → {obj}")
+        if results is None:  # queued: the worker computes them while the page stays usable
+            st.stop()
         st.success(f"Stored: ⟨{ui.plain(subject)}, {ui.plain(obj)}⟩ in {ui.plain(lang)}, {len(results)} prompt(s).")
         ui.fact_views(lm, results, lang, key="custom")

@@ -34,11 +34,13 @@ with ui.guard():
         subject, obj, lang, templates = st.selectbox("Saved triple", saved, key="browser_saved",
                                                      format_func=lambda s: f"[{s[2]}] {s[0]} → {s[1]}")
         other_langs = []
-    prompts = [lm.prompt(t, subject, obj) for t in templates]
-    results = ui.attributions(lm, prompts, settings.config, lang,
-                              relation=relation if source == "Bundled fact set" else None, key="browser")
-    others = ui.stored_only(lm, other_langs, settings.config)
-    ui.fact_views(lm, results, lang, key="browser", others=others)
     if source == "Bundled fact set":
         ui.share(settings, relation=relation, fact=fact.id, lang=lang, tau=st.session_state.get("browser_tau"),
                  p=st.session_state.get("browser_p"))
+    prompts = [lm.prompt(t, subject, obj) for t in templates]
+    results = ui.attributions(lm, prompts, settings.config, lang, key=f"browser_{lang}",
+                              fact_id=fact.id if source == "Bundled fact set" else "")
+    if results is None:  # queued: the worker computes them while the page stays usable
+        st.stop()
+    others = ui.stored_only(lm, other_langs, settings.config)
+    ui.fact_views(lm, results, lang, key="browser", others=others)

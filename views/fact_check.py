@@ -26,7 +26,9 @@ with ui.guard():
     search = ui.dkn_settings("fc")
     ui.share(settings, relation=relation, lang=lang, t_low=search.t_low, t_high=search.t_high, t=search.t,
              k=search.top_k)
-    checker = ui.fact_checker(lm, relation, lang, settings.config, search)
+    checker = ui.fact_checker(lm, relation, lang, settings.config, search, key=f"fc_{relation}_{lang}")
+    if checker is None:  # queued: the worker calibrates it while the page stays usable
+        st.stop()
     if checker.abstains:
         st.warning(f"No verdict: this relation has no degenerate neurons with these settings (no degenerate pair "
                    f"among {checker.n_prompts} training prompts at T_low {search.t_low:.2f} / T_high "
@@ -100,4 +102,4 @@ with ui.guard():
                "wo_DKN: the authors' rule (masked LM: one [MASK], top-1 token = the candidate's first token; causal "
                "LM: the greedy word(s) = the candidate); wo_DKN_token_exact: each candidate token predicted "
                "greedily (masked LM: as many masks for every candidate of the relation).")
-    st.dataframe(ui.fact_check_table(lm, checker, relation, lang, settings.config, search), hide_index=True, width="stretch")
+    st.dataframe(ui.fact_check_table(lm, relation, lang, settings.config, search), hide_index=True, width="stretch")

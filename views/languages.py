@@ -36,9 +36,12 @@ with ui.guard():
     for lang in langs:
         templates = [t.text for t in factset.relations[relation].templates_for(lang)]
         prompts[lang] = [lm.prompt(t, fact.subject(lang), fact.object(lang)) for t in templates]
-        results[lang] = ui.attributions(lm, prompts[lang], settings.config, lang, relation, key="languages")
-        tau = ui.tau_of(lang)
-        neurons[lang] = [(l, i) for l, i, _ in knowledge_neurons([r.scores for r in results[lang]], tau, p)]
+        results[lang] = ui.attributions(lm, prompts[lang], settings.config, lang, key=f"languages_{lang}",
+                                        fact_id=fact.id)
+    if any(found is None for found in results.values()):  # queued: the worker computes them meanwhile
+        st.stop()
+    for lang in langs:
+        neurons[lang] = [(l, i) for l, i, _ in knowledge_neurons([r.scores for r in results[lang]], ui.tau_of(lang), p)]
     shared = overlap(neurons[langs[0]], neurons[langs[1]], lm.n_layers)
     cols = st.columns(4)
     cols[0].metric("Jaccard", f"{shared.jaccard:.3f}")

@@ -1,5 +1,4 @@
 """Neuron search: one neuron across the store, what it writes, and how it fires on a sentence."""
-import pandas as pd
 import streamlit as st
 
 from kn_core.app import figures, ui
@@ -38,13 +37,12 @@ with ui.guard():
                                     "share of max": st.column_config.NumberColumn(format="percent")})
     left, right = st.columns([1, 2])
     left.markdown("**Tokens its output weights promote most**")
-    left.dataframe(pd.DataFrame(ui.promoted_tokens(lm, layer, index), columns=["token", "logit per unit"]),
-                   hide_index=True)
+    left.dataframe(ui.promoted_frame(lm, layer, index), hide_index=True)
     example = factset.facts[0]
     template = factset.relations[example.relation].templates[0]
     sentence = right.text_input("Its activation on a sentence", template.text.replace(
         "[X]", example.subject(template.lang)).replace("[Y]", example.object(template.lang)), key="search_sentence",
         max_chars=1000)
-    tokens, values = ui.neuron_activation(lm, sentence, layer, index)
-    right.plotly_chart(figures.token_activations(tokens, values, f"Neuron {layer}:{index} on each token"),
+    texts, tokens, values = ui.neuron_activation(lm, sentence, layer, index)
+    right.plotly_chart(figures.token_activations(texts, values, f"Neuron {layer}:{index} on each token", raw=tokens),
                        key="search_activation")

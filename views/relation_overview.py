@@ -66,15 +66,7 @@ with ui.guard():
             language="bash")
     max_facts = st.number_input("Facts (the relation's first N, in file order)", 1, n_facts, n_facts,
                                 key="overview_max_facts")
-    job = ui.batch_job(lm, relation, langs, settings.config, max_facts)
-    if job is not None and job.thread.is_alive():
-        ui.follow_batch(job)
-        st.rerun()
-    if st.button("Compute the missing prompts", key="overview_batch", disabled=not overview.missing_facts):
-        ui.follow_batch(ui.start_batch(lm, factset, relation, langs, settings.config, max_facts))
-        st.rerun()
-    if job is not None and job.error:
-        st.error(ui.plain(job.error))
-    elif job is not None and job.report is not None:
-        st.success(f"Batch done: {job.report.done} prompt(s) computed, {job.report.skipped} already stored, "
-                   f"{len(job.report.failed)} failed.")
+    if st.button("Compute the missing prompts", key="overview_batch", disabled=not overview.missing_facts,
+                 help="queued behind the facts that pages open; the model's background worker computes them"):
+        ui.relation_batch(lm, factset, relation, langs, settings.config, max_facts)
+    ui.watch_batch(lm, factset, relation, langs, settings.config, max_facts, key="overview_watch")

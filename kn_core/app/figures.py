@@ -153,9 +153,13 @@ def depth_profiles(profiles: Mapping[str, Sequence[float]], title: str = "Where 
     return fig
 
 
-def token_activations(tokens: Sequence[str], values: Sequence[float], title: str) -> go.Figure:
-    """Bars of a neuron's activation at each token of a sentence (tokens escaped, numbered to stay distinct)."""
+def token_activations(tokens: Sequence[str], values: Sequence[float], title: str,
+                      raw: Sequence[str] | None = None) -> go.Figure:
+    """Bars of a neuron's activation at each token of a sentence: the tokens' text (escaped, numbered to stay
+    distinct), with their raw vocabulary entries (``raw``) in the hover text."""
     labels = [f"{i}: {esc(t)}" for i, t in enumerate(tokens)]
-    fig = go.Figure(go.Bar(x=labels, y=list(values), hovertemplate="%{x}<br>%{y:.4f}<extra></extra>"))
+    entries = [esc(r) for r in raw] if raw is not None else [esc(t) for t in tokens]
+    fig = go.Figure(go.Bar(x=labels, y=list(values), customdata=entries,
+                           hovertemplate="%{x} (token %{customdata})<br>%{y:.4f}<extra></extra>"))
     fig.update_layout(title=esc(title), height=320, margin={"t": 50, "b": 100}, yaxis_title="activation")
     return fig

@@ -16,6 +16,8 @@ from kn_core.model.loading import LanguageModel
 log = logging.getLogger(__name__)
 
 
+TURN_POLL_S = 0.5
+BUSY = "The model is busy with a queued computation; this part follows as soon as it is free…"
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 
 
@@ -40,17 +42,20 @@ def guard() -> Iterator[None]:
 
 @contextmanager
 def model_turn(lm: LanguageModel) -> Iterator[None]:
-    """Hold the model's lock, telling the user when another session has it (work is queued, not refused).
+    """Hold the model's lock, telling the user while the model is busy (its worker computes a queued prompt,
+    or another session runs an edit): the wait is queued, not refused, and at most one prompt long.
 
-    Whatever happens while waiting or working — Streamlit stopping the script because the user reran or
-    left (it raises inside any ``st`` call, e.g. the note's ``empty()``) — the lock is released once taken.
+    While waiting, the note is sent again every :data:`TURN_POLL_S` seconds: each message lets Streamlit stop
+    this run when the user changes a widget or leaves, so a page waiting for the model stays usable. Whatever
+    happens while waiting or working, the lock is released once taken.
     """
     acquired = lm.lock.acquire(blocking=False)
     try:
         if not acquired:
-            note = st.info("Another session is using this model; your request is queued…")
-            lm.lock.acquire()
-            acquired = True
+            note = st.empty()
+            while not acquired:
+                note.info(BUSY)
+                acquired = lm.lock.acquire(timeout=TURN_POLL_S)
             note.empty()
         yield
     finally:

@@ -92,14 +92,16 @@ def sidebar() -> Settings:
                              placeholder="bert-base-multilingual-cased") if choice == OTHER else choice
         install_panel()
         with st.expander("Attribution settings"):
-            baseline = st.selectbox("IG baseline", list(BASELINES), key="baseline",
+            default = AttributionConfig()  # the sidebar starts at the library's defaults (kn_core.defaults)
+            baseline = st.selectbox("IG baseline", list(BASELINES), index=list(BASELINES).index(default.baseline),
+                                    key="baseline",
                                     help="masked = the paper's AMIG (one integral per masked prompt, averaged); "
                                          "masked-mean = the authors' code (one integral from the mean of the "
                                          "masked prompts); zero = Dai et al.")
-            steps = st.slider("Integration steps m", 1, 100, 20, key="steps")
-            rule = st.selectbox("Quadrature rule", list(RULES), key="rule",
-                                help="riemann-right = the paper's (α = k/m); gauss-legendre reaches a smaller "
-                                     "completeness residual with far fewer steps (bench/bench_quadrature.py)")
+            steps = st.slider("Integration steps m", 1, 100, default.steps, key="steps")
+            rule = st.selectbox("Quadrature rule", list(RULES), index=list(RULES).index(default.rule), key="rule",
+                                help="riemann-right = the paper's (α = k/m); the Gauss–Legendre rules reach a "
+                                     "smaller completeness residual with far fewer steps (bench/bench_quadrature.py)")
     return Settings(model_name=(name or "").strip(),
                     config=AttributionConfig(baseline=baseline, steps=steps, rule=rule))
 

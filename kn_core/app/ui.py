@@ -1,7 +1,8 @@
 """What the pages use, in one namespace (``from kn_core.app import ui``): pages read like the UI — guard,
 form, one kn_core call, render — and reach everything through ``ui.<name>``. Each name lives in the module
 that owns it: resources (cached per process), guard (errors, escaping, waiting), sidebar (settings
-widgets), views (shared views), and the store queries of :mod:`kn_core.runs.queries`, bound here to the
+widgets), views (shared views), work (submitting to the model's background worker and watching it), and the
+store queries of :mod:`kn_core.runs.queries`, bound here to the
 app's store."""
 from __future__ import annotations
 
@@ -10,9 +11,6 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from kn_core.app import links
-from kn_core.app.batches import current as batch_job
-from kn_core.app.batches import follow as follow_batch
-from kn_core.app.batches import start as start_batch
 from kn_core.app.guard import guard, model_turn, plain, progress_bar
 from kn_core.app.resources import facts, model, store
 from kn_core.app.sidebar import (
@@ -29,25 +27,23 @@ from kn_core.app.sidebar import (
     thresholds,
 )
 from kn_core.app.views import (
-    attributions,
     check_prompts,
     clicked_neuron,
     edit_effect,
-    fact_check_table,
-    fact_checker,
     fact_views,
     neuron_activation,
     neuron_detail,
     neuron_frame,
+    promoted_frame,
     prompt_table,
     scores_csv,
     suppression,
 )
+from kn_core.app.work import attributions, fact_check_table, fact_checker, relation_batch, watch_batch
 from kn_core.attribution import Attribution, AttributionConfig
 from kn_core.data import FactSet
 from kn_core.method.neurons import TAU
 from kn_core.model.loading import LanguageModel
-from kn_core.model.vocab import promoted_tokens
 from kn_core.runs import queries
 from kn_core.runs.queries import (
     DKNSettings,
@@ -109,10 +105,11 @@ def neuron_occurrences(lm: LanguageModel, factset: FactSet, layer: int, index: i
     return queries.neuron_occurrences(store(), lm, factset, layer, index, config)
 
 
-__all__ = ["OTHER", "TAU", "DKNSettings", "Settings", "attributions", "batch_job", "check_prompts", "clicked_neuron",
+__all__ = ["OTHER", "TAU", "DKNSettings", "Settings", "attributions", "check_prompts", "clicked_neuron",
            "current_model", "dkn_settings", "edit_effect", "fact_check_table", "fact_checker", "fact_label",
-           "fact_views", "facts", "follow_batch", "guard", "link_model", "links", "listed_models", "measure_effects", "model",
+           "fact_views", "facts", "guard", "link_model", "links", "listed_models", "measure_effects", "model",
            "model_turn", "neuron_activation", "neuron_detail", "neuron_frame", "neuron_occurrences",
-           "offer_model_for", "overlap_ranking", "plain", "progress_bar", "promoted_tokens", "prompt_table", "relation_overview",
-           "relative_depth", "restore", "saved_triples", "scores_csv", "settings", "share", "showcase", "sidebar",
-           "start_batch", "store", "stored_only", "suppression", "tau_of", "thresholds"]
+           "offer_model_for", "overlap_ranking", "plain", "progress_bar", "promoted_frame", "prompt_table",
+           "relation_batch", "relation_overview", "relative_depth", "restore", "saved_triples", "scores_csv",
+           "settings", "share", "showcase", "sidebar", "store", "stored_only", "suppression", "tau_of", "thresholds",
+           "watch_batch"]

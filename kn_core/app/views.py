@@ -1,9 +1,8 @@
-"""Views shared by several pages: prompt tables, heatmaps, the neuron table and detail, edit effects,
-computation through the store with progress, and the fact checker of a relation."""
+"""Views shared by several pages: prompt tables with the completeness check path by path, heatmaps, the
+neuron table and detail (tokens shown as text), edit effects and a neuron's activation on a sentence.
+Attributions and fact checkers come from the store or the background worker (:mod:`kn_core.app.work`)."""
 from __future__ import annotations
 
-import shlex
-import time
 from typing import Sequence
 
 import numpy as np
@@ -12,106 +11,64 @@ import streamlit as st
 import torch
 
 from kn_core.app import figures
-from kn_core.app.guard import duration, model_turn, plain, progress_bar
-from kn_core.app.resources import facts, store
+from kn_core.app.guard import model_turn
 from kn_core.app.sidebar import thresholds
-from kn_core.attribution import Attribution, AttributionConfig
+from kn_core.attribution import Attribution
 from kn_core.data.prompts import Prompt
 from kn_core.errors import InputError
-from kn_core.method.factcheck import FactChecker
 from kn_core.method.interventions import Verification, verify
 from kn_core.method.neurons import knowledge_neurons, per_layer_counts
 from kn_core.model.hooks import recorded, run_body
 from kn_core.model.loading import LanguageModel
-from kn_core.model.vocab import promoted_tokens
-from kn_core.runs import cached, queries
-from kn_core.runs.queries import DKNSettings
+from kn_core.model.vocab import piece_texts, promoted_tokens
 
 MAX_SENTENCE = 1000
 NEURON_PAGE = "views/neuron_search.py"
+GAP_FLOOR = 1e-3  # a path whose |P(a) − P(b_j)| is below this gets its residual shown absolute, not relative
 
 
-ASK_ABOVE_PARAMETERS = 20_000_000  # larger models take minutes per prompt on a CPU: the app asks before computing
-_PACE: dict[tuple[str, AttributionConfig], float] = {}  # seconds per prompt, as last measured in this process
+def path_residuals(result: Attribution, floor: float = GAP_FLOOR) -> tuple[float, float]:
+    """The completeness check of a result, path by path (each path b_j → a integrates its own gap
+    P(a) − P(b_j), so its residual is measured against that gap, never against the mean gap, where gaps of
+    opposite sign cancel): (the largest |residual_j| / |P(a) − P(b_j)| over the paths and computed layers whose
+    gap is at least ``floor``, the largest absolute |residual_j| over those whose gap is below it); NaN where
+    there is none. A result stored without per-path arrays counts as one path (the combined one)."""
+    rows = list(result.layers)
+    if result.path_deltas is None or result.path_baseline_probs is None:
+        deltas, starts = result.convergence_delta[None, rows], result.baseline_probs[None, rows]
+    else:
+        deltas, starts = result.path_deltas[:, rows], result.path_baseline_probs[:, rows]
+    deltas = np.abs(np.asarray(deltas, dtype=np.float64))
+    gaps = np.abs(float(np.mean(result.token_probs)) - np.asarray(starts, dtype=np.float64))
+    wide = gaps >= floor
+    relative = float(np.max(deltas[wide] / gaps[wide])) if wide.any() else float("nan")
+    absolute = float(np.max(deltas[~wide])) if (~wide).any() else float("nan")
+    return relative, absolute
 
 
-def n_parameters(lm: LanguageModel) -> int:
-    """The model's parameter count."""
-    return sum(p.numel() for p in lm.model.parameters())
-
-
-def precompute_command(lm: LanguageModel, config: AttributionConfig, lang: str, relation: str,
-                       factcheck: bool = False) -> str:
-    """The command line that stores these results ahead (``batch``; ``showcase --factcheck`` for the fact
-    checker), so the app opens them at once."""
-    default, flags = AttributionConfig(), []
-    for option, value in (("baseline", config.baseline), ("steps", config.steps), ("rule", config.rule)):
-        if value != getattr(default, option):
-            flags.append(f"--{option} {value}")
-    command = "showcase" if factcheck else "batch"
-    return " ".join([f"python -m kn_core {command} --model", shlex.quote(lm.name), "--langs", shlex.quote(lang),
-                     "--relations", shlex.quote(relation), *(["--factcheck"] if factcheck else []), *flags])
-
-
-def ask_first(lm: LanguageModel, what: str, config: AttributionConfig, lang: str, relation: str, key: str,
-              seconds: float | None = None, factcheck: bool = False, note: str = "") -> None:
-    """On a model above :data:`ASK_ABOVE_PARAMETERS`, say what computing ``what`` costs and stop the page until
-    the user presses the button (the selectors above stay usable, so a stored fact can be chosen instead).
-    ``note`` follows the precompute command."""
-    size = n_parameters(lm)
-    if size <= ASK_ABOVE_PARAMETERS:
-        return
-    cost = (f"about {duration(seconds)} at this session's pace" if seconds is not None
-            else "minutes per prompt on a CPU")  # the first time: no pace measured yet
-    faster = ("" if config.rule == "gauss-legendre" else
-              " Gauss–Legendre with m = 8 (Attribution settings) is more exact than the paper's m = 20 at 2.5× fewer "
-              "points (bench/bench_quadrature.py).")
-    st.info(f"{what} is not stored for {plain(lm.name)} ({size / 1e6:.0f}M parameters) with these attribution "
-            f"settings; computing it takes {cost}.{faster} Stored results open at once: precompute them with "
-            f"`{precompute_command(lm, config, lang, relation, factcheck)}` (comma-separate more relations).{note}")
-    if not st.button("Compute now (stored once computed)", type="primary", key=f"{key}_compute"):
-        st.stop()
-
-
-def attributions(lm: LanguageModel, prompts: Sequence[Prompt], config: AttributionConfig, lang: str,
-                 relation: str | None = None, key: str = "attributions") -> list[Attribution]:
-    """Each prompt's attribution: read from the store when present, else computed (with a progress bar and an
-    estimate of the time left) and stored. Given the ``relation`` of a bundled fact (pages that compute on
-    open), a large model first asks (:func:`ask_first`); ``key`` tells apart the button of each call on a
-    page. Without one (the user pressed a Run button already) it computes at once."""
-    todo = cached.missing(store(), lm, prompts, config, lang)
-    if not todo:
-        return cached.attributions(store(), lm, prompts, config, lang, compute_missing=False)
-    if relation is not None:
-        pace = _PACE.get((lm.name, config))
-        ask_first(lm, f"The attribution of {len(todo)} of these {len(prompts)} prompt(s)", config, lang, relation,
-                  f"{key}_{lang}", None if pace is None else pace * len(todo))
-    bar, report = progress_bar(f"Integrating gradients for {len(todo)} prompt(s) (stored once computed)…")
-
-    def per_prompt(fraction: float) -> None:
-        n = min(len(todo) - 1, int(fraction * len(todo)))
-        report(fraction, f"Integrating gradients: prompt {n + 1} of {len(todo)}")
-
-    with model_turn(lm):
-        started = time.monotonic()
-        results = cached.attributions(store(), lm, prompts, config, lang, progress=per_prompt)
-        _PACE[(lm.name, config)] = (time.monotonic() - started) / len(todo)
-    bar.empty()
-    return results
+RELATIVE, ABSOLUTE = "worst path |residual| / its |ΔP|", f"worst |residual| where |ΔP| < {GAP_FLOOR:g}"
 
 
 def prompt_table(results: Sequence[Attribution]) -> None:
-    """One row per prompt: what the model reads, P(object), and the worst completeness residual. A causal LM
-    reads a template up to [Y]: text it leaves out is shown in its own column."""
-    rows = [{"prompt": r.prompt.query, "object": r.prompt.object, "object tokens": r.prompt.n_object_tokens,
-             "P(object)": r.p_object, "max |residual| / |ΔP|": float(np.nanmax(r.relative_delta()))}
-            for r in results]
+    """One row per prompt: what the model reads, P(object), and the completeness residual of its worst path
+    (:func:`path_residuals`). A causal LM reads a template up to [Y]: text it leaves out is shown in its own
+    column."""
+    rows = []
+    for r in results:
+        relative, absolute = path_residuals(r)
+        rows.append({"prompt": r.prompt.query, "object": r.prompt.object, "object tokens": r.prompt.n_object_tokens,
+                     "P(object)": r.p_object, "paths": r.n_paths, RELATIVE: relative, ABSOLUTE: absolute})
     if any(r.prompt.cut for r in results):
         for row, r in zip(rows, results):
             row["left out after [Y]"] = r.prompt.cut
+    help_ = ("Completeness: the attributions of each baseline path b_j → a sum to P(a) − P(b_j) up to a residual; "
+             "each path's residual is measured against its own gap")
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
                  column_config={"P(object)": st.column_config.NumberColumn(format="%.4f"),
-                                "max |residual| / |ΔP|": st.column_config.NumberColumn(format="%.2e")})
+                                RELATIVE: st.column_config.NumberColumn(format="%.2e", help=help_),
+                                ABSOLUTE: st.column_config.NumberColumn(
+                                    format="%.2e", help="for paths whose baseline barely moves P(object), where a "
+                                                        "ratio would be noise")})
 
 
 def scores_csv(scores: np.ndarray) -> bytes:
@@ -194,6 +151,12 @@ def _pick_from_table(key: str, neurons: Sequence[tuple[int, int, float]]) -> Non
         st.session_state[f"{key}_picked"] = tuple(int(v) for v in neurons[rows[0]][:2])
 
 
+def promoted_frame(lm: LanguageModel, layer: int, index: int) -> pd.DataFrame:
+    """The tokens a neuron promotes most, as text (decoded by the tokenizer), with the logit per unit."""
+    return pd.DataFrame([(t.text, t.logit) for t in promoted_tokens(lm, layer, index)],
+                        columns=["token", "logit per unit"])
+
+
 def neuron_detail(lm: LanguageModel, neuron: tuple[int, int], results: Sequence[Attribution]) -> None:
     layer, index = neuron
     st.subheader(f"Neuron {layer}:{index}")
@@ -205,8 +168,7 @@ def neuron_detail(lm: LanguageModel, neuron: tuple[int, int], results: Sequence[
     left.plotly_chart(figures.prompt_scores(labels, [float(r.scores[layer, index]) for r in results],
                                             "Its score in each prompt and language"), key=f"detail_{layer}_{index}")
     right.markdown("**Tokens its output weights promote most**")
-    right.dataframe(pd.DataFrame(promoted_tokens(lm, layer, index), columns=["token", "logit per unit"]),
-                    hide_index=True)
+    right.dataframe(promoted_frame(lm, layer, index), hide_index=True)
     right.page_link(NEURON_PAGE, label=f"Where else is {layer}:{index} a knowledge neuron?", icon="🧭",
                     query_params={"layer": layer, "index": index})
 
@@ -234,40 +196,10 @@ def check_prompts(lm: LanguageModel, templates: Sequence[str], subject: str, obj
     return list(built.prompts), [f"{template!r}: {reason}" for template, reason in built.problems]
 
 
-def fact_checker(lm: LanguageModel, relation: str, lang: str, config: AttributionConfig,
-                 dkn: DKNSettings = DKNSettings()) -> FactChecker:
-    """The relation's calibrated checker: from the store (``python -m kn_core showcase --factcheck`` stores it
-    ahead), or calibrated now with progress and stored. A checker whose ``dkn`` is empty abstains."""
-    checker = queries.stored_checker(store(), lm, relation, lang, config, dkn)
-    if checker is None:
-        ask_first(lm, f"The calibration of {relation} ({lang}) with these DKN search settings (an attribution of "
-                      "every training fact, then the degenerate-pair search)", config, lang, relation, "fact_check",
-                  factcheck=True, note="" if dkn == DKNSettings() else " It stores the paper's DKN search settings.")
-        bar, report = progress_bar(f"Finding the degenerate neurons of {relation} ({lang}) and calibrating λ "
-                                   "(once; stored)…")
-        with model_turn(lm):
-            checker = queries.calibrated_checker(store(), lm, facts(), relation, lang, config, dkn, progress=report)
-        bar.empty()
-    return checker
-
-
-def fact_check_table(lm: LanguageModel, checker: FactChecker, relation: str, lang: str,
-                     config: AttributionConfig, dkn: DKNSettings = DKNSettings()) -> pd.DataFrame:
-    """The held-out evaluation, from the store or judged now (with progress) and stored: one row per method
-    (wo_DKN by the authors' rule, wo_DKN token-exact, with_DKN), each over the claims with a verdict, with
-    ``no_verdict`` counting the claims without one (all of them when the checker abstains)."""
-    table = queries.stored_evaluation(store(), lm, relation, lang, config, dkn)
-    if table is None:
-        bar, report = progress_bar("Judging the held-out claims (once; stored)…")
-        with model_turn(lm):
-            table = queries.measured_evaluation(store(), lm, facts(), checker, relation, lang, config, dkn,
-                                                progress=report)
-        bar.empty()
-    return table
-
-
-def neuron_activation(lm: LanguageModel, text: str, layer: int, index: int) -> tuple[list[str], list[float]]:
-    """A neuron's activation at every token of ``text`` (special tokens included), read under the model's lock."""
+def neuron_activation(lm: LanguageModel, text: str, layer: int, index: int) -> tuple[list[str], list[str], list[float]]:
+    """A neuron's activation at every token of ``text`` (special tokens included), read under the model's lock:
+    each token's decoded text (:func:`~kn_core.model.vocab.piece_texts`), its raw vocabulary entry (for a
+    tooltip) and the activation."""
     if not text.strip() or len(text) > MAX_SENTENCE:
         raise InputError("sentence", f"give a sentence of 1 to {MAX_SENTENCE} characters")
     ids = lm.tokenizer(text, return_tensors="pt")["input_ids"]
@@ -276,5 +208,5 @@ def neuron_activation(lm: LanguageModel, text: str, layer: int, index: int) -> t
         raise InputError("sentence", f"is {ids.shape[1]} tokens long; this model reads at most {limit}: shorten it")
     with model_turn(lm), torch.inference_mode(), recorded(lm, [layer]) as acts:
         run_body(lm, ids)
-    tokens = lm.tokenizer.convert_ids_to_tokens(ids[0].tolist())
-    return [str(t) for t in tokens], [float(v) for v in acts[layer][0, :, index].float().tolist()]
+    tokens = [str(t) for t in lm.tokenizer.convert_ids_to_tokens(ids[0].tolist())]
+    return piece_texts(lm.tokenizer, ids[0].tolist()), tokens, [float(v) for v in acts[layer][0, :, index].float().tolist()]

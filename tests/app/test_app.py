@@ -8,6 +8,7 @@ from helpers import shown
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
+from waiting import until_stored, watching
 
 from kn_core.model.loading import DEMO_MODELS
 
@@ -22,14 +23,14 @@ def app(tmp_path, monkeypatch):
     at = AppTest.from_file("../../app.py", default_timeout=TIMEOUT)
     at.run()
     assert not at.exception, at.exception
-    return at
+    return until_stored(at)
 
 
 def visit(at: AppTest, page: str) -> AppTest:
     at.switch_page(page)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    return at
+    return until_stored(at)
 
 
 def charts(at: AppTest) -> list:
@@ -50,7 +51,7 @@ def test_every_page_renders(tmp_path, monkeypatch, model):
     monkeypatch.setenv("KN_EXPLORER_HOME", str(tmp_path))
     at = AppTest.from_file("../../app.py", default_timeout=TIMEOUT)
     at.session_state["model_choice"] = model
-    at.run()
+    until_stored(at.run())
     for page in ("views/fact_browser.py", "views/custom_triple.py", "views/languages.py", "views/about.py"):
         visit(at, page)
         assert not at.error, (page, [e.value for e in at.error])
@@ -76,7 +77,7 @@ def test_custom_triple_warns_of_template_words_the_model_cannot_read(app):
 
 def test_custom_triple_runs_and_is_saved(app):
     visit(app, "views/custom_triple.py")
-    app.button(key="custom_run_button").click().run()
+    until_stored(app.button(key="custom_run_button").click().run())
     assert not app.exception and any("Stored" in s.value for s in app.success)
     visit(app, "views/fact_browser.py")
     app.radio(key="browser_source").set_value("Saved results").run()
@@ -172,42 +173,24 @@ def test_clicked_neuron_from_heatmap_cells_and_markers():
     assert clicked_neuron([], shape) is None and clicked_neuron([{"z": 1.0}], shape) is None
 
 
-def test_a_large_model_asks_before_computing(tmp_path, monkeypatch):
-    """On a model above ASK_ABOVE_PARAMETERS (here: every model) a page that would compute on open says what is
-    missing and how to precompute it, and computes only when asked; the fact check's calibration too."""
-    import kn_core.app.views as views
-
+def test_opening_a_fact_that_is_not_stored_queues_it(tmp_path, monkeypatch):
+    """No "Compute now" gate: an unstored fact is queued for the model's worker; the page run ends at once with
+    the watching fragment (progress, Cancel), its widgets stay usable, and a later run shows the fact. The
+    fact-check calibration is queued the same way."""
     monkeypatch.setenv("KN_EXPLORER_HOME", str(tmp_path))
-    monkeypatch.setattr(views, "ASK_ABOVE_PARAMETERS", 0)
     at = AppTest.from_file("../../app.py", default_timeout=TIMEOUT)
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert not charts(at), "computed without asking"
-    info = " ".join(shown(i) for i in at.info)
-    relation = at.selectbox(key="browser_relation").value
-    assert "prompt(s) is not stored for demo-mlm" in info, info
-    assert f"python -m kn_core batch --model demo-mlm --langs en --relations {relation}" in info, info
-    at.button(key="browser_en_compute").click().run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
-    assert len(charts(at)) >= 2
-    at.radio(key="browser_lang").set_value("en").run()  # a rerun: now read from the store, no question
-    assert len(charts(at)) >= 2 and not any("not stored" in shown(i) for i in at.info)
+    assert watching(at), "computed in the page run instead of queueing"
+    assert not any(b.label.startswith("Compute now") for b in at.button)
+    assert any("in the background" in p.proto.text for p in at.get("progress")), [p.proto for p in at.get("progress")]
+    until_stored(at)
+    assert not at.error and len(charts(at)) >= 2 and at.get("download_button")
+    assert not any("not computed" in shown(i) for i in at.info)
 
-    visit(at, "views/fact_check.py")
-    assert not at.metric, "calibrated without asking"
-    info = " ".join(shown(i) for i in at.info)
-    assert "--factcheck" in info and "showcase" in info, info
-
-
-def test_precompute_command_names_the_settings_that_differ():
-    from types import SimpleNamespace
-
-    from kn_core.app.views import precompute_command
-    from kn_core.attribution import AttributionConfig
-
-    lm = SimpleNamespace(name="/models/my model")
-    assert precompute_command(lm, AttributionConfig(), "en", "P36") == (
-        "python -m kn_core batch --model '/models/my model' --langs en --relations P36")
-    assert precompute_command(lm, AttributionConfig(rule="gauss-legendre", steps=8), "zh", "P17", factcheck=True) == (
-        "python -m kn_core showcase --model '/models/my model' --langs zh --relations P17 --factcheck --steps 8 "
-        "--rule gauss-legendre")
+    at.switch_page("views/fact_check.py")
+    at.run()
+    assert watching(at) and not at.metric, "calibrated in the page run instead of queueing"
+    until_stored(at)  # calibrated by the worker, then shown
+    assert not any("Failed" in shown(e) or "went wrong" in shown(e) for e in at.error), [e.value for e in at.error]
+    assert {m.label for m in at.metric} >= {"DKN neurons", "λ"}

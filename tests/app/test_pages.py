@@ -7,6 +7,7 @@ import os
 import pytest
 from helpers import shown
 from streamlit.testing.v1 import AppTest
+from waiting import until_stored
 
 from kn_core.attribution import AttributionConfig
 from kn_core.data import load_bundled
@@ -47,7 +48,7 @@ def open_app(page: str | None = None, params: dict | None = None, model: str = "
         at.switch_page(page)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    return at
+    return until_stored(at)
 
 
 def texts(elements) -> list[str]:
@@ -70,8 +71,9 @@ def test_relation_overview_batch_button_fills_the_store(home):
     at = open_app("views/relation_overview.py")
     at.number_input(key="overview_max_facts").set_value(FACTS + 1).run()
     at.button(key="overview_batch").click().run()
+    until_stored(at)
     assert not at.exception and not at.error, texts(at.error)
-    assert any("Batch done: 10 prompt(s) computed" in s for s in texts(at.success)), texts(at.success)
+    assert any("Batch done: 30 of 30 prompt(s) stored, 0 failed" in s for s in texts(at.success)), texts(at.success)
     assert len(store.results(model="demo-mlm")) == before + 10
     assert {m.label: m.value for m in at.metric}["facts stored, en"] == f"{FACTS + 1} of 50"
 

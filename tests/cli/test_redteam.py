@@ -426,11 +426,11 @@ def test_F2_a_data_file_that_is_no_regular_file_is_a_problem_not_a_hang(ctx, cap
 def test_F2_a_data_file_over_the_size_limit_is_a_problem(ctx, monkeypatch):
     from kn_core.data import records, summarize
 
-    monkeypatch.setattr(records, "MAX_DATA_FILE_BYTES", 10)
-    monkeypatch.setattr(records.read_data_file, "__defaults__", (10,))
-    problems = summarize(_mlama_with(ctx, lambda root: None))["problems"]
-    assert any(p["file"] == "en/P36.jsonl" and "over the 10 a data file may hold" in p["reason"] for p in problems), \
-        problems
+    monkeypatch.setattr(records.read_data_file, "__defaults__", (150,))  # bytes; the templates file holds 113
+    summary = summarize(_mlama_with(ctx, lambda root: (root / "en" / "P37.jsonl").write_text(GOOD_FACT + " " * 200)))
+    assert any(p["file"] == "en/P37.jsonl" and "over the 150 a data file may hold" in p["reason"]
+               for p in summary["problems"]), summary
+    assert summary["facts"] == {"en": 1}
 
 
 def test_uppercase_language_folders_follow_the_langs_rule(ctx, capsys):

@@ -20,7 +20,8 @@ Work shared between the grid's attributions of a prompt, exactly (the results ar
 - right Riemann is derived from left Riemann: R_m = L_m + (R_1 − L_1)/m (the two sums share the points
   1/m … (m − 1)/m; R_1 is the gradient at α = 1, L_1 at α = 0), for scores and residuals alike (both are
   linear in the sum). Its ``seconds`` are measured only where it is computed on its own (``--timed-right``:
-  the first N prompts of a run, default 1); elsewhere they are left empty. ``--check-derived`` computes it on
+  the first N prompts of a run, default 1; ``--time-right-at``: these m on every prompt, default 20, the
+  paper preset); elsewhere they are left empty. ``--check-derived`` computes it on
   its own everywhere and records both (the ``derived_err`` column: max |derived − computed| / max |s_ref|).
 
 Rows go to ``--out`` (CSV) as they are computed; a rerun skips the (prompt, rule, m) already there, so a killed
@@ -240,7 +241,7 @@ def study(args) -> None:
                     ones = {r: run(r, 1)[0] for r in ("riemann-right", "riemann-left")}
                 left = lefts.get(m) or run("riemann-left", m)[0]
                 derived = derived_right(left, ones["riemann-right"], ones["riemann-left"], m)
-                if timed_right:
+                if timed_right or m in args.time_right_at:
                     result, seconds = run(rule, m)
                     check = f"{float(np.abs(derived.scores - result.scores).max()) / top:.3g}"
                     rows.append(row(rule, m, result if args.check_derived else derived, seconds, check))
@@ -256,6 +257,13 @@ def study(args) -> None:
         print(f"[{number + 1}/{args.prompts}] {name} ({len(prompt.input_ids)} tokens, {ref.n_paths} paths, "
               f"P = {ref.p_object:.3g}): reference {ref_seconds:.1f} s; worst {worst['rule']} m={worst['m']} "
               f"err {float(worst['err']):.3g}", flush=True)
+
+
+def seconds(sec: np.ndarray, rows: int) -> str:
+    """Mean seconds, and how many rows were timed where not all (derived right-Riemann rows are not)."""
+    if not len(sec):
+        return "– (derived)"
+    return f"{sec.mean():.1f}" + ("" if len(sec) == rows else f" ({len(sec)} timed)")
 
 
 def table(rows: list[dict]) -> str:
@@ -275,8 +283,7 @@ def table(rows: list[dict]) -> str:
         ok = np.mean((jac >= OK_JACCARD) & (err <= OK_ERR))
         lines.append(f"| {model} | {lang} | {rule} | {m} | {len(group)} | {100 * err.max():.2f} % | "
                      f"{100 * np.quantile(err, 0.95):.2f} % | {100 * ok:.0f} % | {jac.mean():.3f} | "
-                     f"{np.quantile(res, 0.95):.2e} | {sec.mean():.1f}"
-                     f"{'' if len(sec) == len(group) else f' ({len(sec)} timed)'} |")
+                     f"{np.quantile(res, 0.95):.2e} | {seconds(sec, len(group))} |")
     refs = defaultdict(list)
     for r in rows:
         if r["rule"] == "reference":
@@ -298,6 +305,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--timed-right", type=int, default=1,
                         help="compute right Riemann on its own (timed) for the first N prompts, else derive it")
+    parser.add_argument("--time-right-at", default="20", type=lambda v: {int(m) for m in v.split(",") if m},
+                        help="compute right Riemann on its own (timed) at these m on every prompt (default 20: the "
+                             "paper preset's time; '' for none)")
     parser.add_argument("--check-derived", action="store_true", help="compute right Riemann on its own everywhere")
     parser.add_argument("--out", type=Path, default=Path("bench/results/quadrature.csv"))
     parser.add_argument("--table", action="store_true", help="only print the table of the rows in --out")

@@ -1,5 +1,6 @@
-"""The app with a slow model stand-in, for the turn-taking test: every attribution first sleeps
-``$KN_SLOW_S`` seconds (the demo model then behaves like a large one). Arguments go to ``streamlit run app.py``."""
+"""The app with a slow model stand-in, for the tests of the background worker: every attribution first sleeps
+``$KN_SLOW_S`` seconds (the demo model then behaves like a large one) and, when ``$KN_SLOW_LOG`` names a file,
+appends its template there (one line per computation). Arguments go to ``streamlit run app.py``."""
 import os
 import sys
 import time
@@ -11,9 +12,12 @@ from kn_core.runs import cached
 _compute = cached.compute
 
 
-def slow_compute(*args, **kwargs):
+def slow_compute(lm, prompt, *args, **kwargs):
+    if os.environ.get("KN_SLOW_LOG"):
+        with open(os.environ["KN_SLOW_LOG"], "a", encoding="utf-8") as log:
+            log.write(prompt.template + "\n")
     time.sleep(float(os.environ.get("KN_SLOW_S", "3")))
-    return _compute(*args, **kwargs)
+    return _compute(lm, prompt, *args, **kwargs)
 
 
 cached.compute = slow_compute

@@ -92,15 +92,7 @@ def relation_batch(lm: LanguageModel, factset: FactSet, relation: str, langs: Se
     """Queue every prompt of the relation's first ``max_facts`` facts in ``langs`` (the prompts of ``python -m
     kn_core batch --relations R``) behind the prompts that pages open; a prompt that cannot be built is
     recorded as a failure, as a batch does. :func:`watch_batch` follows it."""
-    requests = []
-    for task in plan(factset, langs, [relation], max_facts):
-        try:
-            prompt = lm.prompt(task.template, task.subject, task.object)
-        except KNError as exc:
-            store().record_failure(Failure(lm.name, model_fingerprint(lm), task.fact_id, task.lang, task.template,
-                                           config.baseline, config.steps, config.rule, str(exc)))
-            continue
-        requests.append(Request(prompt, config, task.lang, task.fact_id))
+    requests = _relation_requests(lm, factset, relation, langs, config, max_facts, record=True)
     keys = [ResultKey.of(lm, r.prompt, r.config, r.lang) for r in requests]
     _cancelled().difference_update(k.digest for k in keys)  # asked again: an earlier cancel no longer holds
     _submit(lm, requests, BATCH, _tag(relation, config))
@@ -115,13 +107,29 @@ def watch_batch(lm: LanguageModel, factset: FactSet, relation: str, langs: Seque
     mine = st.session_state.setdefault(BATCHES, {})
     if tag not in mine and not queue().tagged(lm, tag):
         return
-    keys = mine.get(tag) or [ResultKey.of(lm, lm.prompt(t.template, t.subject, t.object), config, t.lang)
-                             for t in plan(factset, langs, [relation], max_facts)]
+    keys = mine.get(tag) or [ResultKey.of(lm, r.prompt, r.config, r.lang)
+                             for r in _relation_requests(lm, factset, relation, langs, config, max_facts)]
     standing = watch(lm, keys, config, key, f"the batch of {relation}")
     if tag in mine and not standing.waiting:
         del mine[tag]
         st.success(f"Batch done: {standing.stored} of {standing.total} prompt(s) stored, "
                    f"{len(standing.failed)} failed.")
+
+
+def _relation_requests(lm: LanguageModel, factset: FactSet, relation: str, langs: Sequence[str],
+                       config: AttributionConfig, max_facts: int | None, record: bool = False) -> list[Request]:
+    """The batch's prompts that can be built; with ``record``, the others are recorded as failures."""
+    requests = []
+    for task in plan(factset, langs, [relation], max_facts):
+        try:
+            prompt = lm.prompt(task.template, task.subject, task.object)
+        except KNError as exc:
+            if record:
+                store().record_failure(Failure(lm.name, model_fingerprint(lm), task.fact_id, task.lang,
+                                               task.template, config.baseline, config.steps, config.rule, str(exc)))
+            continue
+        requests.append(Request(prompt, config, task.lang, task.fact_id))
+    return requests
 
 
 # -- submitting and watching ---------------------------------------------------------------------------

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kn_core.attribution.quadrature import DEFAULT_RULE, check_rule
+from kn_core.attribution.quadrature import check_rule
 from kn_core.data.prompts import Prompt
-from kn_core.defaults import STEPS
+from kn_core.defaults import RULE, STEPS
 from kn_core.errors import InputError
 
 if TYPE_CHECKING:
@@ -30,15 +30,16 @@ class AttributionConfig:
     steps: m, the number of points of each integral.
     engine: a key of ``kn_core.attribution.ENGINES``.
     layers: layers to attribute (None = all); rows of other layers are left at 0.
-    rule: the quadrature rule, a key of ``kn_core.attribution.quadrature.RULES``: "riemann-right" (the
-        paper's, alpha = k/m) or "gauss-legendre".
+    rule: the quadrature rule, a key of ``kn_core.attribution.quadrature.RULES``: "gauss-legendre-adaptive"
+        (the default, chosen by measured error: :mod:`kn_core.defaults`), "gauss-legendre", "riemann-right" (the
+        paper's, alpha = k/m) or "riemann-left" (the authors' code's, alpha = (k − 1)/m).
     """
 
     baseline: str = "masked"
     steps: int = STEPS
     engine: str = "fast"
     layers: tuple[int, ...] | None = None
-    rule: str = DEFAULT_RULE
+    rule: str = RULE
 
     def __post_init__(self) -> None:
         check_rule(self.rule)

@@ -11,6 +11,7 @@ from kn_core.attribution.baselines import BASELINES
 from kn_core.attribution.quadrature import RULES
 from kn_core.attribution.result import MAX_STEPS, AttributionConfig
 from kn_core.data.records import validate_lang
+from kn_core.defaults import PAPER_RULE, PAPER_STEPS, PRESETS
 from kn_core.errors import InputError
 from kn_core.model.loading import check_threads
 
@@ -87,21 +88,28 @@ def store_option(text: str) -> Path:
 
 
 def add_attribution_options(parser: argparse.ArgumentParser, engine: bool = True) -> None:
-    """``--baseline``, ``--steps``, ``--rule`` (and ``--engine``): how the attributions integrate."""
+    """``--preset``, ``--baseline``, ``--steps``, ``--rule`` (and ``--engine``): how the attributions integrate."""
     default = AttributionConfig()
+    parser.add_argument("--preset", default=None, choices=list(PRESETS),
+                        help=f"numerics in one word: default ({default.rule}, m = {default.steps}: chosen by measured "
+                             f"error, bench/bench_quadrature.py) or paper ({PAPER_RULE}, m = {PAPER_STEPS}); "
+                             "--rule/--steps set them one by one instead")
     parser.add_argument("--baseline", default=default.baseline, choices=list(BASELINES),
                         help="IG baseline: masked = the paper's (one integral per masked prompt), masked-mean = the "
                              "authors' code (one averaged baseline), zero")
-    parser.add_argument("--steps", type=whole_number(1, MAX_STEPS), default=default.steps,
-                        help=f"points m of each integral (default {default.steps}, the paper's)")
-    parser.add_argument("--rule", default=default.rule, choices=list(RULES),
-                        help="quadrature rule: riemann-right (the paper's, default) or gauss-legendre (as accurate "
-                             "with far fewer steps: bench/bench_quadrature.py)")
+    parser.add_argument("--steps", type=whole_number(1, MAX_STEPS), default=None,
+                        help=f"points m of each integral (default {default.steps}; the paper's: {PAPER_STEPS})")
+    parser.add_argument("--rule", default=None, choices=list(RULES),
+                        help=f"quadrature rule (default {default.rule}; the paper's: {PAPER_RULE}, the authors' "
+                             "code's: riemann-left)")
     if engine:
         parser.add_argument("--engine", default=default.engine, choices=sorted(ENGINES))
 
 
 def attribution_config(args: argparse.Namespace) -> AttributionConfig:
-    """The :class:`AttributionConfig` of the options :func:`add_attribution_options` added."""
-    return AttributionConfig(baseline=args.baseline, steps=args.steps, rule=args.rule,
+    """The :class:`AttributionConfig` of the options :func:`add_attribution_options` added: the preset's rule and
+    steps (the default preset when none is given), either of which --rule / --steps may replace."""
+    rule, steps = PRESETS[getattr(args, "preset", None) or "default"]
+    return AttributionConfig(baseline=args.baseline, steps=steps if args.steps is None else args.steps,
+                             rule=rule if args.rule is None else args.rule,
                              engine=getattr(args, "engine", AttributionConfig().engine))

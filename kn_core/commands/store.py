@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     target = checked_output(args)
-    store = ResultStore(args.store)
+    store = ResultStore(args.store, read_only=args.action != "prune" and _read_only(args.store))
     if args.action == "info":
         return show_info(store, target, args.check)
     if args.action == "export":
@@ -48,6 +49,15 @@ def run(args) -> int:
         return 0
     print(f"removed {store.prune(args.model)} result(s) of {args.model} from {store.path}")
     return 0
+
+
+def _read_only(path: Path | None) -> bool:
+    """Whether a reading command must open the store read-only: it exists and this process may not write it
+    (or its folder, where SQLite keeps its journal)."""
+    from kn_core.runs.store import default_path, writable
+
+    target = (path or default_path()).expanduser()
+    return target.is_file() and not (writable(target) and writable(target.parent))
 
 
 def checked_output(args) -> Path | None:

@@ -14,10 +14,9 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from kn_core.attribution import Attribution, AttributionConfig, Attributor
-from kn_core.attribution.quadrature import DEFAULT_RULE
 from kn_core.data import Fact, FactSet
 from kn_core.data.prompts import Prompt
-from kn_core.defaults import DKN_T, STEPS, T_HIGH, T_LOW, TOP_K
+from kn_core.defaults import DKN_T, RULE, STEPS, T_HIGH, T_LOW, TOP_K
 from kn_core.errors import InputError
 from kn_core.method.dkn import check_settings as check_dkn_settings, check_t
 from kn_core.method.metrics import OBJECTIVES
@@ -53,7 +52,7 @@ class Settings:
     max_templates: int | None = None
     steps: int = STEPS
     baseline: str = "masked"
-    rule: str = DEFAULT_RULE
+    rule: str = RULE
     seed: int = 0
     seeds: int = 1
     top_k: int = TOP_K
@@ -177,7 +176,7 @@ def select_facts(factset: FactSet, settings: Settings, default_cap: int) -> dict
     if missing:
         raise InputError("langs", f"the data has no {', '.join(missing)}; its languages are "
                                   f"{', '.join(factset.languages) or 'none'}")
-    relations = settings.relations or tuple(factset.relations)
+    relations = tuple(factset.relations) if settings.relations is None else settings.relations
     cap = settings.facts_per_relation(default_cap)
     out = {}
     for rid in relations:

@@ -70,13 +70,18 @@ def planned_keys(lm: LanguageModel, atlas_plan: AtlasPlan, factset: FactSet, con
 
 
 def compute(lm: LanguageModel, atlas_plan: AtlasPlan, factset: FactSet, config: AttributionConfig,
-            store: ResultStore, progress: bool = True) -> dict[str, object]:
-    """Store every planned attribution, the stored facts' suppression effects and the showcase; returns the
-    showcase document (None when no fact has knowledge neurons)."""
-    relations = atlas_plan.relations_of(factset)
-    for relation in relations:
+            store: ResultStore, progress: bool = True) -> None:
+    """Store every planned attribution (the batch of each relation; what is stored is skipped)."""
+    for relation in atlas_plan.relations_of(factset):
         run_batch(lm, factset, atlas_plan.langs, config, store, relations=[relation], max_facts=atlas_plan.facts,
                   progress=progress)
+
+
+def derive(lm: LanguageModel, atlas_plan: AtlasPlan, factset: FactSet, config: AttributionConfig,
+           store: ResultStore) -> dict:
+    """The suppression effect of every fully stored fact of the plan (forward passes only; stored) and the
+    model's showcase among them (its document; empty when no fact has knowledge neurons)."""
+    relations = atlas_plan.relations_of(factset)
     for relation in relations:
         for lang in atlas_plan.langs:
             tau = TAU.get(lang, queries.FALLBACK_TAU)
@@ -127,15 +132,13 @@ _COLUMNS = ("key", "model", "fingerprint", "lang", "template", "subject", "objec
 def build(name: str, factset: FactSet, config: AttributionConfig, store: ResultStore, out: Path,
           compute_missing: bool = True, progress: bool = True,
           report: Callable[[str], None] = log.info) -> dict:
-    """Compute what the plan of model ``name`` lacks (unless ``compute_missing`` is False) and write its atlas."""
+    """Compute the attributions the plan of model ``name`` lacks (unless ``compute_missing`` is False), then the
+    derived documents, and write its atlas."""
     atlas_plan = plan_of(name)
     lm = load_model(name)
-    showcase = {}
     if compute_missing:
-        showcase = compute(lm, atlas_plan, factset, config, store, progress)
-    else:
-        found = store.get_json(queries.SHOWCASE_KIND, queries.SHOWCASE_KEY)
-        showcase = found if found and found.get("model") == lm.name else {}
+        compute(lm, atlas_plan, factset, config, store, progress)
+    showcase = derive(lm, atlas_plan, factset, config, store)
     counts = write(lm, atlas_plan, factset, config, store, out, showcase)
     report(f"{name}: {counts['results']} results ({counts['exact']} kept as float32), {counts['bytes'] / 2**20:.1f} MiB "
            f"in {out / name}")

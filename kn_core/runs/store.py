@@ -294,17 +294,21 @@ def default_path() -> Path:
     return Path(home).expanduser() / FILE_NAME if home else Path(user_cache_dir("kn-explorer")) / FILE_NAME
 
 
-def _writable(path: Path) -> bool:
+def writable(path: Path) -> bool:
     """Writable for this process *and* not marked read-only (no write bit), which root would ignore."""
     return os.access(path, os.W_OK) and bool(path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
-def _check_location(path: Path) -> None:
+def _check_location(path: Path, read_only: bool = False) -> None:
     """Refuse, with the remedy, a store path that is a folder, a device, a FIFO or a socket (also through a
     symlink: SQLite would write a ``-journal`` beside the device), a name the file system cannot hold, or a
-    location this process cannot write."""
+    location this process cannot write (``read_only``: a file that does not exist)."""
     remedy = f"set {HOME_VARIABLE} (or pass --store) to a writable location"
     try:
+        if read_only:
+            if not path.is_file():
+                raise StoreError(f"there is no store file at {path}; {remedy.replace('a writable', 'an existing')}")
+            return
         if path.is_dir():
             raise StoreError(f"the store path {path} is a folder; give a file path such as {path / FILE_NAME}")
         if path.exists() and not stat.S_ISREG(path.stat().st_mode):
@@ -312,7 +316,7 @@ def _check_location(path: Path) -> None:
                              f"of a store file, or {remedy}")
         path.parent.mkdir(parents=True, exist_ok=True)
         targets = (path.parent, path) if path.exists() else (path.parent,)
-        problem = next((t for t in targets if not _writable(t)), None)
+        problem = next((t for t in targets if not writable(t)), None)
     except OSError as exc:
         raise StoreError(f"cannot use the store path {path}: {exc.strerror or exc}; {remedy}") from None
     if problem is not None:
@@ -342,11 +346,16 @@ class ResultStore:
     Safe to share between threads (each thread gets its own connection) and between processes.
     """
 
-    def __init__(self, path: str | os.PathLike | None = None, atlas: Atlas | None | Literal["default"] = "default"):
+    def __init__(self, path: str | os.PathLike | None = None, atlas: Atlas | None | Literal["default"] = "default",
+                 read_only: bool = False):
+        """``read_only``: open an existing store for reading only (a store the user may not write, e.g. for
+        ``store info`` and ``store export``): nothing is created, upgraded or written, and a write raises
+        :class:`StoreError`."""
         self.path = Path(path).expanduser() if path is not None else default_path()
         self.atlas = _default_atlas() if atlas == "default" else atlas
+        self.read_only = read_only
         self._local = threading.local()
-        _check_location(self.path)
+        _check_location(self.path, read_only)
         with self._guard():
             self._open()
 
@@ -354,9 +363,14 @@ class ResultStore:
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            if self.read_only:  # immutable where no writer can exist: no -wal/-shm can be made beside it
+                immutable = "" if writable(self.path.parent) else "&immutable=1"
+                conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro{immutable}", uri=True,
+                                       timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            else:
+                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+                conn.execute("PRAGMA synchronous = NORMAL")
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA synchronous = NORMAL")
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
@@ -377,6 +391,8 @@ class ResultStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, taking the write lock up front (no deadlock on upgrade)."""
+        if self.read_only:
+            raise StoreError(f"the store {self.path} was opened read-only; nothing can be written to it")
         with self._guard():
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
@@ -395,6 +411,12 @@ class ResultStore:
         """Check the file is ours (or new and empty), create the schema on first use, upgrade an older one."""
         conn = self._connection()
         found = self._identify(conn)
+        if self.read_only:
+            if found != "ours":
+                raise StoreError(f"the store {self.path} is {'empty' if found == 'new' else 'of an older schema'}; "
+                                 "open it once with a command that may write it (e.g. `python -m kn_core store info` "
+                                 "with write access) to create or upgrade it")
+            return
         if found == "old":
             self._upgrade()
         elif found == "new":

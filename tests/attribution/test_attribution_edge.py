@@ -19,7 +19,7 @@ from kn_core.model.hooks import count_hooks, gold_probs, recorded, run
 @pytest.mark.parametrize("base", ["masked", "masked-mean", "zero"])
 def test_few_steps_engines_agree(lm, steps, base):
     prompt = lm.prompt(TEMPLATE, "Tanzania", "Dar es Salaam")
-    fast, ref = (attribute(lm, prompt, AttributionConfig(engine=engine, steps=steps, baseline=base))
+    fast, ref = (attribute(lm, prompt, AttributionConfig(rule="riemann-right", engine=engine, steps=steps, baseline=base))
                  for engine in ("fast", "reference"))
     assert_same(fast, ref, TOL)
     assert count_hooks(lm) == 0
@@ -30,13 +30,13 @@ def test_one_step_is_the_gradient_at_the_prompt_times_the_difference(lm):
     path's only point is a, so ``masked`` and ``masked-mean`` coincide here); the delta is Σ Attr − (P(a) −
     mean_j P(b_j)), and each path's is Σ Attr_j − (P(a) − P(b_j))."""
     prompt = lm.prompt(TEMPLATE, "Tanzania", "Paris")
-    result = attribute(lm, prompt, AttributionConfig(engine="reference", steps=1))
+    result = attribute(lm, prompt, AttributionConfig(rule="riemann-right", engine="reference", steps=1))
     ids = torch.tensor(prompt.input_ids)[None]
     clean = activations(lm, ids, prompt.target_positions)[0]
     starts = baseline(lm, prompt, "masked")
     plain = torch.stack([plain_ig_paths(lm, prompt, clean, starts, layer, 0, 1) for layer in range(lm.n_layers)])
     np.testing.assert_allclose(result.scores, plain.numpy(), rtol=1e-4, atol=1e-6 * float(plain.abs().max()))
-    mean = attribute(lm, prompt, AttributionConfig(engine="reference", steps=1, baseline="masked-mean"))
+    mean = attribute(lm, prompt, AttributionConfig(rule="riemann-right", engine="reference", steps=1, baseline="masked-mean"))
     np.testing.assert_allclose(result.scores, mean.scores, rtol=1e-4, atol=1e-6 * float(plain.abs().max()))
     gap = np.mean(result.token_probs) - result.baseline_probs
     np.testing.assert_allclose(result.convergence_delta, result.scores.sum(axis=1) - gap, atol=1e-6)
@@ -79,7 +79,7 @@ def test_clean_prompt_runs_once(lm, base):
     from the same pass; the baseline runs without the head. (Fast engine: its self-check of the head runs a
     plain pass once per loaded model, hence the warm-up.)"""
     prompt = lm.prompt(TEMPLATE, "Tanzania", "Dar es Salaam")
-    config = AttributionConfig(steps=2, baseline=base)
+    config = AttributionConfig(rule="riemann-right", steps=2, baseline=base)
     attribute(lm, prompt, config)
     with calls(lm.model, lm.adapter.body(lm.model)) as (count):
         result = attribute(lm, prompt, config)

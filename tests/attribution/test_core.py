@@ -22,7 +22,8 @@ TEMPLATE = "The capital of [X] is [Y]."
 
 
 def reference(**kw) -> AttributionConfig:
-    return AttributionConfig(engine="reference", **kw)
+    """Captum's engine with the paper's right-Riemann sums, the rule of the plain-torch oracle."""
+    return AttributionConfig(engine="reference", **{"rule": "riemann-right", **kw})
 
 
 @pytest.mark.parametrize("base", ["masked", "masked-mean", "zero"])

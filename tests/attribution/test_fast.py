@@ -37,8 +37,8 @@ def onednn_kernel(monkeypatch):
 
 def both(lm, obj: str, **config) -> tuple[Attribution, Attribution]:
     prompt = lm.prompt(TEMPLATE, "Tanzania", obj)
-    return (attribute(lm, prompt, AttributionConfig(engine="fast", steps=STEPS, **config)),
-            attribute(lm, prompt, AttributionConfig(engine="reference", steps=STEPS, **config)))
+    return (attribute(lm, prompt, AttributionConfig(rule="riemann-right", engine="fast", steps=STEPS, **config)),
+            attribute(lm, prompt, AttributionConfig(rule="riemann-right", engine="reference", steps=STEPS, **config)))
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_fast_target_at_the_first_position(gpt2):
     """A causal prompt of one token: the first target has no earlier positions to attend to."""
     prompt = gpt2.prompt("[X] [Y]", "The", "Dar es Salaam")
     assert prompt.target_positions[0] == 0
-    fast, ref = (attribute(gpt2, prompt, AttributionConfig(engine=engine, steps=STEPS, baseline="zero"))
+    fast, ref = (attribute(gpt2, prompt, AttributionConfig(rule="riemann-right", engine=engine, steps=STEPS, baseline="zero"))
                  for engine in ("fast", "reference"))
     assert_same(fast, ref, TOL)
 
@@ -98,19 +98,19 @@ def test_fast_layer_subset(lm):
 def test_fast_is_default_and_reports_progress(gpt2):
     assert AttributionConfig().engine == "fast"
     seen = []
-    attribute(gpt2, gpt2.prompt(TEMPLATE, "Tanzania", "Dar es Salaam"), AttributionConfig(steps=3),
+    attribute(gpt2, gpt2.prompt(TEMPLATE, "Tanzania", "Dar es Salaam"), AttributionConfig(rule="riemann-right", steps=3),
               progress=seen.append)
     assert seen and seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
 
 
 def test_fast_falls_back_to_reference_when_pieces_disagree(bert, monkeypatch, caplog):
     prompt = bert.prompt(TEMPLATE, "Tanzania", "Paris")
-    ref = attribute(bert, prompt, AttributionConfig(engine="reference", steps=STEPS))
+    ref = attribute(bert, prompt, AttributionConfig(rule="riemann-right", engine="reference", steps=STEPS))
     adapter = type(bert.adapter)
     wrong = adapter.neurons
     monkeypatch.setattr(adapter, "neurons", lambda self, *a: 1.01 * wrong(self, *a))
     with caplog.at_level(logging.WARNING, logger="kn_core.attribution.fast"):
-        fast = attribute(bert, prompt, AttributionConfig(engine="fast", steps=STEPS))
+        fast = attribute(bert, prompt, AttributionConfig(rule="riemann-right", engine="fast", steps=STEPS))
     assert "using the reference engine" in caplog.text
     assert_same(fast, ref, tol=1e-6)
 
@@ -124,7 +124,7 @@ def test_fast_falls_back_when_a_stream_piece_is_wrong(lm, piece, monkeypatch, ca
     if piece == "attend_all" and lm.kind == "causal":
         pytest.skip("causal streams never run whole sequences")
     prompt = lm.prompt(TEMPLATE, "Tanzania", "Paris")
-    ref = attribute(lm, prompt, AttributionConfig(engine="reference", steps=STEPS))
+    ref = attribute(lm, prompt, AttributionConfig(rule="riemann-right", engine="reference", steps=STEPS))
     right = getattr(engine.Streams, piece)
 
     def wrong(self, *args):  # a change that layer norms do not undo (unlike a scale or a shift)
@@ -133,7 +133,7 @@ def test_fast_falls_back_when_a_stream_piece_is_wrong(lm, piece, monkeypatch, ca
 
     monkeypatch.setattr(engine.Streams, piece, wrong)
     with caplog.at_level(logging.WARNING, logger="kn_core.attribution.fast"):
-        fast = attribute(lm, prompt, AttributionConfig(engine="fast", steps=STEPS))
+        fast = attribute(lm, prompt, AttributionConfig(rule="riemann-right", engine="fast", steps=STEPS))
     assert "the streams do not reproduce the clean pass" in caplog.text
     assert_same(fast, ref, tol=1e-6)
 
@@ -161,7 +161,7 @@ def test_fast_falls_back_in_training_mode(gpt2, caplog):
     gpt2.model.train()
     try:
         with caplog.at_level(logging.WARNING, logger="kn_core.attribution.fast"):
-            attribute(gpt2, prompt, AttributionConfig(engine="fast", steps=2, baseline="zero"))
+            attribute(gpt2, prompt, AttributionConfig(rule="riemann-right", engine="fast", steps=2, baseline="zero"))
     finally:
         gpt2.model.eval()
     assert "training mode" in caplog.text

@@ -84,7 +84,7 @@ def test_default_is_the_papers_formula(lm, engine):
     """mean_j (a − b_j) · (1/m) Σ_k ∂P(o | b_j + (k/m)(a − b_j)) / ∂z, averaged over the object's tokens."""
     prompt = lm.prompt(TEMPLATE, "Tanzania", "Dar es Salaam")
     steps = 6
-    result = attribute(lm, prompt, AttributionConfig(engine=engine, steps=steps))
+    result = attribute(lm, prompt, AttributionConfig(rule="riemann-right", engine=engine, steps=steps))
     assert PATHS_COMBINED == "mean" and result.n_paths == len(prompt.context_positions)
     clean, starts = clean_activations(lm, prompt), oracle_baselines(lm, prompt)
     expected = torch.stack([torch.stack([plain_ig_paths(lm, prompt, clean, starts, layer, i, steps)
@@ -101,8 +101,8 @@ def test_default_is_the_papers_formula(lm, engine):
 
 def test_completeness_holds_per_path_and_shrinks_with_steps(lm):
     prompt = lm.prompt(TEMPLATE, "Tanzania", "Paris")
-    coarse = attribute(lm, prompt, AttributionConfig(steps=3))
-    fine = attribute(lm, prompt, AttributionConfig(steps=200))
+    coarse = attribute(lm, prompt, AttributionConfig(rule="riemann-right", steps=3))
+    fine = attribute(lm, prompt, AttributionConfig(rule="riemann-right", steps=200))
     gaps = np.abs(np.mean(fine.token_probs) - fine.path_baseline_probs)  # [n_paths, n_layers]
     big = gaps > 0.05 * gaps.max()  # paths whose baseline moves P measurably (a relative residual is meaningful)
     assert big.sum() >= fine.n_layers
@@ -130,8 +130,8 @@ def test_masked_and_masked_mean_differ_measurably(lm):
     P(b̄); ``masked-mean`` is the one integral from b̄."""
     prompt = lm.prompt(TEMPLATE, "Tanzania", "Dar es Salaam")
     steps = 8
-    paper = attribute(lm, prompt, AttributionConfig(steps=steps))
-    authors = attribute(lm, prompt, AttributionConfig(steps=steps, baseline="masked-mean"))
+    paper = attribute(lm, prompt, AttributionConfig(rule="riemann-right", steps=steps))
+    authors = attribute(lm, prompt, AttributionConfig(rule="riemann-right", steps=steps, baseline="masked-mean"))
     assert authors.n_paths == 1 and paper.n_paths > 1
     assert relative_error(paper.scores, authors.scores) > 0.05
     assert relative_error(paper.baseline_probs, authors.baseline_probs) > 0.01
@@ -146,7 +146,7 @@ def test_masked_and_masked_mean_differ_measurably(lm):
 @pytest.mark.parametrize("base", list(BASELINES))
 def test_fast_equals_reference_for_every_baseline(lm, base):
     prompt = lm.prompt(TEMPLATE, "Tanzania", "Dar es Salaam")
-    fast_result, ref = (attribute(lm, prompt, AttributionConfig(engine=engine, steps=8, baseline=base))
+    fast_result, ref = (attribute(lm, prompt, AttributionConfig(rule="riemann-right", engine=engine, steps=8, baseline=base))
                         for engine in ("fast", "reference"))
     assert_same(fast_result, ref, TOL)
     assert count_hooks(lm) == 0
@@ -155,7 +155,7 @@ def test_fast_equals_reference_for_every_baseline(lm, base):
 def test_fast_splits_a_layers_paths_across_batches(lm, monkeypatch):
     """With a tiny batch budget a layer's paths span several batches (and batches mix layers): same result."""
     prompt = lm.prompt(TEMPLATE, "Tanzania", "Dar es Salaam")
-    config = AttributionConfig(steps=5)
+    config = AttributionConfig(rule="riemann-right", steps=5)
     whole = attribute(lm, prompt, config)
     rows = 1 if lm.kind == "causal" else len(prompt.input_ids)
     monkeypatch.setattr(fast, "GROUP_BYTES", 2 * fast._stream_bytes(lm, 0, rows, config.steps))
@@ -174,7 +174,7 @@ def test_paths_survive_the_store_and_old_rows_read_as_one_path(bert, tmp_path):
     from kn_core.runs.store import ResultKey, ResultStore
 
     prompt = bert.prompt(TEMPLATE, "Tanzania", "Paris")
-    config = AttributionConfig(steps=3)
+    config = AttributionConfig(rule="riemann-right", steps=3)
     result = attribute(bert, prompt, config, lang="en")
     db = ResultStore(tmp_path / "store.sqlite")
     key = ResultKey.of(bert, prompt, config, "en")

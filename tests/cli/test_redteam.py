@@ -442,11 +442,6 @@ def test_uppercase_language_folders_follow_the_langs_rule(ctx, capsys):
     assert "valid facts per language: en 1" in out and "EN/templates.jsonl: folder 'EN' is not a language code" in out
 
 
-NEEDS_EXPERIMENT_OPTIONS = ("kn_core/commands/experiment.py (not this change's file) must take --seeds as "
-                            "options.seeds_option and --relations as options.relations_option; remove this mark then")
-
-
-@pytest.mark.xfail(strict=True, reason=NEEDS_EXPERIMENT_OPTIONS)
 @pytest.mark.parametrize("seeds", ["1000000000000"])
 def test_F3_seeds_are_bounded(ctx, capsys, seeds):
     rc, _, err = run_cli(["experiment", "factcheck", "--model", str(ctx.bert), "--langs", "en", "--out",
@@ -454,7 +449,6 @@ def test_F3_seeds_are_bounded(ctx, capsys, seeds):
     assert rc == 2 and err.startswith("error: argument --seeds") and "from 1 to" in err, err[-2000:]
 
 
-@pytest.mark.xfail(run=False, reason=NEEDS_EXPERIMENT_OPTIONS + " (unfixed, it runs every relation: minutes)")
 @pytest.mark.parametrize("relations", ["", ","])
 def test_F5_experiment_relations_may_not_be_empty(ctx, capsys, relations):
     rc, _, err = run_cli(["experiment", "localize", "--model", str(ctx.bert), "--langs", "en", "--out",

@@ -137,6 +137,36 @@ def test_store_cli_info_export_prune(bert, tmp_path, capsys):
     assert "removed 1 result" in capsys.readouterr().out
 
 
+def test_a_read_only_store_is_read_by_info_and_export_and_left_untouched(bert, tmp_path, capsys):
+    """A store the user may not write (file and folder without write bits) still answers `store info` and
+    `store export`; nothing is created beside it and a write is refused; `prune` still says it is read-only."""
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    path = folder / "store.sqlite"
+    writer = ResultStore(path)
+    cached.attribution(writer, bert, capital_prompt(bert), CONFIG, "en")
+    writer.close()
+    with sqlite3.connect(path) as conn:  # the last connection: everything into the file, no -wal/-shm left
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    path.chmod(0o444)
+    folder.chmod(0o555)
+    try:
+        assert main(["store", "info", "--store", str(path), "--json", str(tmp_path / "info.json")]) == 0
+        assert json.loads((tmp_path / "info.json").read_text(encoding="utf-8"))["results"] == 1
+        assert main(["store", "export", str(tmp_path / "all.csv"), "--store", str(path)]) == 0
+        assert len(pd.read_csv(tmp_path / "all.csv")) == 1
+        with pytest.raises(StoreError, match="read-only"):
+            ResultStore(path, read_only=True).put_json("doc", "k", {})
+        assert main(["store", "prune", "--model", bert.name, "--store", str(path)]) == 2
+        assert "read-only" in capsys.readouterr().err
+        assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    finally:
+        folder.chmod(0o755)
+        path.chmod(0o644)
+
+
 def test_default_location_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("KN_EXPLORER_HOME", str(tmp_path / "home"))
     assert ResultStore().path == tmp_path / "home" / "store.sqlite"
@@ -265,7 +295,7 @@ def test_read_only_locations_are_clear_errors(tmp_path):
 
 def test_unusable_paths_are_clear_errors(tmp_path):
     (tmp_path / "file").write_text("x", encoding="utf-8")
-    with pytest.raises(StoreError, match="cannot create the store folder"):
+    with pytest.raises(StoreError, match="cannot use the store path .*File exists"):
         ResultStore(tmp_path / "file" / "store.sqlite")
     with pytest.raises(StoreError, match="is a folder"):
         ResultStore(tmp_path)

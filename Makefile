@@ -4,7 +4,7 @@ PORT ?= 8501
 
 REAL_MODELS ?= smollm2-135m gemma3-270m
 
-.PHONY: setup setup-dev browser models run test bench
+.PHONY: setup setup-dev browser models run test test-fast bench
 
 setup:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements.txt
@@ -37,6 +37,10 @@ test: setup-dev browser
 	@$(PYTHON) -m kn_core models install smollm2-135m \
 	  || echo "note: SmolLM2 could not be installed; the real-model tests say why they skip"
 	$(PYTHON) -m pytest
+
+# The edit loop: no browser, no Ray cluster, no real model, nothing that takes minutes (markers: pytest.ini)
+test-fast: setup-dev
+	$(PYTHON) -m pytest -m "not slow and not browser and not ray and not real_model" -x
 
 bench: setup
 	$(PYTHON) bench/bench_amig.py

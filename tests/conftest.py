@@ -1,15 +1,12 @@
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from helpers import make_bert, make_gpt2
 
-from helpers import make_bert, make_gpt2  # noqa: E402
-
-from kn_core.model.loading import load_model  # noqa: E402
+from kn_core.model.loading import load_model
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -57,3 +54,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# Test tiers (pytest.ini names the markers; `make test-fast` leaves out all four): files whose every test needs
+# a browser, a Ray cluster, or minutes of CPU are marked here, by file, so that a new test there is marked too.
+TIERS = {"browser": ("app/test_browser.py", "app/test_turns.py"),
+         "ray": ("runs/test_ray_cluster.py",),
+         "slow": ("runs/test_batch.py", "runs/test_batch_claims.py", "demo/test_demo.py", "model/test_install.py",
+                  "cli/test_experiments.py", "bench/test_bench_smoke.py", "runs/test_worker.py")}
+
+
+def pytest_collection_modifyitems(config, items):
+    root = Path(__file__).resolve().parent
+    for item in items:
+        path = Path(str(item.fspath)).resolve()
+        relative = path.relative_to(root).as_posix() if path.is_relative_to(root) else ""
+        for marker, files in TIERS.items():
+            if relative in files:
+                item.add_marker(getattr(pytest.mark, marker))

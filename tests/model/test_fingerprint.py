@@ -9,7 +9,7 @@ import pytest
 from kn_core.model import fingerprint
 from kn_core.model.fingerprint import CACHE_FILE, model_fingerprint
 from kn_core.model.loading import load_model
-from tests.helpers import make_bert
+from helpers import make_bert
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The paper's numbers (METHOD.md), in one place. Every one is a default the user can change.
+"""The paper's numbers (docs/method.md), in one place. Every one is a default the user can change.
 
 Chen et al. (AAAI 2024) unless noted; the modules that use them import them from here.
 """
@@ -29,7 +29,7 @@ T_HIGH = 0.25  # filter: suppressing the pair lowers P by more than this (relati
 DKN_T = 0.7  # a relation's DKN set: count in degenerate pairs > floor(t · max count)
 TRAIN_SHARE = 0.8  # each relation's facts split train / test
 
-# Controls and specificity verdicts (beyond the paper; METHOD.md §6, kn_core.method.controls)
+# Controls and specificity verdicts (beyond the paper; docs/method.md §6, kn_core.method.controls)
 CONTROL_FACTS = 5  # other facts of the same relation, and facts of other relations, per neuron set
 RANDOM_DRAWS = 30  # random same-size neuron sets in the same layers
 RANDOM_SD = 3.0  # "beyond random": the own drop exceeds the random draws' mean drop by this many sd …

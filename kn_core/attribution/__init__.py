@@ -3,7 +3,7 @@
 An engine integrates ∂P(o_i)/∂z along the straight path from each baseline b_j to the clean activation at
 each target position, for each requested layer, and returns the paths' mean attribution and each path's
 completeness residual (:class:`~kn_core.attribution.result.Integrals`). The default ``masked`` baseline has
-one path per masked prompt (the paper's formula, METHOD.md §1); ``masked-mean`` and ``zero`` have one.
+one path per masked prompt (the paper's formula, docs/method.md §1); ``masked-mean`` and ``zero`` have one.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """IG baselines: the reference points b_j that the integrals start from, one or several *paths*, each with
 one vector per target and layer. :func:`baseline` returns them as one tensor [n_paths, k, n_layers, d_ff];
-the attribution integrates once per path and averages the paths' integrals (METHOD.md §1).
+the attribution integrates once per path and averages the paths' integrals (docs/method.md §1).
 
-- ``masked`` (default) — the paper's minimal-information baseline (METHOD.md §1): for each context token j
+- ``masked`` (default) — the paper's minimal-information baseline (docs/method.md §1): for each context token j
   (``Prompt.context_positions``: no special tokens, not the object's own positions), the prompt with token j
   replaced by the architecture's no-information token ([MASK] / end-of-text); b_j is the activation at the
   target position. One path per masked prompt (n = number of context tokens): the attribution is

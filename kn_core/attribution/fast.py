@@ -25,7 +25,7 @@ its input, the residual stream after attention, the queries, keys and values):
 - α = 1 is the one point that every layer's and every baseline's path shares (z_j(1) = a, the clean
   activation; the right-Riemann rule's last point): its gradients, for all layers at once, come from the
   clean pass itself (one backward pass per target);
-- the paths' integrals are combined as their mean (METHOD.md §1) while they are computed, so no
+- the paths' integrals are combined as their mean (docs/method.md §1) while they are computed, so no
   per-path attribution matrix is ever held; each path's Σ_i Attr and P at its baseline are kept for its
   own completeness residual;
 - P at the baseline (α = 0), which the completeness residual needs, takes no backward pass;

@@ -1,6 +1,6 @@
 """Quadrature rules for the IG path integral ∫₀¹ ∂P(b + α(a − b))/∂z dα: m points α_k with weights w_k.
 
-- ``riemann-right`` (the paper's rule, METHOD.md §1): α_k = k/m, w_k = 1/m, k = 1 … m. Its last point is
+- ``riemann-right`` (the paper's rule, docs/method.md §1): α_k = k/m, w_k = 1/m, k = 1 … m. Its last point is
   α = 1, the clean activation, which every layer and baseline path share (the fast engine takes its gradient
   from the clean pass).
 - ``riemann-left`` (the numerics of the authors' code: Dai et al.'s ``scaled_input`` in

@@ -1,7 +1,7 @@
 """Reference engine: Captum Integrated Gradients (the quadrature rule of the config), one baseline path, one layer and one object token at a time.
 
 Several baseline paths b_j (the ``masked`` baseline: one per masked prompt) get one Captum IG each, from b_j
-to a; the attribution is the mean of the paths' integrals (METHOD.md §1).
+to a; the attribution is the mean of the paths' integrals (docs/method.md §1).
 
 The forward function's input is the activation vector at the target position; the whole model runs for
 each of the m scaled copies (the way the field's code does it), on torch's default kernels. Slow but plain:

@@ -56,12 +56,12 @@ class AttributionConfig:
             object.__setattr__(self, "layers", tuple(sorted(set(int(x) for x in items))))
 
 
-PATHS_COMBINED = "mean"  # how the integrals of several baseline paths combine (METHOD.md §1): their mean
+PATHS_COMBINED = "mean"  # how the integrals of several baseline paths combine (docs/method.md §1): their mean
 
 
 @dataclass(frozen=True, eq=False)
 class Integrals:
-    """What an engine returns for one prompt, over ``n_paths`` baseline paths b_j (METHOD.md §1).
+    """What an engine returns for one prompt, over ``n_paths`` baseline paths b_j (docs/method.md §1).
 
     attrs: [k, len(layers), d_ff] — per object token, the MEAN over the paths of the per-path IG
         Attr_j = (a − b_j) · (1/m) Σ_k ∂P(o | b_j + α_k (a − b_j)) / ∂z.
@@ -82,7 +82,7 @@ class Attribution:
     n paths (:data:`PATHS_COMBINED`), which keeps the scale of one integral and of P(a) − P(b):
 
     scores: float32 [n_layers, d_ff] — mean over the k object tokens of Attr_l,i = mean_j Attr_j,l,i
-        (METHOD.md §1); rows of layers not in ``layers`` are 0.
+        (docs/method.md §1); rows of layers not in ``layers`` are 0.
     convergence_delta: float32 [n_layers] — the combined completeness residual Σ_i Attr_l,i − (P(o|a) −
         mean_j P(o|b_j)) = mean_j of the per-path residuals, averaged over tokens (0 for layers not computed).
     token_probs: k floats — P(o_i | prompt) with the gold tokens in place.

@@ -202,7 +202,7 @@ class FactSet:
 
     def wrong_objects(self, fact: Fact, lang: str) -> tuple[str, ...]:
         """Objects of the *other* facts of ``fact``'s relation in ``lang``: distinct, in file order, never
-        ``fact``'s own object. The candidates for wrong claims (METHOD.md §5)."""
+        ``fact``'s own object. The candidates for wrong claims (docs/method.md §5)."""
         own = fact.object(lang)
         others = (other.labels[lang][1] for other in self.facts_of(fact.relation) if lang in other.labels)
         return tuple(obj for obj in dict.fromkeys(others) if obj != own)

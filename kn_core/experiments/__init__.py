@@ -4,7 +4,7 @@ Each module exposes ``TITLE``, ``DEFAULT_MAX_FACTS`` (facts per relation when ``
 ``run(settings) -> Outcome``; :func:`run` looks one up by name, runs it and writes its report.
 
 - ``localize``: knowledge neurons per fact and language, with suppress / enhance against random neurons and
-  unrelated facts (METHOD.md §2).
+  unrelated facts (docs/method.md §2).
 - ``likn``: language-independent knowledge neurons: overlap of two languages' KN and cross-lingual editing (§3).
 - ``dkn``: degenerate knowledge neurons per prompt (§4).
 - ``factcheck``: the Table 3 protocol: DKN fact checker against the model's own greedy answer (§5).

@@ -1,4 +1,4 @@
-"""The fact-check against fair baselines (issue #25; METHOD.md §6): what ``experiment factcheck`` adds to Table 3.
+"""The fact-check against fair baselines (issue #25; docs/method.md §6): what ``experiment factcheck`` adds to Table 3.
 
 Every claim of a relation *with a DKN set* gets, beside the DKN score (the paper), the scores of:
 ``model_probability`` (the model's own P(candidate) on the same scoring prompt), ``logprob`` (its mean

@@ -1,4 +1,4 @@
-"""Degenerate knowledge neurons per prompt (METHOD.md §4).
+"""Degenerate knowledge neurons per prompt (docs/method.md §4).
 
 For every sampled fact, language and train template: AMIG over all layers, then the DKN search (top-K
 candidates, aggregate at T_low, filter pairs at T_high; larger minimal groups with ``--max-group``). As a

@@ -1,4 +1,4 @@
-"""Fact-checking with DKN, the paper's Table 3 protocol (METHOD.md §5), per model, language and relation.
+"""Fact-checking with DKN, the paper's Table 3 protocol (docs/method.md §5), per model, language and relation.
 
 For every seed and relation: split its (sampled) facts 80 / 20, calibrate a
 :class:`~kn_core.method.factcheck.FactChecker` on the 80 % part and judge the 20 % part's true claims and

@@ -1,4 +1,4 @@
-"""Language-independent knowledge neurons (METHOD.md §3): two languages' knowledge neurons of the same fact.
+"""Language-independent knowledge neurons (docs/method.md §3): two languages' knowledge neurons of the same fact.
 
 Per fact: refined KN in each language, their overlap (sizes, Jaccard, per layer) next to two controls — the
 first language's KN of the fact against the second language's KN of *another* fact of the same relation,

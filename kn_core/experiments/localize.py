@@ -1,8 +1,8 @@
-"""Knowledge neurons per fact and language (METHOD.md §1–2), verified by suppression and enhancement.
+"""Knowledge neurons per fact and language (docs/method.md §1–2), verified by suppression and enhancement.
 
 For every sampled fact and language: AMIG over the relation's train templates, coarse selection (τ of the
 language), refinement across prompts (p = 0.7), then suppress (×0) / enhance (×2) against as many random
-neurons in the same layers and against an unrelated fact; then the controls of METHOD.md §6 (suppression on
+neurons in the same layers and against an unrelated fact; then the controls of docs/method.md §6 (suppression on
 other facts of the same relation, on other relations' facts and of 30 random same-layer sets, with the
 specificity verdict of :mod:`kn_core.method.controls`) and the critics' checks (:mod:`kn_core.method.checks`:
 top-1 flips, paraphrase transfer, the reverse probe), and once per model and language the syntactic control.
@@ -48,7 +48,7 @@ NOTES = (
     "**Residual** is the largest relative completeness residual "
     "|Σ attributions − (P(a) − P(b))| / |P(a) − P(b)| "
     "over layers and prompts; it shrinks as the number of steps grows.",
-    "**Controls and specificity** (METHOD.md §6): the knowledge neurons are suppressed on the fact's own prompts "
+    "**Controls and specificity** (docs/method.md §6): the knowledge neurons are suppressed on the fact's own prompts "
     "(`ctrl_own`), on up to 5 other facts of the same relation with other objects under the same templates "
     "(`ctrl_same_relation`), on 5 facts of other relations (`ctrl_other_relation`) and 30 random same-size sets "
     "in the same layers are suppressed on the fact's prompts (`ctrl_random_mean` / `_sd`; `ctrl_random_rank`: "
@@ -67,7 +67,7 @@ NOTES = (
 def locate_fact(lm, factset: FactSet, selection: dict[str, tuple[Fact, ...]], fact: Fact, lang: str,
                 settings: Settings) -> LocateResult | None:
     """Locate one fact in one language, with an unrelated fact's first prompt as the control and the controls of
-    METHOD.md §6 from ``factset``; None when the model can take none of its prompts."""
+    docs/method.md §6 from ``factset``; None when the model can take none of its prompts."""
     prompts = fact_prompts(lm, templates_of(factset, fact.relation, lang, settings), fact, lang)
     if not prompts:
         return None

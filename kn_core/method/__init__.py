@@ -1,4 +1,4 @@
-"""The method room (METHOD.md §2–§5): knowledge-neuron selection, interventions, ``locate``,
+"""The method room (docs/method.md §2–§5): knowledge-neuron selection, interventions, ``locate``,
 language-independent neurons, degenerate neurons, fact-checking and accuracy.
 
 May import :mod:`kn_core.attribution`, :mod:`kn_core.model`, :mod:`kn_core.data` and the shared

@@ -1,4 +1,4 @@
-"""Statistics of the fact-check against fair baselines (METHOD.md §6; beyond the paper): pure functions.
+"""Statistics of the fact-check against fair baselines (docs/method.md §6; beyond the paper): pure functions.
 
 - :func:`auroc`: the area under the ROC curve of a score for the class "correct" (threshold-free): the
   probability that a random true claim scores above a random wrong one, ties counting one half

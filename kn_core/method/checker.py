@@ -1,4 +1,4 @@
-"""A relation's DKN fact checker and how it judges one claim (METHOD.md §5).
+"""A relation's DKN fact checker and how it judges one claim (docs/method.md §5).
 
 - :meth:`FactChecker.judge`: the with_DKN verdict (mean AMIG attribution toward the candidate over the
   relation's DKN set, computed on the DKN layers only; correct when the score ≥ λ) beside the two wo_DKN

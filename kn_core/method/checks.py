@@ -1,4 +1,4 @@
-"""The critics' checks of a fact's neuron set (Niu et al., ICLR 2024; METHOD.md §6), beyond a probability drop.
+"""The critics' checks of a fact's neuron set (Niu et al., ICLR 2024; docs/method.md §6), beyond a probability drop.
 
 :func:`fact_checks` — suppression passes only, cheap enough for the app's Checks panel:
 

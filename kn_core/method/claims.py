@@ -1,4 +1,4 @@
-"""Claims of the fact-checking protocol (METHOD.md §5): each true fact with one wrong twin, and the 80 / 20 split.
+"""Claims of the fact-checking protocol (docs/method.md §5): each true fact with one wrong twin, and the 80 / 20 split.
 
 - :func:`make_claims`: each true fact with one wrong twin whose object is drawn (seeded, per fact) from the
   objects of the relation's other facts.

@@ -1,4 +1,4 @@
-"""Controls and the specificity verdict of a neuron set (METHOD.md §6; beyond the paper).
+"""Controls and the specificity verdict of a neuron set (docs/method.md §6; beyond the paper).
 
 A neuron set S found for a fact f is suppressed (×0 at the target positions, as in §2) and the relative change
 (P_after − P_before) / P_before of P(object) is measured on four groups of prompts, each a mean over its

@@ -1,10 +1,10 @@
-"""Degenerate knowledge neurons (METHOD.md §4).
+"""Degenerate knowledge neurons (docs/method.md §4).
 
 Degenerate neurons carry the same fact redundantly: suppressing one of them barely lowers P(object),
 suppressing them together does. Per prompt:
 
 1. candidates: the top-K *knowledge neurons* of the prompt by attribution score — only neurons above
-   τ · max(score), τ of the prompt's language (the coarse selection of METHOD.md §2; the authors' code:
+   τ · max(score), τ of the prompt's language (the coarse selection of docs/method.md §2; the authors' code:
    ``neurons[:20]`` after thresholding) — not the top-K of all positive scores;
 2. aggregate: keep those whose suppression *alone* lowers P by at most ``t_low`` (relative);
 3. filter: a pair of kept neurons is degenerate when suppressing *both* lowers P by more than ``t_high``.
@@ -167,7 +167,7 @@ def check_t(t: float) -> float:
 
 
 def dkn_set(counts: Mapping[Neuron, int], t: float = DKN_T) -> tuple[Neuron, ...]:
-    """A relation's DKN set (METHOD.md §5): neurons whose pair count exceeds ⌊t · max count⌋, most frequent
+    """A relation's DKN set (docs/method.md §5): neurons whose pair count exceeds ⌊t · max count⌋, most frequent
     first (ties by position); empty when no pair was found."""
     check_t(t)
     if not counts:

@@ -1,4 +1,4 @@
-"""Fact-checking with degenerate knowledge neurons: the paper's Table 3 protocol (METHOD.md §5).
+"""Fact-checking with degenerate knowledge neurons: the paper's Table 3 protocol (docs/method.md §5).
 
 The pieces live in one module each — :mod:`~kn_core.method.claims` (claims and the 80 / 20 split),
 :mod:`~kn_core.method.metrics` (confusion counts, λ) and :mod:`~kn_core.method.checker` (the checker, its

@@ -1,4 +1,4 @@
-"""Interventions on neurons at the target positions (METHOD.md §2): suppress (×0) and enhance (×2).
+"""Interventions on neurons at the target positions (docs/method.md §2): suppress (×0) and enhance (×2).
 
 :func:`scaled` is a context manager (hooks removed in ``finally``); :func:`object_probs` evaluates several
 neuron sets in one batched forward pass, row r with its own set.

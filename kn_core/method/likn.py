@@ -1,4 +1,4 @@
-"""Language-independent knowledge neurons (METHOD.md §3): set overlap and cross-lingual editing.
+"""Language-independent knowledge neurons (docs/method.md §3): set overlap and cross-lingual editing.
 
 LIKN of a fact = refined KN(lang a) ∩ refined KN(lang b), exact ``(layer, index)`` matches. Editing the shared
 neurons should move the fact's probability in *both* languages; editing one language's own neurons is the

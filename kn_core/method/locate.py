@@ -1,4 +1,4 @@
-"""Locate a fact's knowledge neurons: attribute every prompt, select, refine, verify (METHOD.md §1–2)."""
+"""Locate a fact's knowledge neurons: attribute every prompt, select, refine, verify (docs/method.md §1–2)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

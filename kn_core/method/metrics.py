@@ -1,4 +1,4 @@
-"""Metrics of the fact-checking protocol (METHOD.md §5): confusion counts of the class "correct", both P / R
+"""Metrics of the fact-checking protocol (docs/method.md §5): confusion counts of the class "correct", both P / R
 conventions, and the choice of the threshold λ.
 
 Only claims that got a verdict are counted: a claim left without one (its relation has no DKN set) is in
@@ -72,7 +72,7 @@ class Confusion:
 
     @property
     def authors_precision(self) -> float:
-        """The authors' "P" (METHOD.md §5): roles swapped, so it is our recall."""
+        """The authors' "P" (docs/method.md §5): roles swapped, so it is our recall."""
         return self.recall
 
     @property

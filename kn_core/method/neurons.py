@@ -1,4 +1,4 @@
-"""Knowledge-neuron selection (METHOD.md §2): pure functions over attribution matrices.
+"""Knowledge-neuron selection (docs/method.md §2): pure functions over attribution matrices.
 
 A neuron is a :class:`~kn_core.types.Neuron` ``(layer, index)``; selections are returned as
 :class:`~kn_core.types.ScoredNeuron` ``(layer, index, score)``, highest score first (both are named tuples).

@@ -313,7 +313,7 @@ def neuron_occurrences(store: ResultStore, lm: LanguageModel, factset: FactSet, 
 # -- fact-check documents -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DKNSettings:
-    """How a relation's degenerate neurons are searched (METHOD.md §4–5); the defaults are the paper's."""
+    """How a relation's degenerate neurons are searched (docs/method.md §4–5); the defaults are the paper's."""
 
     t_low: float = T_LOW
     t_high: float = T_HIGH

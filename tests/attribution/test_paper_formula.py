@@ -1,4 +1,4 @@
-"""The default ``masked`` baseline is the paper's formula (METHOD.md §1): one IG integral per masked prompt, each
+"""The default ``masked`` baseline is the paper's formula (docs/method.md §1): one IG integral per masked prompt, each
 from its own baseline b_j, combined by their MEAN — checked against an independent per-masked-prompt oracle on
 the nonlinear tiny models; completeness holds path by path; ``masked-mean`` (the authors' code: one integral
 from the mean baseline) gives a measurably different result; both engines agree for every baseline, also when

@@ -1,4 +1,4 @@
-"""Controls and the specificity verdict (METHOD.md §6): the rule on numbers, and on constructed tiny models whose
+"""Controls and the specificity verdict (docs/method.md §6): the rule on numbers, and on constructed tiny models whose
 one live FFN neuron writes one object's logit only (fact), every object of a relation (relation), or every
 object of every relation (generic); a dead neuron changes nothing (none)."""
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Every adapter, directly, on tiny random models of its family (odd sizes):
 
 - structure: as many layers as the config, ``output_rows`` [d_ff, hidden], ``d_ff`` the config's FFN size;
-- the neuron site (METHOD.md "neuron"): its activation is the input of the FFN's output projection, whose
+- the neuron site (docs/method.md "neuron"): its activation is the input of the FFN's output projection, whose
   output is that activation times ``output_rows`` (plus bias), and the output of the activation function
   (BERT: ``intermediate``'s GELU, GPT-2: ``mlp.act``, gated MLPs: ``act(gate) * up``);
 - the pieces the fast engine runs: assembled here with a plain attention (an oracle independent of the
@@ -106,7 +106,7 @@ def test_structure(any_lm):
 
 
 def test_site_is_the_input_of_the_output_projection_and_the_output_of_the_activation(any_lm):
-    """METHOD.md: the neuron is the FFN post-activation, the input of the FFN's output projection."""
+    """docs/method.md: the neuron is the FFN post-activation, the input of the FFN's output projection."""
     ids, layers = ids_of(any_lm), range(any_lm.n_layers)
     seen: dict[tuple[int, str], torch.Tensor] = {}
     handles = []

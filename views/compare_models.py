@@ -1,5 +1,5 @@
 """Two models side by side on one fact: P(object), where the attribution sits over relative depth, and what
-suppressing each model's knowledge neurons does."""
+suppressing each model's knowledge neurons does (with the controls and their specificity verdict)."""
 import numpy as np
 import streamlit as st
 
@@ -52,6 +52,8 @@ with ui.guard():
             cols = st.columns(2)
             cols[0].metric("suppressing them: P(object)", f"{effect.own:+.1%}")
             cols[1].metric("as many random neurons", f"{effect.random:+.1%}")
+            ui.controls_view(model, prompts, [(l, i) for l, i, _ in neurons], lang, relation,
+                             key=f"compare_{model.name}", title=f"{model.name}: whose P(object) falls?")
             profiles[model.name] = figures.layer_profile(np.mean([r.scores for r in results], axis=0))
             counts[model.name] = per_layer_counts(neurons, model.n_layers)
     if profiles:

@@ -1,4 +1,5 @@
-"""Fact browser: a bundled (or saved) fact, its prompts, heatmap, knowledge neurons and edit effects."""
+"""Fact browser: a bundled (or saved) fact, its prompts, heatmap, knowledge neurons, edit effects, the controls
+with their specificity verdict, and the critics' checks."""
 import streamlit as st
 
 from kn_core.app import ui
@@ -33,7 +34,7 @@ with ui.guard():
             st.stop()
         subject, obj, lang, templates = st.selectbox("Saved triple", saved, key="browser_saved",
                                                      format_func=lambda s: f"[{s[2]}] {s[0]} → {s[1]}")
-        other_langs = []
+        other_langs, relation = [], None  # the controls find the relation its templates match, if any
     if source == "Bundled fact set":
         ui.share(settings, relation=relation, fact=fact.id, lang=lang, tau=st.session_state.get("browser_tau"),
                  p=st.session_state.get("browser_p"))
@@ -43,4 +44,5 @@ with ui.guard():
     if results is None:  # queued: the worker computes them while the page stays usable
         st.stop()
     others = ui.stored_only(lm, other_langs, settings.config)
-    ui.fact_views(lm, results, lang, key="browser", others=others)
+    ui.fact_views(lm, results, lang, key="browser", others=others, relation=relation, checks=True,
+                  config=settings.config)

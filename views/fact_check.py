@@ -1,4 +1,5 @@
 """Fact-check: a relation's degenerate knowledge neurons judge claims; the model's own answer beside them."""
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -88,6 +89,17 @@ with ui.guard():
             f"wo_DKN, the model itself: it answers “{ui.plain(verdict.model_prediction)}”, so the claim is "
             f"**{'correct' if verdict.model_agrees else 'wrong'}** by its own answer ({rule}; token by token it "
             f"predicts “{ui.plain(verdict.exact_prediction)}”: {'correct' if verdict.exact_agrees else 'wrong'})")
+    st.markdown("**Simple baselines beside the DKN score** (the same scoring prompt)")
+    cols = st.columns(4)
+    cols[0].metric("DKN score", "–" if verdict.abstained else f"{verdict.score:.3e}",
+                   help="mean attribution toward the candidate over the DKN set")
+    cols[1].metric("P(candidate), the model's own", f"{verdict.p_candidate:.4f}",
+                   help="joint probability of the candidate's tokens on the scoring prompt: the simplest baseline")
+    cols[2].metric("log-prob per token", f"{verdict.logprob:.2f}")
+    randoms = [v for v in verdict.random_scores if v == v]
+    cols[3].metric("random neurons' score", f"{np.mean(randoms):.3e}" if randoms else "–",
+                   help=f"mean over {len(randoms)} random sets of the DKN set's size in its layers" if randoms
+                   else "no DKN set, so no random sets of its size")
     with right:
         if verdict.abstained:
             st.markdown("**No neuron voted**: the relation has no DKN set with these settings.")

@@ -74,3 +74,10 @@ with ui.guard():
     view.columns = [f"{target} prompts, {lang}" for target, lang in view.columns]
     st.caption(f"Mean relative change of P(object). Control: the unrelated fact {ui.fact_label(control)}.")
     st.dataframe(view.map(lambda v: f"{v:+.1%}"), width="stretch")
+
+    st.subheader("Controls per language: is each language's set specific to this fact?")
+    for col, lang in zip(st.columns(len(langs)), langs):
+        with col:
+            ui.controls_view(lm, prompts[lang], neurons[lang], lang, relation, key=f"lang_{lang}",
+                             title=f"{lang}: whose P(object) falls when its {len(neurons[lang])} neuron(s) are "
+                                   "suppressed?")

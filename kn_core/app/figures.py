@@ -163,3 +163,32 @@ def token_activations(tokens: Sequence[str], values: Sequence[float], title: str
                            hovertemplate="%{x} (token %{customdata})<br>%{y:.4f}<extra></extra>"))
     fig.update_layout(title=esc(title), height=320, margin={"t": 50, "b": 100}, yaxis_title="activation")
     return fig
+
+
+CONTROL_GROUPS = {"own": "this fact", "same_relation": "same relation", "other_relation": "other relations",
+                  "random": "random neurons"}
+
+
+def control_bars(effects: Mapping[str, float], random_sd: float = float("nan"),
+                 title: str = "Suppressing the set: who loses P(object)?") -> go.Figure:
+    """Four bars of a neuron set's suppression controls (:meth:`kn_core.method.controls.Controls.effects`):
+    the relative change of P(object) on the fact itself, on other facts of its relation, on facts of other
+    relations, and for random same-size sets (their mean, with ±sd as the error bar). A group not measured
+    (NaN) is shown as an empty slot named "not measured"."""
+    names = [name for name in CONTROL_GROUPS if name in effects]
+    values = [float(effects[name]) for name in names]
+    shown = [None if math.isnan(v) else v for v in values]
+    labels = [CONTROL_GROUPS[name] + (" (not measured)" if math.isnan(v) else "") for name, v in zip(names, values)]
+    errors = [float(random_sd) if name == "random" and not math.isnan(random_sd) else 0.0 for name in names]
+    colours = ["firebrick" if name == "own" else "grey" if name == "random" else "steelblue" for name in names]
+    fig = go.Figure(go.Bar(x=labels, y=shown, marker_color=colours,
+                           error_y={"type": "data", "array": errors, "visible": any(errors)},
+                           text=["–" if v is None else f"{v:+.1%}" for v in shown], textposition="outside",
+                           hovertemplate="%{x}: %{y:+.1%}<extra></extra>"))
+    low = min([v for v in shown if v is not None] + [0.0])
+    high = max([v for v in shown if v is not None] + [0.0])
+    pad = max(0.1, 0.2 * (high - low))
+    fig.update_layout(title=esc(title), yaxis_title="relative change of P(object)",
+                      yaxis={"tickformat": ".0%", "range": [low - pad, high + pad], "zeroline": True},
+                      height=300, margin={"t": 50, "b": 40}, showlegend=False)
+    return fig

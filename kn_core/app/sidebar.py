@@ -12,7 +12,7 @@ from kn_core.app.resources import model
 from kn_core.attribution import AttributionConfig
 from kn_core.attribution.baselines import BASELINES
 from kn_core.attribution.quadrature import RULES
-from kn_core.defaults import P_SHARE
+from kn_core.defaults import P_SHARE, PRESETS
 from kn_core.errors import InputError, KNError
 from kn_core.method.factcheck import OBJECTIVES
 from kn_core.method.neurons import TAU
@@ -22,9 +22,11 @@ from kn_core.model.registry import REGISTRY
 from kn_core.runs.queries import DKNSettings, Showcase
 
 OTHER = "Other: Hugging Face id or folder…"
-UNUSABLE = ("cannot use this as a model: give a bundled demo name, an installed model, a local folder holding a "
-            "supported model (config.json, tokenizer, *.safetensors weights) or a Hugging Face id in the local "
-            "cache")
+UNUSABLE = ("a bundled demo name, an installed model, a local folder holding a supported model (config.json, "
+            "tokenizer, *.safetensors weights) or a Hugging Face id in the local cache")
+PRESET_HELP = {"default": "chosen by measured error: Gauss–Legendre, m = 4 points, layers and paths with a large "
+                          "completeness residual integrated again with more (bench/bench_quadrature.py)",
+               "paper": "the paper's: right Riemann sums, m = 20"}
 log = logging.getLogger(__name__)
 
 
@@ -82,9 +84,32 @@ def install_panel() -> None:
                     st.rerun()
 
 
+def preset_of(rule: str, steps: int) -> str | None:
+    """The name of the numerics preset (:data:`kn_core.defaults.PRESETS`) that is ``rule`` with ``steps``, or None."""
+    return next((name for name, chosen in PRESETS.items() if chosen == (rule, steps)), None)
+
+
+def _apply_preset() -> None:
+    chosen = st.session_state.get("numerics")
+    if chosen in PRESETS:  # a callback runs before the widgets are drawn again
+        st.session_state["rule"], st.session_state["steps"] = PRESETS[chosen]
+
+
+def removed_model() -> None:
+    """Before the picker is drawn: a session whose real model is no longer installed is told so, with the
+    command that installs it again (the picker then shows the first listed model)."""
+    chosen = st.session_state.get("model_choice")
+    if chosen in REGISTRY and chosen not in model_choices():
+        st.warning(f"{plain(chosen)}, this session's model, is no longer installed here; showing "
+                   f"{plain(model_choices()[0])} instead. Install it again with `python -m kn_core models install "
+                   f"{chosen}` (or below, under *Install a real model*).")
+        del st.session_state["model_choice"]
+
+
 def sidebar() -> Settings:
     with st.sidebar:
         st.header("Model")
+        removed_model()
         choice = st.selectbox("Model", model_choices(), key="model_choice",
                               help="Installed real models first, then the bundled demo models; any Hugging Face "
                                    "id or local folder works too.")
@@ -98,18 +123,29 @@ def sidebar() -> Settings:
                                     help="masked = the paper's AMIG (one integral per masked prompt, averaged); "
                                          "masked-mean = the authors' code (one integral from the mean of the "
                                          "masked prompts); zero = Dai et al.")
-            steps = st.slider("Integration steps m", 1, 100, default.steps, key="steps")
-            rule = st.selectbox("Quadrature rule", list(RULES), index=list(RULES).index(default.rule), key="rule",
-                                help="riemann-right = the paper's (α = k/m); the Gauss–Legendre rules reach a "
-                                     "smaller completeness residual with far fewer steps (bench/bench_quadrature.py)")
+            # the preset shown follows the rule and steps (set in the advanced part, or by a preset)
+            st.session_state["numerics"] = preset_of(st.session_state.get("rule", default.rule),
+                                                     st.session_state.get("steps", default.steps))
+            preset = st.radio("Numerics", list(PRESETS), key="numerics", on_change=_apply_preset, horizontal=True,
+                              format_func=lambda n: f"{n} ({PRESETS[n][0]}, m = {PRESETS[n][1]})",
+                              help="; ".join(f"{n}: {text}" for n, text in PRESET_HELP.items()))
+            if preset is None:
+                st.caption("Custom numerics (set under *Advanced*).")
+            with st.expander("Advanced: quadrature rule and steps"):
+                steps = st.slider("Integration steps m", 1, 100, links.initial("steps", default.steps), key="steps")
+                rule = st.selectbox("Quadrature rule", list(RULES), index=None if "rule" in st.session_state
+                                    else list(RULES).index(default.rule), key="rule",
+                                    help="riemann-right = the paper's (α = k/m); the Gauss–Legendre rules reach a "
+                                         "smaller completeness residual with far fewer steps "
+                                         "(bench/bench_quadrature.py)")
     return Settings(model_name=(name or "").strip(),
                     config=AttributionConfig(baseline=baseline, steps=steps, rule=rule))
 
 
 def current_model(settings: Settings) -> LanguageModel:
     """The chosen model, or stop the page with a message explaining how to pick one. A typed name that cannot
-    be used gets one message whatever the reason (no folder, no config.json, bad weights, unknown id…), so
-    that the field tells nothing about the server's files; the reason goes to the server log."""
+    be used is refused with the loader's own reason (a truncated weights file, an unsupported architecture, a
+    config that is no JSON…) as plain text, and what the field takes."""
     name = settings.model_name
     if not name:
         st.info("Enter a Hugging Face id or a local model folder in the sidebar.")
@@ -120,7 +156,7 @@ def current_model(settings: Settings) -> LanguageModel:
         if name in listed_models():
             raise
         log.info("the model field's %r cannot be used: %s", name, exc)
-        raise InputError("model", UNUSABLE) from None
+        raise InputError("model", f"cannot use this as a model: {exc}. The field takes {UNUSABLE}") from None
 
 
 def listed_models() -> list[str]:
@@ -129,8 +165,10 @@ def listed_models() -> list[str]:
 
 
 def link_model(showcase: Showcase | None) -> None:
-    """Before the sidebar is drawn: the model a link names (a listed one only: a link never opens a path), else
-    on a session's first run the showcase's model when it is listed."""
+    """Before the sidebar is drawn: the numerics a link names (:func:`link_numerics`) and the model it names (a
+    listed one only: a link never opens a path), else on a session's first run the showcase's model when it is
+    listed."""
+    link_numerics()
     given = links.incoming().get("model")
     if given is not None:
         if given in listed_models():
@@ -142,9 +180,31 @@ def link_model(showcase: Showcase | None) -> None:
         st.session_state["model_choice"] = showcase.model
 
 
+def link_numerics() -> None:
+    """Before the sidebar is drawn: the numerics a link names (``numerics=paper``, or ``rule`` and ``steps`` for
+    custom ones) go into the rule and steps widgets; an invalid value gives one warning and is left out."""
+    given = links.incoming()
+    try:
+        if "numerics" in given:
+            if given["numerics"] not in PRESETS:
+                raise InputError("link", f"numerics={given['numerics']!r}: choose one of {', '.join(PRESETS)}")
+            st.session_state["rule"], st.session_state["steps"] = PRESETS[given["numerics"]]
+        elif "rule" in given or "steps" in given:
+            rule = links.choice(list(RULES))(given.get("rule", AttributionConfig().rule), {})
+            steps = links.number(1, 100, int)(given.get("steps", str(AttributionConfig().steps)), {})
+            st.session_state["rule"], st.session_state["steps"] = rule, steps
+    except KNError as exc:
+        st.warning("This link's numerics cannot be used; the sidebar's are kept. " + plain(exc))
+
+
 def share(settings: Settings, **view: object) -> None:
-    """Write the page's view into the URL, with the sidebar's model when it is a listed one."""
-    links.share(model=settings.model_name if settings.model_name in listed_models() else None, **view)
+    """Write the page's view into the URL, with the sidebar's model when it is a listed one and the numerics
+    when they are not the default preset (a preset's name, else the rule and steps)."""
+    config = settings.config
+    preset = preset_of(config.rule, config.steps)
+    numerics = {} if preset == "default" else {"numerics": preset} if preset else {"rule": config.rule,
+                                                                                   "steps": config.steps}
+    links.share(model=settings.model_name if settings.model_name in listed_models() else None, **numerics, **view)
 
 
 def settings() -> Settings:

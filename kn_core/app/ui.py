@@ -28,7 +28,9 @@ from kn_core.app.sidebar import (
 )
 from kn_core.app.views import (
     check_prompts,
+    checks_view,
     clicked_neuron,
+    controls_view,
     edit_effect,
     fact_views,
     neuron_activation,
@@ -105,7 +107,8 @@ def neuron_occurrences(lm: LanguageModel, factset: FactSet, layer: int, index: i
     return queries.neuron_occurrences(store(), lm, factset, layer, index, config)
 
 
-__all__ = ["OTHER", "TAU", "DKNSettings", "Settings", "attributions", "check_prompts", "clicked_neuron",
+__all__ = ["OTHER", "TAU", "DKNSettings", "Settings", "attributions", "check_prompts", "checks_view", "clicked_neuron",
+           "controls_view",
            "current_model", "dkn_settings", "edit_effect", "fact_check_table", "fact_checker", "fact_label",
            "fact_views", "facts", "guard", "link_model", "links", "listed_models", "measure_effects", "model",
            "model_turn", "neuron_activation", "neuron_detail", "neuron_frame", "neuron_occurrences",

@@ -11,13 +11,16 @@ import streamlit as st
 import torch
 
 from kn_core.app import figures
-from kn_core.app.guard import model_turn
+from kn_core.app.guard import model_turn, plain, progress_bar
+from kn_core.app.resources import facts
 from kn_core.app.sidebar import thresholds
-from kn_core.attribution import Attribution
+from kn_core.attribution import Attribution, AttributionConfig, compute
 from kn_core.data.prompts import Prompt
-from kn_core.errors import InputError
+from kn_core.method.checks import SYNTAX, Checks, SyntacticControl, fact_checks, syntactic_control
+from kn_core.method.controls import Controls, fact_controls
 from kn_core.method.interventions import Verification, verify
 from kn_core.method.neurons import knowledge_neurons, per_layer_counts
+from kn_core.model.fingerprint import model_fingerprint
 from kn_core.model.hooks import recorded, run_body
 from kn_core.model.loading import LanguageModel
 from kn_core.model.vocab import piece_texts, promoted_tokens
@@ -83,11 +86,14 @@ def neuron_frame(neurons: Sequence[tuple[int, int, float]]) -> pd.DataFrame:
 
 
 def fact_views(lm: LanguageModel, results: Sequence[Attribution], lang: str, key: str,
-               others: Sequence[Attribution] = ()) -> list[tuple[int, int, float]]:
-    """P(object) per prompt, heatmap, per-layer histogram, the neuron table with detail, and edit effects.
+               others: Sequence[Attribution] = (), relation: str | None = None,
+               checks: bool = False, config: AttributionConfig | None = None) -> list[tuple[int, int, float]]:
+    """P(object) per prompt, heatmap, per-layer histogram, the neuron table with detail, edit effects and the
+    controls with their specificity verdict (:func:`controls_view`); with ``checks``, the Checks panel too.
 
-    ``others``: attributions of the same fact in other languages, shown in a neuron's detail.
-    Returns the selected knowledge neurons.
+    ``others``: attributions of the same fact in other languages, shown in a neuron's detail. ``relation``:
+    the fact's relation (None: the one its templates match, if any). ``config``: the attribution settings of
+    the syntactic control. Returns the selected knowledge neurons.
     """
     st.subheader("Prompts")
     prompt_table(results)
@@ -116,7 +122,11 @@ def fact_views(lm: LanguageModel, results: Sequence[Attribution], lang: str, key
     if not picked or not (0 <= picked[0] < lm.n_layers and 0 <= picked[1] < lm.d_ff):  # e.g. another model
         picked = tuple(neurons[0][:2])
     neuron_detail(lm, picked, [*results, *others])
-    edit_effect(lm, [r.prompt for r in results], [(l, i) for l, i, _ in neurons], key)
+    prompts, chosen = [r.prompt for r in results], [(l, i) for l, i, _ in neurons]
+    edit_effect(lm, prompts, chosen, key)
+    controls_view(lm, prompts, chosen, lang, relation, key)
+    if checks:
+        checks_view(lm, prompts, chosen, lang, relation, config or results[0].config, key)
     return neurons
 
 
@@ -199,14 +209,191 @@ def check_prompts(lm: LanguageModel, templates: Sequence[str], subject: str, obj
 def neuron_activation(lm: LanguageModel, text: str, layer: int, index: int) -> tuple[list[str], list[str], list[float]]:
     """A neuron's activation at every token of ``text`` (special tokens included), read under the model's lock:
     each token's decoded text (:func:`~kn_core.model.vocab.piece_texts`), its raw vocabulary entry (for a
-    tooltip) and the activation."""
-    if not text.strip() or len(text) > MAX_SENTENCE:
-        raise InputError("sentence", f"give a sentence of 1 to {MAX_SENTENCE} characters")
-    ids = lm.tokenizer(text, return_tensors="pt")["input_ids"]
-    limit = lm.adapter.max_positions(lm.config)
-    if limit is not None and ids.shape[1] > limit:
-        raise InputError("sentence", f"is {ids.shape[1]} tokens long; this model reads at most {limit}: shorten it")
+    tooltip) and the activation. A sentence that is empty, too long, or holds no token the model reads (only
+    zero-width spaces, say) is refused with the model's :class:`~kn_core.errors.InputError`."""
+    ids = lm.sentence_ids(text, MAX_SENTENCE)  # InputError: empty, too long, or no token the model reads
     with model_turn(lm), torch.inference_mode(), recorded(lm, [layer]) as acts:
         run_body(lm, ids)
     tokens = [str(t) for t in lm.tokenizer.convert_ids_to_tokens(ids[0].tolist())]
     return piece_texts(lm.tokenizer, ids[0].tolist()), tokens, [float(v) for v in acts[layer][0, :, index].float().tolist()]
+
+
+# -- controls, checks ----------------------------------------------------------------------------------
+MEMO = "kn_measured"  # session state: (what, plain key) -> a measured record (controls, checks, syntax)
+MEMO_SIZE = 64
+VERDICTS = {"fact": "specific to this fact (other facts, of its relation or not, fall far less)",
+            "relation": "specific to the relation, not the fact: it writes the relation's objects",
+            "generic": "not specific: facts of other relations fall too",
+            "none": "no effect beyond random neurons of the same layers"}
+
+
+def _memo(key: tuple, measure):
+    """``measure()`` once per session and plain-valued ``key`` (the oldest of :data:`MEMO_SIZE` forgotten)."""
+    memo = st.session_state.setdefault(MEMO, {})
+    if key not in memo:
+        while len(memo) >= MEMO_SIZE:
+            memo.pop(next(iter(memo)))
+        memo[key] = measure()
+    return memo[key]
+
+
+def _fact_key(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[tuple[int, int]], lang: str,
+              relation: str | None) -> tuple:
+    return (lm.name, model_fingerprint(lm), lang, relation, tuple((p.template, p.subject, p.object) for p in prompts),
+            tuple(sorted((int(l), int(i)) for l, i in neurons)))
+
+
+def controls(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[tuple[int, int]], lang: str,
+             relation: str | None = None) -> Controls:
+    """:func:`kn_core.method.controls.fact_controls` on the bundled facts (suppression passes only), in the
+    model's turn, once per session, model, fact, language and neuron set."""
+    def measure() -> Controls:
+        with model_turn(lm):
+            return fact_controls(lm, facts(), lang, prompts, neurons, relation=relation)
+
+    return _memo(("controls", *_fact_key(lm, prompts, neurons, lang, relation)), measure)
+
+
+def verdict_text(found: Controls) -> tuple[str, str]:
+    """The verdict in words and its kind of box: ("success" | "info" | "warning", text)."""
+    if found.specificity is None:
+        if found.relation is None:
+            return "warning", ("No verdict: the verdict needs a relation. These templates match none of the bundled "
+                               "relations' templates, so there are no other facts of the same relation to suppress "
+                               "the set on (the other relations and the random sets are still measured).")
+        return "warning", f"No verdict: {found.reason}."
+    return ("success" if found.specificity == "fact" else "info"), (
+        f"Specificity verdict: {found.specificity} — {VERDICTS[found.specificity]}. Measured: {found.reason}.")
+
+
+def controls_view(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[tuple[int, int]], lang: str,
+                  relation: str | None, key: str, title: str = "Controls: whose P(object) falls?") -> Controls | None:
+    """The four suppression controls of a neuron set (chart), its specificity verdict in words, the rule in
+    small print and the control facts with their change."""
+    st.markdown(f"**{plain(title)}**")
+    if not neurons:
+        st.caption("No knowledge neuron at these thresholds: nothing to control.")
+        return None
+    found = controls(lm, prompts, neurons, lang, relation)
+    st.plotly_chart(figures.control_bars(found.effects(), found.random.sd), key=f"{key}_controls")
+    kind, text = verdict_text(found)
+    getattr(st, kind)(plain(text))
+    st.caption(plain(f"Rule: {found.rule}. Changes are means over prompts (and facts); the random bar is the mean "
+                     f"of {found.random.draws} random sets of the same size in the same layers (±sd), "
+                     f"{found.random.rank:.0%} of which lower P(object) as much as this set or more."))
+    rows = [("same relation", *fact) for fact in found.same_facts] + [("other relation", *f) for f in found.other_facts]
+    with st.expander(f"Control facts ({len(found.same_facts)} of the same relation"
+                     f"{' ' + found.relation if found.relation else ''}, {len(found.other_facts)} of others)"):
+        if rows:
+            st.dataframe(pd.DataFrame(rows, columns=["group", "fact", "subject", "object", "change of P(object)"]),
+                         hide_index=True, width="stretch",
+                         column_config={"change of P(object)": st.column_config.NumberColumn(format="percent")})
+        else:
+            st.caption("No control fact could be put to this model.")
+    return found
+
+
+def checks(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[tuple[int, int]], lang: str,
+           relation: str | None) -> Checks:
+    """:func:`kn_core.method.checks.fact_checks` (suppression passes only), in the model's turn, once per
+    session, model, fact, language and neuron set."""
+    def measure() -> Checks:
+        with model_turn(lm):
+            return fact_checks(lm, facts(), lang, relation, prompts, neurons)
+
+    return _memo(("checks", *_fact_key(lm, prompts, neurons, lang, relation)), measure)
+
+
+def _pct(value: float) -> str:
+    return "–" if value is None or np.isnan(value) else f"{value:+.1%}"
+
+
+def checks_view(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[tuple[int, int]], lang: str,
+                relation: str | None, config: AttributionConfig, key: str) -> Checks | None:
+    """The critics' checks of the fact's set: top-1 flips (before → after per prompt), paraphrase transfer, the
+    reverse probe, and the syntactic control on request."""
+    st.subheader("Checks")
+    if not neurons:
+        st.caption("No knowledge neuron at these thresholds: nothing to check.")
+        return None
+    found = checks(lm, prompts, neurons, lang, relation)
+    cols = st.columns(4)
+    cols[0].metric("top-1 flip rate", "–" if np.isnan(found.flip_rate) else f"{found.flip_rate:.0%}",
+                   help="share of the fact's prompts whose top-1 token at the object's first position changes "
+                        "when the set is suppressed")
+    cols[1].metric("change, own templates", _pct(found.own_change))
+    cols[2].metric("change, paraphrases", _pct(found.paraphrase_change),
+                   help="the relation's templates the set was not found on (held-out ones first)")
+    cols[3].metric("transfer ratio", "–" if np.isnan(found.transfer) else f"{found.transfer:.2f}",
+                   help="paraphrase change / own change: 1 transfers fully, 0 not at all")
+    st.markdown("**What the answers become** (top-1 token before → after suppressing the set)")
+    flips = [(f.query, f.object_token, f.before, f.after, f.flipped, f.was_top1) for f in found.flips]
+    st.dataframe(pd.DataFrame(flips, columns=["prompt", "object token", "top-1 before", "top-1 after", "flipped",
+                                              "object was top-1"]), hide_index=True, width="stretch")
+    if found.paraphrases:
+        with st.expander(f"Paraphrase transfer ({len(found.paraphrases)} template(s) the set was not found on)"):
+            st.dataframe(pd.DataFrame(found.paraphrases, columns=["template", "change of P(object)"]),
+                         hide_index=True, width="stretch",
+                         column_config={"change of P(object)": st.column_config.NumberColumn(format="percent")})
+    else:
+        st.caption("Paraphrase transfer: no template of the relation is left that the set was not found on"
+                   + ("" if relation else " (no relation known for these templates)") + ".")
+    if found.reverse_template is not None:
+        st.metric(f"reverse probe: P(subject) on “{found.reverse_template}”", _pct(found.reverse_change),
+                  help="the object asked for the subject; knowledge stored as a fact should move both directions")
+    else:
+        st.caption("Reverse probe: this relation has none (only relations with a reverse question, e.g. P36 capital "
+                   "↔ capital of, have one), or the model cannot take it.")
+    syntax_view(lm, lang, config, found.own_change, key)
+    return found
+
+
+def syntactic(lm: LanguageModel, lang: str, config: AttributionConfig) -> SyntacticControl | None:
+    """The syntactic control of ``lm`` in ``lang`` with progress, case by case, each case in the model's turn
+    (attributions: a ``locate`` per grammatical case); once per session, model, language and settings."""
+    key = ("syntax", lm.name, model_fingerprint(lm), lang, config)
+    memo = st.session_state.setdefault(MEMO, {})
+    if key in memo:
+        return memo[key]
+    cases = len(SYNTAX[lang][1]) if lang in SYNTAX else 0
+    seen: dict = {}
+
+    def attributor(lm_, prompt, config_, lang_, progress=None):  # each case attributed once across the steps
+        found = (prompt.template, prompt.subject, prompt.object)
+        if found not in seen:
+            seen[found] = compute(lm_, prompt, config_, lang_, progress)
+        return seen[found]
+
+    bar, report = progress_bar(f"Syntactic control: locating the neurons of {cases} grammatical case(s)…")
+    result = None
+    for n in range(1, cases + 1):
+        with model_turn(lm):
+            result = syntactic_control(lm, lang, config, attributor=attributor, cases=n)
+        report(n / cases, f"Syntactic control: {n} of {cases} grammatical case(s) done")
+    bar.empty()
+    return _memo(key, lambda: result)
+
+
+def syntax_view(lm: LanguageModel, lang: str, config: AttributionConfig, own_change: float, key: str) -> None:
+    """The syntactic control on a button (it runs attributions), beside the fact's own effect."""
+    st.markdown("**Syntactic control**: does the same pipeline find neurons for grammar (agreement) as readily?")
+    if lang not in SYNTAX:
+        st.caption(f"No grammatical cases for {plain(lang)} (only {', '.join(SYNTAX)}).")
+        return
+    known = st.session_state.get(MEMO, {}).get(("syntax", lm.name, model_fingerprint(lm), lang, config))
+    if known is None and not st.button(f"Run the syntactic control ({len(SYNTAX[lang][1])} attributions with the "
+                                       "sidebar's settings)", key=f"{key}_syntax"):
+        return
+    found = known or syntactic(lm, lang, config)
+    if found is None or not found.cases:
+        st.info("The model can take none of the grammatical cases.")
+        return
+    cols = st.columns(3)
+    cols[0].metric("grammar cases localised", f"{found.localised_share:.0%}",
+                   help="share of the cases whose neurons' suppression is beyond random")
+    cols[1].metric("mean change of the grammatical word", _pct(found.mean_change))
+    cols[2].metric("this fact's own change", _pct(own_change))
+    st.dataframe(pd.DataFrame([(c.subject, c.object, c.p_object, c.n_neurons, c.change, c.random_mean,
+                                c.beyond_random) for c in found.cases],
+                              columns=["subject", "word", "P(word)", "neurons", "change", "random mean",
+                                       "beyond random"]), hide_index=True, width="stretch")

@@ -106,7 +106,8 @@ def test_two_models_side_by_side(home):
     assert [h.value for h in at.subheader][:2] == ["demo-mlm", "demo-clm"]
     labels = [m.label for m in at.metric]
     assert labels.count("P(object), mean over prompts") == 2 and labels.count("suppressing them: P(object)") == 2
-    assert len(at.get("plotly_chart")) == 2
+    keys = [chart.key for chart in at.get("plotly_chart")]
+    assert keys == ["compare_demo-mlm_controls", "compare_demo-clm_controls", "compare_profile", "compare_depth"]
 
 
 def test_a_link_restores_the_fact_browser_view(home):
@@ -167,16 +168,19 @@ def test_model_card_is_plain_text(home):
     assert not any(card[:200] in m.value for m in at.markdown)
 
 
-def test_model_field_gives_one_message_for_any_unusable_path(home, tmp_path):
+def test_model_field_gives_the_loaders_reason_for_any_unusable_path(home, tmp_path):
+    """#26 F14: the loader's own reason, as plain text, with what the field takes (it was one message for all)."""
     (tmp_path / "empty").mkdir()
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "config.json").write_text("{not json")
-    messages = set()
-    for path in (tmp_path / "missing", tmp_path / "empty", tmp_path / "bad", "no-such/hub-model"):
+    reasons = {tmp_path / "missing": "no model folder at", tmp_path / "empty": "holds no config.json",
+               tmp_path / "bad": "not a valid JSON file", "no-such/hub-model": "cannot read the config of"}
+    for path, reason in reasons.items():
         at = AppTest.from_file("../../app.py", default_timeout=TIMEOUT)
         at.session_state["model_choice"] = "Other: Hugging Face id or folder…"
         at.session_state["model_other"] = str(path)
         at.run()
         assert not at.exception
-        messages.add(tuple(texts(at.error)))
-    assert len(messages) == 1 and "cannot use this as a model" in next(iter(messages))[0], messages
+        errors = texts(at.error)
+        assert len(errors) == 1 and "cannot use" in errors[0] and reason in errors[0], (path, errors)
+        assert "The field takes a bundled demo name" in errors[0]

@@ -126,7 +126,7 @@ def fact_views(lm: LanguageModel, results: Sequence[Attribution], lang: str, key
     edit_effect(lm, prompts, chosen, key)
     controls_view(lm, prompts, chosen, lang, relation, key)
     if checks:
-        checks_view(lm, prompts, chosen, lang, relation, config or results[0].config, key)
+        checks_view(lm, prompts, chosen, lang, relation, config or results[0].config, key, results, tau, p)
     return neurons
 
 
@@ -308,31 +308,56 @@ def _pct(value: float) -> str:
     return "–" if value is None or np.isnan(value) else f"{value:+.1%}"
 
 
+def train_only(results: Sequence[Attribution], lang: str, relation: str | None) -> list[Attribution]:
+    """The results on the relation's train templates when the others are on its held-out ones (both present),
+    else []: a set found on them alone can be measured on the held-out templates it never saw."""
+    if relation is None or relation not in facts().relations:
+        return []
+    held = {" ".join(t.text.split()) for t in facts().relation(relation).templates_for(lang, heldout=True)}
+    train = [r for r in results if " ".join(r.prompt.template.split()) not in held]
+    return train if 0 < len(train) < len(results) else []
+
+
 def checks_view(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[tuple[int, int]], lang: str,
-                relation: str | None, config: AttributionConfig, key: str) -> Checks | None:
+                relation: str | None, config: AttributionConfig, key: str, results: Sequence[Attribution] = (),
+                tau: float | None = None, p: float | None = None) -> Checks | None:
     """The critics' checks of the fact's set: top-1 flips (before → after per prompt), paraphrase transfer, the
-    reverse probe, and the syntactic control on request."""
+    reverse probe, and the syntactic control on request. When the set was found on every template of the
+    relation (none is left to paraphrase with) and ``results``, τ and p are given, the transfer is measured
+    for the set found on the train templates alone, on the held-out ones."""
     st.subheader("Checks")
     if not neurons:
         st.caption("No knowledge neuron at these thresholds: nothing to check.")
         return None
     found = checks(lm, prompts, neurons, lang, relation)
+    transfer, note = found, "the relation's templates the set was not found on (held-out ones first)"
+    train = train_only(results, lang, relation) if not found.paraphrases and tau is not None else []
+    if train:
+        train_set = [(l, i) for l, i, _ in knowledge_neurons([r.scores for r in train], tau, p)]
+        if train_set:
+            transfer = checks(lm, [r.prompt for r in train], train_set, lang, relation)
+            note = (f"the shown set was found on every template, so none is left to paraphrase with: here the set "
+                    f"found on the {len(train)} train template(s) alone ({len(train_set)} neuron(s), same τ and p) "
+                    "is suppressed on the held-out template(s) it never saw")
     cols = st.columns(4)
     cols[0].metric("top-1 flip rate", "–" if np.isnan(found.flip_rate) else f"{found.flip_rate:.0%}",
                    help="share of the fact's prompts whose top-1 token at the object's first position changes "
                         "when the set is suppressed")
-    cols[1].metric("change, own templates", _pct(found.own_change))
-    cols[2].metric("change, paraphrases", _pct(found.paraphrase_change),
-                   help="the relation's templates the set was not found on (held-out ones first)")
-    cols[3].metric("transfer ratio", "–" if np.isnan(found.transfer) else f"{found.transfer:.2f}",
+    cols[1].metric("change, own templates", _pct(transfer.own_change),
+                   help="the templates the set was found on" + (" (the train templates)" if transfer is not found
+                                                                 else ""))
+    cols[2].metric("change, paraphrases", _pct(transfer.paraphrase_change), help=note)
+    cols[3].metric("transfer ratio", "–" if np.isnan(transfer.transfer) else f"{transfer.transfer:.2f}",
                    help="paraphrase change / own change: 1 transfers fully, 0 not at all")
     st.markdown("**What the answers become** (top-1 token before → after suppressing the set)")
     flips = [(f.query, f.object_token, f.before, f.after, f.flipped, f.was_top1) for f in found.flips]
     st.dataframe(pd.DataFrame(flips, columns=["prompt", "object token", "top-1 before", "top-1 after", "flipped",
                                               "object was top-1"]), hide_index=True, width="stretch")
-    if found.paraphrases:
-        with st.expander(f"Paraphrase transfer ({len(found.paraphrases)} template(s) the set was not found on)"):
-            st.dataframe(pd.DataFrame(found.paraphrases, columns=["template", "change of P(object)"]),
+    if transfer.paraphrases:
+        if transfer is not found:
+            st.caption(plain(f"Paraphrase transfer: {note}."))
+        with st.expander(f"Paraphrase transfer ({len(transfer.paraphrases)} template(s) the set was not found on)"):
+            st.dataframe(pd.DataFrame(transfer.paraphrases, columns=["template", "change of P(object)"]),
                          hide_index=True, width="stretch",
                          column_config={"change of P(object)": st.column_config.NumberColumn(format="percent")})
     else:

@@ -115,3 +115,16 @@ with ui.guard():
                "LM: the greedy word(s) = the candidate); wo_DKN_token_exact: each candidate token predicted "
                "greedily (masked LM: as many masks for every candidate of the relation).")
     st.dataframe(ui.fact_check_table(lm, relation, lang, settings.config, search), hide_index=True, width="stretch")
+
+    st.subheader("Against simple baselines: AUROC on the held-out claims")
+    st.caption("Threshold-free: the chance that a true claim scores above a wrong one (0.5 = no better than a coin), "
+               "with a 95 % bootstrap interval over facts. Does the DKN score beat the model's own P(candidate)? "
+               "(`python -m kn_core experiment factcheck` does this over every relation, with a logistic test.)")
+    asked = st.button("Judge the held-out claims with every score (one attribution per claim)", key="fc_baselines")
+    if asked or ui.known_claims(lm, checker):
+        claims = ui.claim_scores(lm, checker)
+        st.dataframe(ui.auroc_table(claims), hide_index=True, width="stretch",
+                     column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                    for c in ("AUROC", "95 % CI low", "95 % CI high")})
+        if checker.abstains:
+            st.caption("No DKN set: the DKN and random-neuron scores are missing, so their AUROC is too.")

@@ -27,12 +27,15 @@ from kn_core.app.sidebar import (
     thresholds,
 )
 from kn_core.app.views import (
+    auroc_table,
     check_prompts,
     checks_view,
+    claim_scores,
     clicked_neuron,
     controls_view,
     edit_effect,
     fact_views,
+    known_claims,
     neuron_activation,
     neuron_detail,
     neuron_frame,
@@ -107,8 +110,8 @@ def neuron_occurrences(lm: LanguageModel, factset: FactSet, layer: int, index: i
     return queries.neuron_occurrences(store(), lm, factset, layer, index, config)
 
 
-__all__ = ["OTHER", "TAU", "DKNSettings", "Settings", "attributions", "check_prompts", "checks_view", "clicked_neuron",
-           "controls_view",
+__all__ = ["OTHER", "TAU", "DKNSettings", "Settings", "attributions", "auroc_table", "check_prompts", "checks_view",
+           "claim_scores", "clicked_neuron", "controls_view", "known_claims",
            "current_model", "dkn_settings", "edit_effect", "fact_check_table", "fact_checker", "fact_label",
            "fact_views", "facts", "guard", "link_model", "links", "listed_models", "measure_effects", "model",
            "model_turn", "neuron_activation", "neuron_detail", "neuron_frame", "neuron_occurrences",

@@ -16,6 +16,9 @@ from kn_core.app.resources import facts
 from kn_core.app.sidebar import thresholds
 from kn_core.attribution import Attribution, AttributionConfig, compute
 from kn_core.data.prompts import Prompt
+from kn_core.errors import InputError
+from kn_core.method.baselines import auroc, bootstrap
+from kn_core.method.checker import FactChecker
 from kn_core.method.checks import SYNTAX, Checks, SyntacticControl, fact_checks, syntactic_control
 from kn_core.method.controls import Controls, fact_controls
 from kn_core.method.interventions import Verification, verify
@@ -422,3 +425,56 @@ def syntax_view(lm: LanguageModel, lang: str, config: AttributionConfig, own_cha
                                 c.beyond_random) for c in found.cases],
                               columns=["subject", "word", "P(word)", "neurons", "change", "random mean",
                                        "beyond random"]), hide_index=True, width="stretch")
+
+
+# -- the fact-check against simple baselines -----------------------------------------------------------
+SCORES = {"DKN score": "dkn", "P(candidate), the model's own": "p_candidate", "log-prob per token": "logprob",
+          "random neurons (same size, DKN layers)": "random", "wo_DKN (the model's own answer, 0/1)": "wo_dkn"}
+
+
+def claim_scores(lm: LanguageModel, checker: FactChecker) -> pd.DataFrame:
+    """Every held-out claim of the checker's relation judged (with progress, each claim in the model's turn):
+    one row per claim with its fact, truth and each score of :data:`SCORES`; once per session and checker."""
+    def measure() -> pd.DataFrame:
+        claims = checker.held_out_claims(facts())
+        bar, report = progress_bar(f"Judging the {len(claims)} held-out claim(s) with every score…")
+        rows = []
+        for n, claim in enumerate(claims):
+            try:
+                with model_turn(lm):
+                    v = checker.judge(lm, claim.subject, claim.candidate)
+            except InputError:  # a claim the model cannot take is left out, as the evaluation does
+                continue
+            finally:
+                report((n + 1) / len(claims))
+            randoms = [x for x in v.random_scores if not np.isnan(x)]
+            rows.append({"fact": claim.fact_id, "true": claim.is_true, "dkn": v.score, "p_candidate": v.p_candidate,
+                         "logprob": v.logprob, "random": float(np.mean(randoms)) if randoms else float("nan"),
+                         "wo_dkn": float(v.model_agrees)})
+        bar.empty()
+        return pd.DataFrame(rows, columns=["fact", "true", *SCORES.values()])
+
+    return _memo(_claims_key(lm, checker), measure)
+
+
+def _claims_key(lm: LanguageModel, checker: FactChecker) -> tuple:
+    return "claims", lm.name, model_fingerprint(lm), checker.to_json()
+
+
+def known_claims(lm: LanguageModel, checker: FactChecker) -> bool:
+    """Whether this session has judged the checker's held-out claims (:func:`claim_scores`)."""
+    return _claims_key(lm, checker) in st.session_state.get(MEMO, {})
+
+
+def auroc_table(claims: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """AUROC of each score of :data:`SCORES` for "the claim is true", with a 95 % bootstrap interval over facts
+    (a true claim and its wrong twin resampled together); NaN where a score is missing (no DKN set)."""
+    truth, groups = claims["true"].to_numpy(dtype=bool), claims["fact"].to_numpy()
+    rows = []
+    for label, column in SCORES.items():
+        values = claims[column].to_numpy(dtype=np.float64)
+        low, high = bootstrap(lambda idx, v=values: auroc(v[idx], truth[idx]), groups, np.zeros(len(groups)),
+                              seed=seed) if len(claims) else (float("nan"), float("nan"))
+        rows.append({"score": label, "AUROC": auroc(values, truth) if len(claims) else float("nan"),
+                     "95 % CI low": low, "95 % CI high": high, "claims": len(claims)})
+    return pd.DataFrame(rows)

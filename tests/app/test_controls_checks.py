@@ -230,3 +230,28 @@ def test_two_models_show_controls_per_model(home):
     assert not at.error, texts(at.error)
     titles = [t for t in texts(at.markdown) if "whose P(object) falls" in t]
     assert len(titles) == 2, texts(at.markdown)
+
+
+def test_fact_check_gives_auroc_with_intervals_per_score_on_a_button(home):
+    at = open_app("views/fact_check.py")
+    assert not [d for d in at.dataframe if "AUROC" in d.value.columns]  # judged only when asked
+    at.button(key="fc_baselines").click().run()
+    assert not at.exception and all(t.startswith("with DKN") for t in texts(at.error)), texts(at.error)
+    table = next(d.value for d in at.dataframe if "AUROC" in d.value.columns)
+    assert list(table["score"]) == ["DKN score", "P(candidate), the model's own", "log-prob per token",
+                                    "random neurons (same size, DKN layers)", "wo_DKN (the model's own answer, 0/1)"]
+    assert (table["claims"] > 0).all()
+    known = table.dropna(subset=["AUROC"])
+    assert len(known) >= 3 and ((known["AUROC"] >= 0) & (known["AUROC"] <= 1)).all()
+    assert (known["95 % CI low"] <= known["AUROC"] + 1e-9).all() and (known["AUROC"] <= known["95 % CI high"] + 1e-9).all()
+    at.run()  # the table stays for this session without judging again
+    assert any("AUROC" in d.value.columns for d in at.dataframe)
+
+
+def test_auroc_table_is_exact_on_a_known_ranking():
+    from kn_core.app.views import SCORES, auroc_table
+    import pandas as pd
+    rows = [{"fact": f"f{i}", "true": t, **{c: (1.0 if t else 0.0) + i * 1e-3 for c in SCORES.values()}}
+            for i in range(6) for t in (True, False)]
+    table = auroc_table(pd.DataFrame(rows))
+    assert (table["AUROC"] == 1.0).all() and (table["95 % CI low"] == 1.0).all() and (table["claims"] == 12).all()

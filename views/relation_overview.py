@@ -51,6 +51,15 @@ with ui.guard():
                 row = view.top.iloc[picked.selection.rows[0]]
                 st.switch_page("views/neuron_search.py",
                                query_params={"layer": int(row["layer"]), "index": int(row["index"])})
+        st.subheader("One stored fact: is its neuron set specific?")
+        stored = [fact for view in overview.langs.values() for fact in view.stored]
+        if st.toggle("Measure the controls of a stored fact (suppression passes only)", key="overview_controls"):
+            chosen = st.selectbox("Stored fact", stored, key="overview_controls_fact",
+                                  format_func=lambda f: f"[{f.lang}] {ui.fact_label(f.fact)} "
+                                                        f"({len(f.neurons)} neuron(s))")
+            ui.controls_view(lm, chosen.prompts, [(l, i) for l, i, _ in chosen.neurons], chosen.lang, relation,
+                             key="overview_fact", title=f"{chosen.lang}: whose P(object) falls when this fact's "
+                                                        f"{len(chosen.neurons)} neuron(s) are suppressed?")
         missing = sum(len(v.stored) - len(v.effects) for v in overview.langs.values())
         if missing and st.button(f"Measure the suppression effect of {missing} stored fact(s) (forward passes only)",
                                  key="overview_effects"):

@@ -255,3 +255,13 @@ def test_auroc_table_is_exact_on_a_known_ranking():
             for i in range(6) for t in (True, False)]
     table = auroc_table(pd.DataFrame(rows))
     assert (table["AUROC"] == 1.0).all() and (table["95 % CI low"] == 1.0).all() and (table["claims"] == 12).all()
+
+
+def test_relation_overview_shows_a_stored_facts_controls_when_asked(home):
+    open_app()  # the Fact browser stores its fact's prompts (the relation's first fact, in English)
+    at = open_app("views/relation_overview.py")
+    assert not control_charts(at)  # nothing computed unasked
+    at.toggle(key="overview_controls").set_value(True).run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert len(control_charts(at)) + sum("nothing to control" in t for t in texts(at.caption)) == 1
+    assert any("whose P(object) falls" in t for t in texts(at.markdown))

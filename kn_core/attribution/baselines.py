@@ -14,7 +14,7 @@ the attribution integrates once per path and averages the paths' integrals (docs
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -22,10 +22,13 @@ from kn_core.data.prompts import Prompt
 from kn_core.errors import InputError
 from kn_core.model.hooks import recorded, run_body
 
+if TYPE_CHECKING:
+    from kn_core.model.loading import LanguageModel
+
 CHUNK = 16  # prompts per forward pass when building the baseline
 
 
-def activations(lm, input_ids: torch.Tensor, positions) -> torch.Tensor:
+def activations(lm: LanguageModel, input_ids: torch.Tensor, positions) -> torch.Tensor:
     """Neuron activations at ``positions`` for every layer: [batch, k, n_layers, d_ff]. The LM head does not
     run (no logits are needed)."""
     layers = range(lm.n_layers)
@@ -37,7 +40,7 @@ def activations(lm, input_ids: torch.Tensor, positions) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def masked_prompts(lm, prompt: Prompt) -> torch.Tensor:
+def masked_prompts(lm: LanguageModel, prompt: Prompt) -> torch.Tensor:
     """The n masked prompts [n, T]: row j is the prompt with context token j (``prompt.context_positions[j]``)
     replaced by the no-information token."""
     if not prompt.context_positions:
@@ -48,26 +51,26 @@ def masked_prompts(lm, prompt: Prompt) -> torch.Tensor:
     return ids
 
 
-def minimal_information(lm, prompt: Prompt) -> torch.Tensor:
+def minimal_information(lm: LanguageModel, prompt: Prompt) -> torch.Tensor:
     """The paper's baselines: one path per masked prompt, [n_context_tokens, k, n_layers, d_ff]."""
     return activations(lm, masked_prompts(lm, prompt), prompt.target_positions)
 
 
-def minimal_information_mean(lm, prompt: Prompt) -> torch.Tensor:
+def minimal_information_mean(lm: LanguageModel, prompt: Prompt) -> torch.Tensor:
     """The authors' code: the masked prompts' activations averaged into one path, [1, k, n_layers, d_ff]."""
     return minimal_information(lm, prompt).mean(dim=0, keepdim=True)
 
 
-def zero(lm, prompt: Prompt) -> torch.Tensor:
+def zero(lm: LanguageModel, prompt: Prompt) -> torch.Tensor:
     """b = 0, one path: [1, k, n_layers, d_ff]."""
     return torch.zeros(1, len(prompt.target_positions), lm.n_layers, lm.d_ff, device=lm.device)
 
 
-BASELINES: dict[str, Callable[[object, Prompt], torch.Tensor]] = {
+BASELINES: dict[str, Callable[[LanguageModel, Prompt], torch.Tensor]] = {
     "masked": minimal_information, "masked-mean": minimal_information_mean, "zero": zero}
 
 
-def baseline(lm, prompt: Prompt, name: str) -> torch.Tensor:
+def baseline(lm: LanguageModel, prompt: Prompt, name: str) -> torch.Tensor:
     """The baseline paths named ``name``: [n_paths, k, n_layers, d_ff] (n_paths = 1 except for ``masked``)."""
     try:
         fn = BASELINES[name]

@@ -36,14 +36,15 @@ Self-checks guard against a piece that does not match the real model: the clean 
 activations the caller recorded through hooks, its P(object) that of a plain forward pass (once per loaded
 model), and the P at α = 1 of the lowest and of the two top layers' streams (between them they take every
 path through the pieces) that of the clean pass. A model that fails, or whose adapter has no pieces,
-is attributed by the reference engine instead, with a warning in the log.
+is attributed by the reference engine instead, with a warning in the log, and the result records it
+(:attr:`~kn_core.attribution.result.Attribution.engine_used` is "reference").
 """
 from __future__ import annotations
 
 import logging
 import weakref
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +54,9 @@ from kn_core.attribution.quadrature import DEFAULT_RULE
 from kn_core.attribution.result import Integrals
 from kn_core.data.prompts import Prompt
 from kn_core.model.hooks import gold_probs, run
+
+if TYPE_CHECKING:
+    from kn_core.model.loading import LanguageModel
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +83,7 @@ class CleanPass:
     grads: torch.Tensor
 
 
-def attention(lm, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor,
+def attention(lm: LanguageModel, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor,
               causal: bool = False) -> torch.Tensor:
     """Residual stream after the attention sub-block of ``layer``: q [B, heads, S, d] attends to k, v
     [B, kv_heads, S', d] (S = S' when ``causal``); ``residual`` [B, S, H] is the block's input at the query
@@ -105,7 +109,7 @@ def attention(lm, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     return lm.adapter.attention_output(lm.model, layer, out.transpose(1, 2).flatten(2), residual)
 
 
-def attention_on_prefix(lm, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+def attention_on_prefix(lm: LanguageModel, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                         prefix: tuple[torch.Tensor, torch.Tensor], residual: torch.Tensor) -> torch.Tensor:
     """As :func:`attention` for single new rows (q [B, heads, 1, d], k, v [B, kv_heads, 1, d]) that attend
     to a clean prefix shared by all of them ([1, kv_heads, P, d] each) and to themselves, without copying
@@ -119,7 +123,7 @@ def attention_on_prefix(lm, layer: int, q: torch.Tensor, k: torch.Tensor, v: tor
     return lm.adapter.attention_output(lm.model, layer, out.reshape(rows, 1, -1), residual)
 
 
-def clean_pass(lm, prompt: Prompt, layers: list[int]) -> CleanPass:
+def clean_pass(lm: LanguageModel, prompt: Prompt, layers: list[int]) -> CleanPass:
     """Run the prompt through the adapter's pieces, keeping what the streams start from, P(object) and its
     gradients at α = 1: a zero vector is added to the activations at the targets of each layer of ``layers``
     to take them by (one backward pass per target)."""
@@ -157,7 +161,7 @@ def _close(value: torch.Tensor, expected: torch.Tensor) -> bool:
     return float((value - expected).abs().max()) <= RTOL * scale + 1e-12
 
 
-def _stream_bytes(lm, layer: int, rows: int, steps: int) -> int:
+def _stream_bytes(lm: LanguageModel, layer: int, rows: int, steps: int) -> int:
     """Rough size of what a stream of ``steps`` path points keeps for its backward pass: per block and row a
     few hidden-sized and d_ff-sized tensors (the head keeps one hidden-sized row: :class:`HeadProbability`)."""
     per_row = 4 * lm.config.hidden_size + 3 * lm.d_ff
@@ -165,7 +169,7 @@ def _stream_bytes(lm, layer: int, rows: int, steps: int) -> int:
     return 4 * steps * (rows * blocks * per_row + lm.config.hidden_size)
 
 
-def groups(lm, layers, rows: int, steps: int, paths: int = 1) -> list[dict[int, range]]:
+def groups(lm: LanguageModel, layers, rows: int, steps: int, paths: int = 1) -> list[dict[int, range]]:
     """Split the work units (layer, path) — ``layers`` ascending, then the ``paths`` baseline paths, each unit
     ``steps`` path points of ``rows`` rows — into batches of at most ``GROUP_BYTES`` each (a unit larger than
     that runs alone). A batch maps each of its layers to the range of paths it holds."""
@@ -232,7 +236,7 @@ class Streams:
     masked LM before its first block and after the top one) or [rows, T, H] (masked LMs in between).
     """
 
-    def __init__(self, lm, state: CleanPass, target: int, token: int):
+    def __init__(self, lm: LanguageModel, state: CleanPass, target: int, token: int):
         self.lm, self.state, self.target, self.token = lm, state, target, token
         self.causal = lm.kind == "causal"
         self.dtype = state.hidden[0].dtype
@@ -328,12 +332,13 @@ def _ig(streams: Streams, a: torch.Tensor, b: torch.Tensor, batch: dict[int, ran
     return out
 
 
-def _fallback(lm, why: str, *args) -> Integrals:
+def _fallback(lm: LanguageModel, why: str, *args) -> Integrals:
+    """The reference engine's integrals (which say ``engine="reference"``, so the result records the fallback)."""
     log.warning("fast engine: %s for %s; using the reference engine", why, lm.name)
     return reference.integrate(lm, *args)
 
 
-def _head_matches(lm, ids: torch.Tensor, prompt: Prompt, probs: torch.Tensor) -> bool:
+def _head_matches(lm: LanguageModel, ids: torch.Tensor, prompt: Prompt, probs: torch.Tensor) -> bool:
     """Whether the pieces' P(object) equals the model's own; a plain forward pass once per loaded model."""
     if lm.model not in _MATCHING_HEADS:
         expected = gold_probs(run(lm, ids), prompt.target_positions, prompt.object_ids)[0].cpu()
@@ -347,10 +352,12 @@ class _PiecesDiffer(Exception):
     """The adapter's pieces do not reproduce the model (a self-check failed): use the reference engine."""
 
 
-def integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, layers, steps: int,
-              progress: Callable[[float], None], rule: str = DEFAULT_RULE) -> Integrals:
-    """Same contract as :func:`kn_core.attribution.reference.integrate`; linear layers run on the kernel of
-    :func:`kernels.matmuls` (``$KN_EXPLORER_MATMUL``)."""
+def integrate(lm: LanguageModel, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, layers: Sequence[int],
+              steps: int, progress: Callable[[float], None], rule: str = DEFAULT_RULE) -> Integrals:
+    """The fast :class:`~kn_core.attribution.result.Engine` (the same contract as
+    :func:`kn_core.attribution.reference.integrate`); linear layers run on the kernel of
+    :func:`kernels.matmuls` (``$KN_EXPLORER_MATMUL``). Its integrals name the engine that computed them:
+    "fast", or "reference" where a self-check failed and the reference engine ran instead."""
     args = (prompt, clean, start, layers, steps, progress, rule)
     issue = lm.adapter.fast_path_issue(lm.model)
     if issue is not None:
@@ -362,8 +369,8 @@ def integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, laye
         return _fallback(lm, str(why), *args)
 
 
-def _integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, layers, steps: int,
-               progress: Callable[[float], None], rule: str) -> Integrals:
+def _integrate(lm: LanguageModel, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, layers: Sequence[int],
+               steps: int, progress: Callable[[float], None], rule: str) -> Integrals:
     layers = list(layers)
     n_paths = start.shape[0]
     # the rule's points below α = 1 are computed; α = 1 (the right-Riemann rule's last point) is the clean pass
@@ -430,4 +437,4 @@ def _integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, lay
     p_end = state.probs[:, None]
     if not _close(p_checked, p_end.expand_as(p_checked)):
         raise _PiecesDiffer("the streams do not reproduce the clean pass")
-    return Integrals(attrs=attrs, path_sums=sums, path_deltas=sums - (p_end - p_start))
+    return Integrals(attrs=attrs, path_sums=sums, path_deltas=sums - (p_end - p_start), engine="fast")

@@ -1,4 +1,5 @@
-"""Reference engine: Captum Integrated Gradients (the quadrature rule of the config), one baseline path, one layer and one object token at a time.
+"""Reference engine: Captum Integrated Gradients (the quadrature rule of the config), one baseline path, one
+layer and one object token at a time, through Captum's public API only.
 
 Several baseline paths b_j (the ``masked`` baseline: one per masked prompt) get one Captum IG each, from b_j
 to a; the attribution is the mean of the paths' integrals (docs/method.md §1).
@@ -9,7 +10,7 @@ it is the oracle that faster engines are tested against.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
@@ -18,6 +19,9 @@ from kn_core.attribution.quadrature import rule as quadrature_rule
 from kn_core.attribution.result import Integrals
 from kn_core.data.prompts import Prompt
 from kn_core.model.hooks import edited, gold_probs, run
+
+if TYPE_CHECKING:
+    from kn_core.model.loading import LanguageModel
 
 
 def _replace_at(position: int, z: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -31,27 +35,31 @@ def _integrated_gradients(forward: Callable[[torch.Tensor], torch.Tensor], a: to
     """Captum's IG of ``forward`` from ``b`` to ``a`` ([1, d_ff] each) by the quadrature ``rule``, with its
     convergence delta.
 
-    Captum's Riemann rules assert m > 1, although they are well defined for m = 1 (one point, weight 1:
-    α = 1 for the right rule, the gradient at ``a`` times a − b; α = 0 for the left one). For m = 1 the same
-    Captum computation runs with that step list given explicitly (the argument Captum's own batching
-    passes), and the delta comes from Captum's public completeness check.
+    Captum's Riemann rules assert m > 1, although they are well defined for m = 1 (one point z = b + α(a − b),
+    weight 1: α = 1 for the right rule, α = 0 for the left one), where IG is (a − b) · ∂f/∂z at that point:
+    Captum's public :class:`~captum.attr.InputXGradient` (x · ∂g/∂x) of g(x) = f(x − d + z) at x = d = a − b
+    (x − d is exactly 0 there, so g reads exactly z and ∂g/∂x = ∂f/∂z), and the delta comes from Captum's
+    public completeness check.
     """
-    from captum.attr import IntegratedGradients  # imported here: captum pulls in IPython and matplotlib (~12 s
-    # on a busy machine), which a fast-engine run never needs
+    from captum.attr import InputXGradient, IntegratedGradients  # imported here: captum pulls in IPython and
+    # matplotlib (~12 s on a busy machine), which a fast-engine run never needs
 
     ig = IntegratedGradients(forward)
     if steps > 1 or not CAPTUM_METHODS[rule].startswith("riemann"):
         return ig.attribute(a, baselines=b, n_steps=steps, method=CAPTUM_METHODS[rule], internal_batch_size=steps,
                             return_convergence_delta=True)
-    alphas, weights = quadrature_rule(rule, 1)
-    (attr,) = ig._attribute((a,), (b,), n_steps=1, step_sizes_and_alphas=(weights.tolist(), alphas.tolist()))
+    (alpha,), (weight,) = (x.tolist() for x in quadrature_rule(rule, 1))
+    diff = a - b
+    point, shift = (b + alpha * diff).detach(), diff.detach().clone()  # z as Captum's IG builds its points
+    attr = weight * InputXGradient(lambda x: forward(x - shift + point)).attribute(shift.clone().requires_grad_())
     return attr, ig.compute_convergence_delta(attr, b, a)
 
 
-def integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, layers, steps: int,
-              progress: Callable[[float], None], rule: str = DEFAULT_RULE) -> Integrals:
-    """IG of every (baseline path, object token, layer), combined as :class:`Integrals`: the paths' mean
-    attribution [k, len(layers), d_ff], each path's Σ_i Attr and completeness residual [n_paths, k, len(layers)].
+def integrate(lm: LanguageModel, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, layers: Sequence[int],
+              steps: int, progress: Callable[[float], None], rule: str = DEFAULT_RULE) -> Integrals:
+    """The reference :class:`~kn_core.attribution.result.Engine`: IG of every (baseline path, object token,
+    layer), combined as :class:`Integrals`: the paths' mean attribution [k, len(layers), d_ff], each path's
+    Σ_i Attr and completeness residual [n_paths, k, len(layers)].
 
     ``clean`` are the activations at the targets [k, n_layers, d_ff] of the prompt; ``start`` those of the
     baseline paths [n_paths, k, n_layers, d_ff].
@@ -77,4 +85,4 @@ def integrate(lm, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor, laye
                 done += 1
                 progress(done / total)
             attrs[i, row] = torch.stack(paths).mean(dim=0)
-    return Integrals(attrs=attrs, path_sums=sums, path_deltas=deltas)
+    return Integrals(attrs=attrs, path_sums=sums, path_deltas=deltas, engine="reference")

@@ -1,14 +1,15 @@
-"""Configuration and result records of an AMIG attribution (frozen; save/load as .npz + JSON), and what an
-engine returns (:class:`Integrals`)."""
+"""Configuration and result records of an AMIG attribution (frozen; save/load as .npz + JSON), the engine
+contract (:class:`Engine`, :data:`ENGINE_NAMES`) and what an engine returns (:class:`Integrals`)."""
 from __future__ import annotations
 
 import math
 import numbers
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
 
+from kn_core.attribution.baselines import BASELINES
 from kn_core.attribution.quadrature import check_rule
 from kn_core.data.prompts import Prompt
 from kn_core.defaults import RULE, STEPS
@@ -17,7 +18,27 @@ from kn_core.errors import InputError
 if TYPE_CHECKING:
     import torch
 
+    from kn_core.model.loading import LanguageModel
+    from kn_core.types import Progress
+
 MAX_STEPS = 1000
+ENGINE_NAMES: tuple[str, ...] = ("fast", "reference")
+"""The engines' names, the keys of ``kn_core.attribution.ENGINES`` (which checks that they agree): named here so
+that a config is checked when it is built, without importing the engines (they import this module)."""
+
+
+def check_engine(name: object) -> str:
+    """``name`` when it names an engine, else an :class:`InputError` listing the engines."""
+    if not isinstance(name, str) or name not in ENGINE_NAMES:
+        raise InputError("engine", f"unknown engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
+    return name
+
+
+def check_baseline(name: object) -> str:
+    """``name`` when it names a baseline, else an :class:`InputError` listing the baselines."""
+    if not isinstance(name, str) or name not in BASELINES:
+        raise InputError("baseline", f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -28,7 +49,8 @@ class AttributionConfig:
         minimal-information baselines, one integral per masked prompt, averaged; "masked-mean" = the authors'
         code, one integral from the mean of the masked baselines; "zero" = Dai et al.
     steps: m, the number of points of each integral.
-    engine: a key of ``kn_core.attribution.ENGINES``.
+    engine: the engine asked for, one of :data:`ENGINE_NAMES` (the keys of ``kn_core.attribution.ENGINES``);
+        the one that actually ran is :attr:`Attribution.engine_used`.
     layers: layers to attribute (None = all); rows of other layers are left at 0.
     rule: the quadrature rule, a key of ``kn_core.attribution.quadrature.RULES``: "gauss-legendre-adaptive"
         (the default, chosen by measured error: :mod:`kn_core.defaults`), "gauss-legendre", "riemann-right" (the
@@ -43,6 +65,8 @@ class AttributionConfig:
 
     def __post_init__(self) -> None:
         check_rule(self.rule)
+        check_engine(self.engine)
+        check_baseline(self.baseline)
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
             raise InputError("steps", f"must be a whole number from 1 to {MAX_STEPS} (got {self.steps!r}); 20 is usual")
         if self.layers is not None:
@@ -67,11 +91,32 @@ class Integrals:
         Attr_j = (a − b_j) · (1/m) Σ_k ∂P(o | b_j + α_k (a − b_j)) / ∂z.
     path_sums: [n_paths, k, len(layers)] — Σ_i Attr_j,l,i of each path.
     path_deltas: [n_paths, k, len(layers)] — each path's completeness residual Σ_i Attr_j − (P(o|a) − P(o|b_j)).
+    engine: the name of the engine that computed them (the reference's after the fast engine fell back to it);
+        None where the engine does not say (then the one asked for is recorded).
     """
 
     attrs: torch.Tensor
     path_sums: torch.Tensor
     path_deltas: torch.Tensor
+    engine: str | None = None
+
+
+class Engine(Protocol):
+    """An engine: the integrals of one prompt (:class:`Integrals`), for ``kn_core.attribution.ENGINES``.
+
+    lm: the model; prompt: the prompt, built by ``lm``; k = ``prompt.n_object_tokens``, L = ``lm.n_layers``.
+    clean: float32 [k, L, d_ff] — the activations a at the k target positions (the prompt's clean pass).
+    start: float32 [n_paths, k, L, d_ff] — the baseline paths' starting points b_j (:mod:`.baselines`).
+    layers: the layers to integrate, ascending (the rows of the output follow them).
+    steps: m, the points of the rule ``rule`` (a key of :data:`kn_core.attribution.quadrature.RULES`, never an
+        adaptive one: :func:`kn_core.attribution.quadrature.integrate` refines by calling the engine again).
+    progress: called with the fraction done, 0..1.
+    Returns :class:`Integrals` with ``attrs`` [k, len(layers), d_ff], ``path_sums`` and ``path_deltas``
+    [n_paths, k, len(layers)] on the CPU, and ``engine`` set to the name of the engine that actually ran.
+    """
+
+    def __call__(self, lm: LanguageModel, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor,
+                 layers: Sequence[int], steps: int, progress: Progress, rule: str = ...) -> Integrals: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,6 +138,9 @@ class Attribution:
         (read as one path whose residual is ``convergence_delta``).
     path_baseline_probs: float32 [n_paths, n_layers] — P(o | b_j at layer l) per path, averaged over tokens
         (None: as ``path_deltas``).
+    engine_used: the engine that actually computed the integrals: ``config.engine``, or "reference" where the
+        fast engine fell back to the reference engine (a model its self-checks refuse); "fast+reference" where
+        only some of an adaptive rule's passes fell back. Left out, it is ``config.engine``.
     """
 
     prompt: Prompt
@@ -106,6 +154,11 @@ class Attribution:
     lang: str | None = None
     path_deltas: np.ndarray | None = None
     path_baseline_probs: np.ndarray | None = None
+    engine_used: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.engine_used is None:
+            object.__setattr__(self, "engine_used", self.config.engine)
 
     @property
     def n_paths(self) -> int:
@@ -160,6 +213,7 @@ class Attribution:
             "p_object": self.p_object,
             "token_probs": list(self.token_probs),
             "config": asdict(self.config),
+            "engine_used": self.engine_used,
             "layers": list(self.layers),
             "convergence_delta": self.convergence_delta.tolist(),
             "baseline_probs": self.baseline_probs.tolist(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,9 @@ from kn_core.experiments.common import Outcome, Settings, fact_prompts, models, 
 from kn_core.method.dkn import DKNResult, degenerate, dkn_set, pair_counts
 from kn_core.method.interventions import FACTORS, object_probs, random_like
 from kn_core.method.neurons import default_tau, per_layer_counts
+
+if TYPE_CHECKING:
+    from kn_core.model.loading import LanguageModel
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +45,7 @@ NOTES = (
 )
 
 
-def _suppress_check(lm, prompt: Prompt, result: DKNResult, seed: int) -> tuple[float, float]:
+def _suppress_check(lm: LanguageModel, prompt: Prompt, result: DKNResult, seed: int) -> tuple[float, float]:
     """Relative change of P(object) with all the prompt's DKN suppressed, and with random neurons instead."""
     if not result.neurons or result.p0 <= 0:
         return np.nan, np.nan
@@ -50,7 +54,7 @@ def _suppress_check(lm, prompt: Prompt, result: DKNResult, seed: int) -> tuple[f
     return float((dkn - result.p0) / result.p0), float((rand - result.p0) / result.p0)
 
 
-def _prompt_row(lm, lang: str, fact_id: str, relation: str, result: DKNResult, seed: int) -> dict:
+def _prompt_row(lm: LanguageModel, lang: str, fact_id: str, relation: str, result: DKNResult, seed: int) -> dict:
     suppress_dkn, suppress_random = _suppress_check(lm, result.prompt, result, seed)
     return {"model": lm.name, "lang": lang, "relation": relation, "fact_id": fact_id,
             "template": result.prompt.template, "p0": result.p0, "n_candidates": len(result.candidates),
@@ -62,7 +66,7 @@ def _prompt_row(lm, lang: str, fact_id: str, relation: str, result: DKNResult, s
             "suppress_random": suppress_random}
 
 
-def _pair_rows(lm, lang: str, fact_id: str, result: DKNResult) -> list[dict]:
+def _pair_rows(lm: LanguageModel, lang: str, fact_id: str, result: DKNResult) -> list[dict]:
     return [{"model": lm.name, "lang": lang, "fact_id": fact_id, "template": result.prompt.template,
              "size": len(group), "neurons": " ".join(f"{layer}:{index}" for layer, index in group),
              "drop": result.group_drop[group], "max_single_drop": max(result.single_drop[n] for n in group)}

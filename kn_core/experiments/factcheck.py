@@ -16,6 +16,7 @@ import logging
 import math
 import time
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,9 @@ from kn_core.method.factcheck import (
     calibrate_scored,
     evaluate,
 )
+
+if TYPE_CHECKING:
+    from kn_core.model.loading import LanguageModel
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +128,7 @@ def _relation_row(lm_name: str, lang: str, seed: int, checker: FactChecker, eval
     return row
 
 
-def _check_relation(lm, factset: FactSet, settings: Settings, relation: str, lang: str, facts,
+def _check_relation(lm: LanguageModel, factset: FactSet, settings: Settings, relation: str, lang: str, facts,
                     suffix: str = "") -> dict | None:
     """Calibrate and evaluate one relation; stores the checker as JSON. None when the model cannot take it."""
     start = time.perf_counter()

@@ -10,7 +10,7 @@ seeds ``seed`` … ``seed + N − 1`` (fact sample, random controls) and the sum
 from __future__ import annotations
 
 import logging
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,9 @@ from kn_core.method.interventions import FACTORS, random_like
 from kn_core.method.likn import cross_lingual_edit, edit_sets, overlap
 from kn_core.method.neurons import Neuron, default_tau, knowledge_neurons
 
+if TYPE_CHECKING:
+    from kn_core.model.loading import LanguageModel
+
 log = logging.getLogger(__name__)
 
 TITLE = "Language-independent knowledge neurons (LIKN)"
@@ -57,7 +60,7 @@ class FactNeurons(NamedTuple):
     neurons: list[Neuron]
 
 
-def fact_neurons(lm, factset: FactSet, fact: Fact, lang: str, settings: Settings) -> FactNeurons | None:
+def fact_neurons(lm: LanguageModel, factset: FactSet, fact: Fact, lang: str, settings: Settings) -> FactNeurons | None:
     """Refined KN of ``fact`` in ``lang`` (τ of the language, p = 0.7); None when no prompt fits the model."""
     prompts = fact_prompts(lm, templates_of(factset, fact.relation, lang, settings), fact, lang)
     if not prompts:
@@ -76,7 +79,8 @@ def _jaccard(a: list[Neuron], b: list[Neuron], n_layers: int) -> float:
     return overlap(a, b, n_layers).jaccard
 
 
-def _overlap_rows(lm, langs: tuple[str, str], fact: Fact, found, facts, selection) -> tuple[dict, list[dict]]:
+def _overlap_rows(lm: LanguageModel, langs: tuple[str, str], fact: Fact, found, facts,
+                  selection) -> tuple[dict, list[dict]]:
     a, b = langs
     result = overlap(found[fact.id][a].neurons, found[fact.id][b].neurons, lm.n_layers)
     same = _same_relation_other(found, facts, fact)
@@ -92,7 +96,7 @@ def _overlap_rows(lm, langs: tuple[str, str], fact: Fact, found, facts, selectio
     return row, layers
 
 
-def _edit_rows(lm, langs: tuple[str, str], fact: Fact, found, selection, seed: int) -> pd.DataFrame:
+def _edit_rows(lm: LanguageModel, langs: tuple[str, str], fact: Fact, found, selection, seed: int) -> pd.DataFrame:
     a, b = langs
     sets = edit_sets(found[fact.id][a].neurons, found[fact.id][b].neurons, a, b, lm.n_layers)
     sets["random"] = tuple(random_like(sets["shared"], lm.d_ff, seed))

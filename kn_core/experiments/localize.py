@@ -10,6 +10,7 @@ top-1 flips, paraphrase transfer, the reverse probe), and once per model and lan
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,9 @@ from kn_core.method.checks import Checks, fact_checks, syntactic_control
 from kn_core.method.controls import RULE, VERDICTS, control_prompts
 from kn_core.method.locate import LocateResult, locate
 from kn_core.method.neurons import per_layer_counts
+
+if TYPE_CHECKING:
+    from kn_core.model.loading import LanguageModel
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +68,7 @@ NOTES = (
 )
 
 
-def locate_fact(lm, factset: FactSet, selection: dict[str, tuple[Fact, ...]], fact: Fact, lang: str,
+def locate_fact(lm: LanguageModel, factset: FactSet, selection: dict[str, tuple[Fact, ...]], fact: Fact, lang: str,
                 settings: Settings) -> LocateResult | None:
     """Locate one fact in one language, with an unrelated fact's first prompt as the control and the controls of
     docs/method.md §6 from ``factset``; None when the model can take none of its prompts."""

@@ -40,7 +40,7 @@ import logging
 import math
 import re
 from dataclasses import asdict, dataclass, field, replace
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -54,6 +54,9 @@ from kn_core.method.claims import Claim, make_claims
 from kn_core.method.controls import random_sets
 from kn_core.method.neurons import Neuron, ScoredNeuron
 from kn_core.model.hooks import gold_probs, run
+
+if TYPE_CHECKING:
+    from kn_core.model.loading import LanguageModel
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +73,11 @@ _WORD = re.compile(r"\w+(?:[-'’.·]\w+)*")
 
 
 # -- prompts -----------------------------------------------------------------------------------------
-def _mask_id(lm) -> int:
+def _mask_id(lm: LanguageModel) -> int:
     return int(lm.adapter.no_info_token_id(lm.tokenizer))
 
 
-def with_masks(lm, prompt: Prompt, n: int) -> Prompt:
+def with_masks(lm: LanguageModel, prompt: Prompt, n: int) -> Prompt:
     """A masked LM's ``prompt`` with exactly ``n`` ≥ 1 masks at the object (in place of its run of masks,
     padding included): the first min(n, k) masks are targets for the object's first tokens, any further masks
     are padding (neither target nor context)."""
@@ -89,10 +92,8 @@ def with_masks(lm, prompt: Prompt, n: int) -> Prompt:
     if n == last - first + 1 and n == k:
         return prompt
     ids = list(prompt.input_ids[:first]) + [mask] * n + list(prompt.input_ids[last + 1:])
-    limit = lm.adapter.max_positions(lm.config)
-    if limit is not None and len(ids) > limit:
-        raise InputError("template", f"with {n} masks the prompt is {len(ids)} tokens; this model reads at most "
-                                     f"{limit}")
+    lm.check_length(ids, "template", f"with {n} masks the prompt does not fit; use fewer masks or a shorter "
+                                     "template")
     shift = n - (last - first + 1)
     kept = min(n, k)
     return replace(prompt, input_ids=tuple(ids), target_positions=tuple(range(first, first + kept)),
@@ -100,7 +101,7 @@ def with_masks(lm, prompt: Prompt, n: int) -> Prompt:
                    context_positions=tuple(j + shift if j > last else j for j in prompt.context_positions))
 
 
-def claim_prompt(lm, template: str, subject: str, candidate: str, n_masks: int = 0) -> Prompt:
+def claim_prompt(lm: LanguageModel, template: str, subject: str, candidate: str, n_masks: int = 0) -> Prompt:
     """The prompt a claim is scored with: for a masked LM ``max(n_masks, k)`` masks, the candidate's k tokens
     at the first k (so every candidate of the relation meets the same input); otherwise the model's own
     prompt of the candidate. Raises :class:`~kn_core.errors.KNError` when the model cannot take it."""
@@ -110,7 +111,7 @@ def claim_prompt(lm, template: str, subject: str, candidate: str, n_masks: int =
     return prompt
 
 
-def relation_masks(lm, template: str, objects: Iterable[str]) -> int:
+def relation_masks(lm: LanguageModel, template: str, objects: Iterable[str]) -> int:
     """A masked LM's mask count for a relation: the token count of its longest object among ``objects`` (those
     the model's vocabulary can spell; the subject plays no part); 0 for a causal LM."""
     if lm.kind != "masked":
@@ -125,7 +126,7 @@ def relation_masks(lm, template: str, objects: Iterable[str]) -> int:
 
 
 # -- the model's own answers (wo_DKN) ------------------------------------------------------------------
-def greedy_answer(lm, prompt: Prompt) -> tuple[int, ...]:
+def greedy_answer(lm: LanguageModel, prompt: Prompt) -> tuple[int, ...]:
     """The model's greedy tokens at the prompt's object positions: the argmax at every target mask (masked LM),
     or a greedy decode of as many tokens as the object has, from the prompt without its object (causal LM)."""
     with lm.lock, torch.inference_mode():
@@ -138,7 +139,7 @@ def greedy_answer(lm, prompt: Prompt) -> tuple[int, ...]:
         return tuple(ids[prompt.target_positions[0] + 1:])
 
 
-def decode(lm, tokens: Sequence[int]) -> str:
+def decode(lm: LanguageModel, tokens: Sequence[int]) -> str:
     """Tokens as text; the spaces a WordPiece decoder puts between CJK characters (南 美 洲) are removed."""
     return _CJK_GAP.sub("", lm.tokenizer.decode(list(tokens))).strip()
 
@@ -163,7 +164,7 @@ def first_words(text: str, count: int) -> tuple[str, bool]:
     return text[:end].strip(), complete
 
 
-def _continue(lm, prompt: Prompt) -> tuple[tuple[int, ...], str]:
+def _continue(lm: LanguageModel, prompt: Prompt) -> tuple[tuple[int, ...], str]:
     """A causal LM's greedy continuation of the query: its first k tokens (k = the candidate's tokens) and the
     generated words, as many as the candidate has, read until the last one is complete."""
     start = prompt.target_positions[0] + 1
@@ -181,7 +182,7 @@ def _continue(lm, prompt: Prompt) -> tuple[tuple[int, ...], str]:
     return tuple(new[:k]), first_words(decode(lm, new[:ended]), count)[0]
 
 
-def model_answers(lm, prompt: Prompt) -> dict[str, tuple[str, bool]]:
+def model_answers(lm: LanguageModel, prompt: Prompt) -> dict[str, tuple[str, bool]]:
     """Both wo_DKN answers for the claim of ``prompt`` (its scoring prompt, :func:`claim_prompt`):
     rule -> (the model's answer as text, whether it equals the candidate). See the module notes."""
     if lm.kind == "masked":
@@ -199,7 +200,7 @@ def model_answers(lm, prompt: Prompt) -> dict[str, tuple[str, bool]]:
             "first_token": authors}
 
 
-def candidate_probability(lm, prompt: Prompt) -> tuple[float, float]:
+def candidate_probability(lm: LanguageModel, prompt: Prompt) -> tuple[float, float]:
     """The model's own P(candidate) on the claim's scoring prompt (the joint probability of its tokens, the gold
     ones teacher-forced) and its length-normalised log-probability (the mean log-probability per token): the
     simplest baselines of the DKN score."""
@@ -211,14 +212,14 @@ def candidate_probability(lm, prompt: Prompt) -> tuple[float, float]:
 
 
 # -- the DKN score -------------------------------------------------------------------------------------
-def dkn_score(lm, prompt: Prompt, dkn: Sequence[Neuron],
+def dkn_score(lm: LanguageModel, prompt: Prompt, dkn: Sequence[Neuron],
               config: AttributionConfig) -> tuple[float, tuple[ScoredNeuron, ...]]:
     """Mean attribution toward the prompt's object over ``dkn`` and each neuron's attribution; only the layers
     holding DKN are integrated. An empty ``dkn`` has no score: (NaN, ())."""
     return dkn_scores(lm, prompt, dkn, config)[:2]
 
 
-def dkn_scores(lm, prompt: Prompt, dkn: Sequence[Neuron], config: AttributionConfig,
+def dkn_scores(lm: LanguageModel, prompt: Prompt, dkn: Sequence[Neuron], config: AttributionConfig,
                random: Sequence[Sequence[Neuron]] = ()) -> tuple[float, tuple[ScoredNeuron, ...], tuple[float, ...]]:
     """:func:`dkn_score` and, from the same attribution, the mean attribution over each set of ``random`` (random
     same-size sets in the DKN layers: the random-neuron baseline costs no further integral)."""
@@ -320,7 +321,7 @@ class FactChecker:
         """True when the relation has no DKN set: every verdict is "no verdict"."""
         return not self.dkn
 
-    def _check_model(self, lm) -> None:
+    def _check_model(self, lm: LanguageModel) -> None:
         if (lm.n_layers, lm.d_ff) != (self.n_layers, self.d_ff):
             raise InputError("model", f"this checker was calibrated on {self.model} ({self.n_layers} layers × "
                                       f"{self.d_ff} neurons); {lm.name} has {lm.n_layers} × {lm.d_ff}: "
@@ -328,11 +329,11 @@ class FactChecker:
         if lm.name != self.model:
             log.warning("judging with %s a checker calibrated on %s", lm.name, self.model)
 
-    def prompt(self, lm, subject: str, candidate: str, template: str | None = None) -> Prompt:
+    def prompt(self, lm: LanguageModel, subject: str, candidate: str, template: str | None = None) -> Prompt:
         """The scoring prompt of a claim (the same number of masks for every candidate of the relation)."""
         return claim_prompt(lm, template or self.template, subject, candidate, self.n_masks)
 
-    def judge(self, lm, subject: str, candidate: str, template: str | None = None,
+    def judge(self, lm: LanguageModel, subject: str, candidate: str, template: str | None = None,
               random_draws: int = RANDOM_SCORE_DRAWS) -> Verdict:
         """Judge ⟨subject, relation, candidate⟩ with the DKN score (or abstain, with no DKN set), with the
         model's own answers and P(candidate), and with ``random_draws`` random same-size sets (0: none)."""

@@ -128,7 +128,7 @@ def top1_flips(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[N
     return tuple(flips)
 
 
-def _mean_change(lm, prompts: Sequence[Prompt], neurons) -> float:
+def _mean_change(lm: LanguageModel, prompts: Sequence[Prompt], neurons) -> float:
     return float(np.mean([suppression_changes(lm, p, [neurons])[0] for p in prompts])) if prompts else math.nan
 
 

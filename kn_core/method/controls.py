@@ -255,7 +255,7 @@ def suppression_changes(lm: LanguageModel, prompt: Prompt, sets: Sequence[Sequen
     return (probs[1:] - before) / before if before > 0 else np.zeros(len(sets))
 
 
-def _fact_changes(lm, rows, neurons) -> tuple[tuple[str, str, str, float], ...]:
+def _fact_changes(lm: LanguageModel, rows, neurons) -> tuple[tuple[str, str, str, float], ...]:
     return tuple((fid, s, o, float(np.mean([suppression_changes(lm, p, [neurons])[0] for p in prompts])))
                  for fid, s, o, prompts in rows)
 

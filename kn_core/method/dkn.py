@@ -23,7 +23,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from kn_core.defaults import DKN_T, T_HIGH, T_LOW, TOP_K
 from kn_core.errors import InputError
 from kn_core.method.interventions import FACTORS, object_probs
 from kn_core.method.neurons import Neuron, ScoredNeuron, check_tau, coarse_neurons
+
+if TYPE_CHECKING:
+    from kn_core.model.loading import LanguageModel
 
 MAX_GROUP_SIZE = 5  # the level-wise search grows combinatorially; larger groups are not offered
 CHUNK = 128  # neuron sets per batched forward pass
@@ -95,7 +98,8 @@ def top_candidates(scores: np.ndarray, top_k: int, tau: float) -> tuple[ScoredNe
     return tuple(coarse_neurons(np.asarray(scores), check_tau(tau))[:top_k])
 
 
-def _suppress(lm, prompt: Prompt, sets: Sequence[Sequence[Neuron]], chunk: int) -> tuple[np.ndarray, int]:
+def _suppress(lm: LanguageModel, prompt: Prompt, sets: Sequence[Sequence[Neuron]],
+              chunk: int) -> tuple[np.ndarray, int]:
     """P(object) with each set suppressed, ``chunk`` sets per forward pass: (probs [len(sets)], passes run)."""
     parts = [object_probs(lm, prompt, sets[i:i + chunk], FACTORS["suppress"]) for i in range(0, len(sets), chunk)]
     return (np.concatenate(parts) if parts else np.zeros(0)), len(parts)
@@ -119,7 +123,7 @@ def _next_level(quiet: set[Group], kept: Sequence[Neuron], size: int) -> list[Gr
     return out
 
 
-def degenerate(lm, prompt: Prompt, scores: np.ndarray, top_k: int = TOP_K, t_low: float = T_LOW,
+def degenerate(lm: LanguageModel, prompt: Prompt, scores: np.ndarray, top_k: int = TOP_K, t_low: float = T_LOW,
                t_high: float = T_HIGH, max_size: int = 2, chunk: int = CHUNK, *, tau: float) -> DKNResult:
     """Degenerate pairs (and, with ``max_size`` > 2, larger minimal groups) of ``prompt`` among its top-K
     knowledge neurons: those of ``scores`` (its attribution matrix [n_layers, d_ff]) above ``tau`` · max, where

@@ -21,7 +21,7 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
@@ -63,16 +63,19 @@ from kn_core.method.metrics import (
 from kn_core.method.neurons import Neuron, default_tau
 from kn_core.types import Progress
 
+if TYPE_CHECKING:
+    from kn_core.model.loading import LanguageModel
+
 log = logging.getLogger(__name__)
 
 
-def _prompt_or_none(lm, template: str, subject: str, obj: str) -> Prompt | None:
+def _prompt_or_none(lm: LanguageModel, template: str, subject: str, obj: str) -> Prompt | None:
     """The prompt, or None (logged) when the model cannot take it (e.g. characters outside its vocabulary)."""
     built = lm.prompts([template], subject, obj).prompts
     return built[0] if built else None
 
 
-def _claim_prompt_or_none(lm, template: str, claim: Claim, n_masks: int) -> Prompt | None:
+def _claim_prompt_or_none(lm: LanguageModel, template: str, claim: Claim, n_masks: int) -> Prompt | None:
     try:
         return claim_prompt(lm, template, claim.subject, claim.candidate, n_masks)
     except KNError as exc:
@@ -80,7 +83,7 @@ def _claim_prompt_or_none(lm, template: str, claim: Claim, n_masks: int) -> Prom
         return None
 
 
-def _train_dkn(lm, facts: Sequence[Fact], templates: Sequence[str], lang: str, config: AttributionConfig,
+def _train_dkn(lm: LanguageModel, facts: Sequence[Fact], templates: Sequence[str], lang: str, config: AttributionConfig,
                top_k: int, t_low: float, t_high: float, progress: Progress, attributor: Attributor = compute,
                tau: float | None = None) -> list[DKNResult]:
     """Degenerate-pair search on every (training fact, template) prompt the model can take; candidates above
@@ -109,8 +112,9 @@ class ClaimScores:
     logprob: float
 
 
-def _score_claims(lm, claims: Sequence[Claim], template: str, dkn: Sequence[Neuron], config: AttributionConfig,
-                  n_masks: int, progress: Progress, random: Sequence[Sequence[Neuron]] = ()) -> list[ClaimScores]:
+def _score_claims(lm: LanguageModel, claims: Sequence[Claim], template: str, dkn: Sequence[Neuron],
+                  config: AttributionConfig, n_masks: int, progress: Progress,
+                  random: Sequence[Sequence[Neuron]] = ()) -> list[ClaimScores]:
     """DKN scores (and baselines) of the claims the model can take (others are skipped), on their scoring
     prompts."""
     out = []
@@ -123,7 +127,7 @@ def _score_claims(lm, claims: Sequence[Claim], template: str, dkn: Sequence[Neur
     return out
 
 
-def calibrate(lm, factset: FactSet, relation: str, lang: str, templates: Sequence[str] | None = None,
+def calibrate(lm: LanguageModel, factset: FactSet, relation: str, lang: str, templates: Sequence[str] | None = None,
               config: AttributionConfig = AttributionConfig(), seed: int = 0, top_k: int = TOP_K,
               t: float = DEFAULT_T, t_low: float = T_LOW, t_high: float = T_HIGH, objective: str = "f1",
               train: float = TRAIN_SHARE, facts: Sequence[Fact] | None = None,
@@ -135,8 +139,9 @@ def calibrate(lm, factset: FactSet, relation: str, lang: str, templates: Sequenc
                             train, facts, progress, attributor, tau)[0]
 
 
-def calibrate_scored(lm, factset: FactSet, relation: str, lang: str, templates: Sequence[str] | None = None,
-                     config: AttributionConfig = AttributionConfig(), seed: int = 0, top_k: int = TOP_K,
+def calibrate_scored(lm: LanguageModel, factset: FactSet, relation: str, lang: str,
+                     templates: Sequence[str] | None = None, config: AttributionConfig = AttributionConfig(),
+                     seed: int = 0, top_k: int = TOP_K,
                      t: float = DEFAULT_T, t_low: float = T_LOW, t_high: float = T_HIGH, objective: str = "f1",
                      train: float = TRAIN_SHARE, facts: Sequence[Fact] | None = None,
                      progress: Progress | None = None, attributor: Attributor = compute, tau: float | None = None,
@@ -267,7 +272,8 @@ class Evaluation:
                                      "random_score_mean", "n_tokens", "input_len"])
 
 
-def evaluate(lm, checker: FactChecker, test_claims: Sequence[Claim], progress: Progress | None = None) -> Evaluation:
+def evaluate(lm: LanguageModel, checker: FactChecker, test_claims: Sequence[Claim],
+             progress: Progress | None = None) -> Evaluation:
     """Judge every claim with ``checker`` (its default template) and count each method's decisions; with_DKN
     and both wo_DKN rules are counted over the claims that got a verdict only."""
     verdicts, skipped, seconds = [], [], 0.0

@@ -8,6 +8,7 @@ import errno
 import hashlib
 import json
 import logging
+import numbers
 import os
 import re
 import threading
@@ -25,6 +26,7 @@ from transformers import (
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
     AutoTokenizer,
+    PreTrainedTokenizerBase,
 )
 from transformers.utils import logging as transformers_logging
 
@@ -59,12 +61,13 @@ class LanguageModel:
 
     name: str
     model: nn.Module
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     adapter: Adapter
     source: Path | None = None
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _checked_templates: set[str] = field(default_factory=set, repr=False)
     _reader: str | None = field(default=None, repr=False)
+    _n_parameters: int | None = field(default=None, repr=False)
 
     @property
     def reader(self) -> str:
@@ -107,6 +110,35 @@ class LanguageModel:
     def d_ff(self) -> int:
         return self.adapter.d_ff(self.model)
 
+    @property
+    def max_positions(self) -> int | None:
+        """The most tokens one input may hold (the adapter's reading of the config: the context, or Gemma 3's
+        sliding window), None where the config names no limit."""
+        return self.adapter.max_positions(self.config)
+
+    @property
+    def n_parameters(self) -> int:
+        """The number of weights of the loaded model (every parameter tensor's elements; counted once)."""
+        if self._n_parameters is None:
+            self._n_parameters = sum(p.numel() for p in self.model.parameters())
+        return self._n_parameters
+
+    def check_length(self, ids_or_count: int | Sequence[int] | torch.Tensor, field_name: str,
+                     remedy: str = "shorten it") -> None:
+        """Refuse an input longer than :attr:`max_positions` with an :class:`InputError` on ``field_name`` that
+        ends with ``remedy``. ``ids_or_count``: a token count, a sequence of token ids, or a tensor of ids ([T] or
+        [batch, T]: its last dimension is the length). The one length check of every input a model reads."""
+        if isinstance(ids_or_count, torch.Tensor):
+            length = int(ids_or_count.shape[-1]) if ids_or_count.dim() else int(ids_or_count)
+        elif isinstance(ids_or_count, numbers.Integral):
+            length = int(ids_or_count)
+        else:
+            length = len(ids_or_count)
+        limit = self.max_positions
+        if limit is not None and length > limit:
+            raise InputError(field_name, f"the input is {length} tokens long; {self.name} reads at most {limit}: "
+                                         f"{remedy}")
+
     def neuron_site(self, layer: int) -> nn.Module:
         return self.adapter.neuron_site(self.model, layer)
 
@@ -122,10 +154,7 @@ class LanguageModel:
             raise InputError("subject", f"{subject!r} contains characters unknown to this model's vocabulary (the "
                                         "model would read them as its unknown token); spell it with characters "
                                         "the model knows")
-        limit = self.adapter.max_positions(self.config)
-        if limit is not None and len(prompt.input_ids) > limit:
-            raise InputError("template", f"the prompt is {len(prompt.input_ids)} tokens; this model reads at most "
-                                         f"{limit}: shorten the template, subject or object")
+        self.check_length(prompt.input_ids, "template", "shorten the template, subject or object")
         return replace(prompt, reader=self.reader)
 
     def sentence_ids(self, text: object, max_chars: int = 1000) -> torch.Tensor:
@@ -140,10 +169,7 @@ class LanguageModel:
             raise InputError("sentence", f"{text[:40]!r} holds no token {self.name} reads (only invisible marks, or "
                                          "characters its tokenizer drops or does not know); enter a sentence "
                                          "with words")
-        limit = self.adapter.max_positions(self.config)
-        if limit is not None and ids.shape[1] > limit:
-            raise InputError("sentence", f"is {ids.shape[1]} tokens long; this model reads at most {limit}: "
-                                         "shorten it")
+        self.check_length(ids, "sentence")
         return ids
 
     def drop_unread_marks(self, label: object) -> object:
@@ -398,7 +424,7 @@ def _weights_problem(name: str, exc: Exception) -> str:
     return f"cannot load the weights of {name!r}: {_first_line(exc)}. KN Explorer loads safetensors weights only"
 
 
-def _read_tokenizer(name: str, where: str, options: dict) -> object:
+def _read_tokenizer(name: str, where: str, options: dict) -> PreTrainedTokenizerBase:
     """The tokenizer; a damaged tokenizer file is one :class:`ModelLoadError` that blames the tokenizer."""
     try:
         with _quiet_transformers():
@@ -421,7 +447,7 @@ def _unused_weights(model: nn.Module, unexpected: Sequence[str]) -> list[str]:
     return sorted(key for key in unexpected if _LAYER_INDEX.search(key) and _LAYER_INDEX.sub(".#.", key) in own)
 
 
-def _check_finite(name: str, model: nn.Module, tokenizer: object) -> None:
+def _check_finite(name: str, model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> None:
     """Refuse weights holding NaN or infinity, and a model whose first forward pass is not finite (one short
     prompt): its probabilities would be NaN and every result silently meaningless."""
     chunk = 1 << 22
@@ -441,7 +467,7 @@ def _check_finite(name: str, model: nn.Module, tokenizer: object) -> None:
                              "config.json: download or save the model again")
 
 
-def _read_model(name: str, where: str, adapter: Adapter, options: dict) -> tuple[nn.Module, object]:
+def _read_model(name: str, where: str, adapter: Adapter, options: dict) -> tuple[nn.Module, PreTrainedTokenizerBase]:
     """The tokenizer and the weights (safetensors only), checked: every tensor the config asks for is there,
     none of the model's own kind is left unused, and the outputs are finite. Every failure is one
     :class:`ModelLoadError`."""

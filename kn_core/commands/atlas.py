@@ -58,6 +58,9 @@ def run_info(args) -> int:
     if not info:
         print(f"no atlas at {atlas.root}")
     for name, entry in info.items():
+        if "problem" in entry:
+            print(f"{name}: not used: {entry['problem']}")
+            continue
         state = "used" if entry["used"] else "not used here (this model is not installed with these weights)"
         print(f"{name}: {entry['results']} results, {entry['documents']} documents, weights sha256 "
               f"{entry['fingerprint'][:12]}…, {state}")

@@ -12,12 +12,14 @@ level, no time stamps), so that a rebuild changes exactly the files whose conten
   settings and the number of results;
 - ``results.jsonl``: one line per result, sorted by key: every column of the store's ``results`` row but the
   score matrix, and the scale of that matrix;
-- ``scores/<key>.z``: the score matrix [n_layers, d_ff] quantised to int16 against its largest magnitude
-  (q = round(s / scale), scale = max|s| / 32767) and zlib-compressed. What is dropped: each score is kept to
-  within scale / 2 = max|s| / 65534 of its value, so any score below that in magnitude reads as 0. The build
+- ``scores/<key>.xz``: the score matrix [n_layers, d_ff] quantised to 12 bits against its largest magnitude
+  (q = round(s / scale) in −2047 … 2047, scale = max|s| / 2047, stored as little-endian int16 with the low and
+  high bytes in two planes) and xz-compressed. What is dropped: each score is kept to within
+  scale / 2 = max|s| / 4094 of its value (0.025 % of the top score, well below the quadrature's error,
+  docs/performance.md), so any score below that in magnitude reads as 0. The build
   checks, for every result, that the coarse knowledge-neuron set (score > τ·max, τ of the language) is the
   same from the decoded matrix as from the full one, and keeps that result's full float32 matrix
-  (``scores/<key>.f32.z``) where it is not;
+  (``scores/<key>.f32.xz``) where it is not;
 - ``documents.jsonl``: the derived documents (kind, key, payload), sorted.
 
 An atlas model counts only when the model of that name installed here has exactly those weights (the sha256
@@ -30,7 +32,7 @@ import json
 import logging
 import os
 import threading
-import zlib
+import lzma
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -41,11 +43,11 @@ from kn_core.errors import StoreError
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
 ROOT = Path(__file__).resolve().parents[2] / "assets" / "atlas"
 VARIABLE = "KN_EXPLORER_ATLAS"  # a folder, or "off"
-LEVEL = 9  # zlib compression level (part of the bytes: fixed)
-QMAX = 32767
+PRESET = 9  # xz preset (part of the bytes: fixed)
+QMAX = 2047
 FIRST_LOOK = ("smollm2-135m", "gemma3-270m")  # whose documents (e.g. the showcase) come first, when both are used
 ROW_COLUMNS = ("key", "model", "fingerprint", "lang", "template", "subject", "object", "baseline", "steps", "rule",
                "layers", "method_version", "engine", "p_object", "n_layers", "d_ff", "record", "created")
@@ -53,18 +55,40 @@ _VECTOR_COLUMNS = ("convergence_delta", "baseline_probs")
 
 
 # -- encoding -------------------------------------------------------------------------------------
+def _pack(data: bytes, width: int) -> bytes:
+    """``data``'s bytes in ``width`` planes (byte 0 of every value, then byte 1, …), xz-compressed: the high bytes
+    of small numbers are nearly constant and compress well apart from the noisy low ones."""
+    planes = np.frombuffer(data, dtype=np.uint8).reshape(-1, width).T
+    return lzma.compress(np.ascontiguousarray(planes).tobytes(), format=lzma.FORMAT_XZ, preset=PRESET)
+
+
+def _unpack(blob: bytes, width: int) -> bytes:
+    planes = np.frombuffer(lzma.decompress(blob), dtype=np.uint8).reshape(width, -1)
+    return np.ascontiguousarray(planes.T).tobytes()
+
+
 def encode_scores(scores: np.ndarray) -> tuple[bytes, float]:
-    """The int16 quantisation of ``scores`` (zlib-compressed) and its scale (see the module docstring)."""
+    """The 12-bit quantisation of ``scores`` (packed and compressed) and its scale (see the module docstring)."""
     scores = np.asarray(scores, dtype=np.float32)
     peak = float(np.max(np.abs(scores))) if scores.size else 0.0
     scale = peak / QMAX if peak > 0 and np.isfinite(peak) else 1.0
     quantised = np.clip(np.rint(scores.astype(np.float64) / scale), -QMAX, QMAX).astype("<i2")
-    return zlib.compress(quantised.tobytes(), LEVEL), scale
+    return _pack(quantised.tobytes(), 2), scale
 
 
 def decode_scores(blob: bytes, scale: float, shape: tuple[int, int]) -> np.ndarray:
     """The float32 score matrix of :func:`encode_scores`' output."""
-    return (np.frombuffer(zlib.decompress(blob), dtype="<i2").astype(np.float32) * np.float32(scale)).reshape(shape)
+    quantised = np.frombuffer(_unpack(blob, 2), dtype="<i2")
+    return (quantised.astype(np.float32) * np.float32(scale)).reshape(shape)
+
+
+def encode_exact(scores: np.ndarray) -> bytes:
+    """``scores`` as float32, packed and compressed (a result whose knowledge neurons quantisation would change)."""
+    return _pack(np.ascontiguousarray(scores, dtype="<f4").tobytes(), 4)
+
+
+def decode_exact(blob: bytes, shape: tuple[int, int]) -> np.ndarray:
+    return np.frombuffer(_unpack(blob, 4), dtype="<f4").reshape(shape).copy()
 
 
 def coarse_set(scores: np.ndarray, tau: float) -> set[tuple[int, int]]:
@@ -114,10 +138,9 @@ class ModelAtlas:
         shape = (int(row["n_layers"]), int(row["d_ff"]))
         try:
             if row.get("exact"):
-                raw = zlib.decompress((self.folder / "scores" / f"{key}.f32.z").read_bytes())
-                return np.frombuffer(raw, dtype="<f4").reshape(shape).copy()
-            return decode_scores((self.folder / "scores" / f"{key}.z").read_bytes(), float(row["scale"]), shape)
-        except (OSError, ValueError, zlib.error) as exc:
+                return decode_exact((self.folder / "scores" / f"{key}.f32.xz").read_bytes(), shape)
+            return decode_scores((self.folder / "scores" / f"{key}.xz").read_bytes(), float(row["scale"]), shape)
+        except (OSError, ValueError, lzma.LZMAError) as exc:
             raise StoreError(f"the atlas result {key[:12]} in {self.folder} is damaged ({exc}); restore the folder "
                              f"from the repository (git checkout -- {self.folder}) or set {VARIABLE}=off") from None
 
@@ -177,9 +200,15 @@ class Atlas:
         self._models: dict[str, ModelAtlas] = {}
         self._active: dict[str, bool] = {}
         self._lock = threading.Lock()
+        self.problems: dict[str, str] = {}  # folder → why it is not used (damaged, another format)
         if root is not None and root.is_dir():
             for folder in sorted(p for p in root.iterdir() if (p / "atlas.json").is_file()):
-                model = ModelAtlas.read(folder)
+                try:
+                    model = ModelAtlas.read(folder)
+                except StoreError as exc:  # one damaged folder costs its own results, never the store's
+                    self.problems[str(folder)] = str(exc)
+                    log.warning("%s", exc)
+                    continue
                 self._models[model.name] = model
 
     @classmethod
@@ -225,10 +254,12 @@ class Atlas:
         return None
 
     def info(self) -> dict:
-        """Per model: results, documents, whether its weights match here."""
-        return {name: {"results": len(m.rows), "documents": len(m.documents), "fingerprint": m.fingerprint,
-                       "used": self.model(name) is not None, "folder": str(m.folder)}
-                for name, m in self._models.items()}
+        """Per model: results, documents, whether its weights match here; per unusable folder: why."""
+        found = {name: {"results": len(m.rows), "documents": len(m.documents), "fingerprint": m.fingerprint,
+                        "used": self.model(name) is not None, "folder": str(m.folder)}
+                 for name, m in self._models.items()}
+        found.update({folder: {"used": False, "problem": problem} for folder, problem in self.problems.items()})
+        return found
 
 
 # -- writing --------------------------------------------------------------------------------------
@@ -261,10 +292,10 @@ def write_model_atlas(folder: Path, name: str, fingerprint: str, settings: dict,
         is_exact = coarse_set(decode_scores(blob, scale, shape), tau) != coarse_set(scores, tau)
         if is_exact:
             exact += 1
-            file = f"{key}.f32.z"
-            _write_bytes(folder / "scores" / file, zlib.compress(np.ascontiguousarray(scores, "<f4").tobytes(), LEVEL))
+            file = f"{key}.f32.xz"
+            _write_bytes(folder / "scores" / file, encode_exact(scores))
         else:
-            file = f"{key}.z"
+            file = f"{key}.xz"
             _write_bytes(folder / "scores" / file, blob)
         kept.add(file)
         entry = {column: row[column] for column in ROW_COLUMNS}

@@ -259,7 +259,7 @@ def _encode(key: ResultKey, result: Attribution) -> dict:
     return {"key": key.digest, "model": key.model, "fingerprint": key.fingerprint, "lang": key.lang,
             "template": key.template, "subject": key.subject, "object": key.object, "baseline": key.baseline,
             "steps": key.steps, "rule": key.rule, "layers": json.dumps(list(key.layers)), "method_version": key.method_version,
-            "engine": result.config.engine, "p_object": result.p_object, "n_layers": result.n_layers,
+            "engine": result.engine_used, "p_object": result.p_object, "n_layers": result.n_layers,
             "d_ff": result.d_ff, "scores": _blob(result.scores), "convergence_delta": _blob(result.convergence_delta),
             "baseline_probs": _blob(result.baseline_probs), "record": json.dumps(record, ensure_ascii=False),
             "created": _now()}
@@ -284,7 +284,8 @@ def _decode(row: sqlite3.Row) -> Attribution:
                        layers=tuple(record["layers"]),
                        lang=record["lang"] if "lang" in record else record.get("meta", {}).get("lang"),
                        path_deltas=_paths(record, "path_deltas", n_layers),
-                       path_baseline_probs=_paths(record, "path_baseline_probs", n_layers))
+                       path_baseline_probs=_paths(record, "path_baseline_probs", n_layers),
+                       engine_used=row["engine"])
 
 
 # -- location and checks --------------------------------------------------------------------------

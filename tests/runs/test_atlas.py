@@ -152,17 +152,17 @@ def test_writing_is_deterministic_and_a_rebuild_changes_only_what_changed(built,
     assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
     assert all((first / f).read_bytes() == (again / f).read_bytes() for f in files)
     differing = [f for f in files if not (second / f).exists() or (first / f).read_bytes() != (second / f).read_bytes()]
-    assert sorted(str(f) for f in differing) == sorted(["atlas.json", "results.jsonl", f"scores/{rows[-1]['key']}.z"])
+    assert sorted(str(f) for f in differing) == sorted(["atlas.json", "results.jsonl", f"scores/{rows[-1]['key']}.xz"])
 
 
-def test_a_damaged_atlas_is_one_clear_error(built, tmp_path):
-    from kn_core.errors import StoreError
-
+def test_a_damaged_atlas_folder_is_left_out_with_its_reason_and_the_store_still_works(built, tmp_path):
     root = tmp_path / "atlas"
     shutil.copytree(built["root"] / "atlas", root)
     (root / "demo-clm" / "results.jsonl").write_text("{not json\n")
-    with pytest.raises(StoreError, match="atlas folder .* is damaged"):
-        Atlas(root)
+    store = ResultStore(tmp_path / "user.sqlite", atlas=Atlas(root))
+    assert not store.has(built["keys"][0]) and store.results() == []
+    problem = store.info()["atlas"][str(root / "demo-clm")]
+    assert not problem["used"] and "is damaged" in problem["problem"] and "git checkout" in problem["problem"]
 
 
 @pytest.mark.real_model

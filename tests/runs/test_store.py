@@ -318,3 +318,14 @@ def test_a_device_fifo_or_overlong_store_path_is_refused_and_nothing_is_written(
         ResultStore(path)
     assert set(tmp_path.iterdir()) == before
     assert not Path(f"{target}-journal").exists()
+
+
+def test_the_engine_that_ran_is_stored_and_read_back(tmp_path):
+    """A fast-engine request that the reference engine computed (a fallback) is stored as "reference"."""
+    store = ResultStore(tmp_path / "store.sqlite", atlas=None)
+    key, result = synthetic(0)
+    fell_back = replace(result, engine_used="reference")
+    assert fell_back.config.engine == "fast"
+    store.put(key, fell_back)
+    assert [row["engine"] for batch in store.rows(("engine",)) for row in batch] == ["reference"]
+    assert store.get(key).engine_used == "reference" and store.get(key).config.engine == "fast"

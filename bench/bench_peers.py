@@ -202,7 +202,8 @@ def their_scores(theirs, text: str, obj: str, steps: int = STEPS) -> np.ndarray:
 
 def our_scores(lm, prompt, engine: str, kernel: str | None) -> np.ndarray:
     with environment(kernel):
-        return attribute(lm, prompt, AttributionConfig(baseline="zero", steps=STEPS, engine=engine)).scores
+        return attribute(lm, prompt, AttributionConfig(baseline="zero", steps=STEPS, engine=engine,
+                                                       rule="riemann-right")).scores  # the paper's points, whatever the default
 
 
 # contender: how to run it (model, prompt, theirs, text, obj) -> scores [n_layers, d_ff]

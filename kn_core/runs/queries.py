@@ -39,6 +39,7 @@ FALLBACK_TAU = 0.3  # for a language without the paper's τ
 EFFECT_KIND = "kn-effect-v1"
 CHECKER_KIND, EVALUATION_KIND = "factcheck-v2", "factcheck-evaluation-v2"  # v2: abstention, equal masks
 SHOWCASE_KIND, SHOWCASE_KEY = "showcase-v1", "app"
+SHOWCASE_MIN_P = 0.1  # the showcase prefers a fact the model knows: mean P(object) over its prompts at least this
 TOP_NEURONS = 10
 
 
@@ -404,19 +405,21 @@ def choose_showcase(store: ResultStore, lm: LanguageModel, factset: FactSet, lan
                     progress: Progress | None = None) -> Showcase:
     """Pick the showcase among the stored facts of ``relations`` (all by default) and store it.
 
-    Fact browser: the fact (in any of ``langs``) whose knowledge neurons lower P(object) the most beyond as
+    Fact browser: among the facts the model knows (mean P(object) ≥ :data:`SHOWCASE_MIN_P`; all facts when it
+    knows none), the fact (in any of ``langs``) whose knowledge neurons lower P(object) the most beyond as
     many random neurons (suppression effects are measured, and stored, where missing). Language page: the
     fact with the most knowledge neurons shared by the first two languages (then the higher Jaccard).
     Raises InputError when no fact of them is stored."""
     chosen = list(relations) if relations else list(factset.relations)
-    best, best_gain, shared_best = None, -math.inf, None
+    best, best_rank, shared_best = None, (False, -math.inf), None
     for n, relation in enumerate(chosen):
         per_lang = {lang: stored_facts(store, lm, factset, relation, lang, config, tau_of(lang), p) for lang in langs}
         for lang, facts in per_lang.items():
             for fact, effect in zip(facts, measure_effects(store, lm, facts, config, tau_of(lang), p)):
-                gain = effect["random"] - effect["own"]
-                if fact.neurons and gain > best_gain:
-                    best, best_gain = (fact, effect), gain
+                known = float(np.mean([r.p_object for r in fact.results])) >= SHOWCASE_MIN_P
+                rank = (known, effect["random"] - effect["own"])
+                if fact.neurons and rank > best_rank:
+                    best, best_rank = (fact, effect), rank
         if len(langs) >= 2:
             second = {f.fact.id: f for f in per_lang[langs[1]]}
             for fact in per_lang[langs[0]]:

@@ -9,9 +9,8 @@ import math
 import shutil
 
 import pytest
-from helpers import shown
 from streamlit.testing.v1 import AppTest
-from waiting import until_stored
+from waiting import open_app, texts, until_stored
 
 from kn_core.app import figures
 from kn_core.defaults import PRESETS
@@ -31,20 +30,6 @@ def home(tmp_path_factory):
         yield folder
 
 
-def open_app(page: str | None = None, model: str = "demo-mlm", state: dict | None = None) -> AppTest:
-    at = AppTest.from_file("../../app.py", default_timeout=TIMEOUT)
-    at.session_state["model_choice"] = model
-    for key, value in (state or {}).items():
-        at.session_state[key] = value
-    if page:
-        at.switch_page(page)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return until_stored(at)
-
-
-def texts(elements) -> list[str]:
-    return [shown(e) for e in elements]
 
 
 def control_charts(at: AppTest) -> list[dict]:

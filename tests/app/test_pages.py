@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from helpers import shown
 from streamlit.testing.v1 import AppTest
-from waiting import until_stored
+from waiting import open_app, texts, until_stored
 
 from kn_core.attribution import AttributionConfig
 from kn_core.data import load_bundled
@@ -39,20 +38,6 @@ def home(tmp_path_factory):
         os.environ["KN_EXPLORER_HOME"] = before
 
 
-def open_app(page: str | None = None, params: dict | None = None, model: str = "demo-mlm") -> AppTest:
-    at = AppTest.from_file("../../app.py", default_timeout=TIMEOUT)
-    at.session_state["model_choice"] = model
-    if params:
-        at.query_params.update(params)
-    if page:
-        at.switch_page(page)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return until_stored(at)
-
-
-def texts(elements) -> list[str]:
-    return [shown(e) for e in elements]
 
 
 def test_relation_overview_from_the_store(home):

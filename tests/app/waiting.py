@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import time
 
+from helpers import shown
 from streamlit.testing.v1 import AppTest
 
 WAIT_S = 240
+TIMEOUT = 300  # AppTest's timeout for one run of a page
 
 
 def watching(at: AppTest) -> bool:
@@ -24,3 +26,25 @@ def until_stored(at: AppTest, timeout: float = WAIT_S) -> AppTest:
         at.run()
         assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def open_app(page: str | None = None, params: dict | None = None, model: str = "demo-mlm",
+             state: dict | None = None) -> AppTest:
+    """The app on ``page`` (default: the first) with ``model`` chosen, URL ``params`` and session ``state`` set,
+    run until nothing it queued waits any more."""
+    at = AppTest.from_file("../../app.py", default_timeout=TIMEOUT)
+    at.session_state["model_choice"] = model
+    for key, value in (state or {}).items():
+        at.session_state[key] = value
+    if params:
+        at.query_params.update(params)
+    if page:
+        at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return until_stored(at)
+
+
+def texts(elements) -> list[str]:
+    """What each element shows, as text."""
+    return [shown(e) for e in elements]

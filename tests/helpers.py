@@ -3,10 +3,12 @@ plain-torch AMIG oracle (no Captum), what an AppTest element shows, and result c
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from streamlit.testing.v1 import AppTest
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 from transformers import (
     BertConfig,
@@ -199,3 +201,48 @@ def assert_same(got, want, tol: float = 0.0) -> None:
         assert relative_error(got.path_deltas[:, rows], want.path_deltas[:, rows], p_object) <= tol
         assert relative_error(got.path_baseline_probs[:, rows], want.path_baseline_probs[:, rows]) <= tol
     np.testing.assert_allclose(got.token_probs, want.token_probs, rtol=1e-6)
+
+
+# -- the app in AppTest: waiting for the model's background worker -------------------------------------
+# A page that queued work shows a watching fragment (with a Cancel button) until everything is stored; AppTest
+# does not re-run fragments by itself, so a test runs the page again until the fragment is gone.
+WAIT_S = 240
+TIMEOUT = 300  # AppTest's timeout for one run of a page
+
+
+def watching(at: AppTest) -> bool:
+    """Whether the page shows work still waiting for the worker."""
+    return any(button.label == "Cancel" for button in at.button)
+
+
+def until_stored(at: AppTest, timeout: float = WAIT_S) -> AppTest:
+    """Run ``at`` again until nothing it queued waits any more (at most ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while watching(at):
+        assert time.monotonic() < deadline, "the worker did not finish in time"
+        time.sleep(0.3)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def open_app(page: str | None = None, params: dict | None = None, model: str = "demo-mlm",
+             state: dict | None = None) -> AppTest:
+    """The app on ``page`` (default: the first) with ``model`` chosen, URL ``params`` and session ``state`` set,
+    run until nothing it queued waits any more."""
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=TIMEOUT)
+    at.session_state["model_choice"] = model
+    for key, value in (state or {}).items():
+        at.session_state[key] = value
+    if params:
+        at.query_params.update(params)
+    if page:
+        at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return until_stored(at)
+
+
+def texts(elements) -> list[str]:
+    """What each element shows, as text."""
+    return [shown(e) for e in elements]

@@ -8,7 +8,7 @@ from helpers import shown
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
-from waiting import until_stored, watching
+from helpers import until_stored, watching
 
 from kn_core.model.loading import DEMO_MODELS
 

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from waiting import open_app, texts, until_stored
+from helpers import open_app, texts, until_stored
 
 from kn_core.app import figures
 from kn_core.defaults import PRESETS

@@ -6,7 +6,7 @@ import os
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from waiting import open_app, texts, until_stored
+from helpers import open_app, texts, until_stored
 
 from kn_core.attribution import AttributionConfig
 from kn_core.data import load_bundled

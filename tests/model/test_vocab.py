@@ -15,9 +15,9 @@ def test_promoted_tokens_are_the_top_logits_of_the_output_row(request, name):
     unembed = lm.model.get_output_embeddings().weight.detach()
     row = lm.adapter.output_rows(lm.model, layer)[index].detach()
     expected = torch.topk(unembed @ row, 4)
-    assert [tok for tok, _ in got] == lm.tokenizer.convert_ids_to_tokens(expected.indices.tolist())
-    assert [v for _, v in got] == pytest.approx(expected.values.tolist(), rel=1e-5)
-    assert got[0][1] >= got[-1][1]
+    assert [found.token for found in got] == lm.tokenizer.convert_ids_to_tokens(expected.indices.tolist())
+    assert [found.logit for found in got] == pytest.approx(expected.values.tolist(), rel=1e-5)
+    assert got[0].logit >= got[-1].logit
 
 
 def test_k_larger_than_the_vocabulary_gives_the_whole_vocabulary(bert):

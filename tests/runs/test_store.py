@@ -27,7 +27,7 @@ from kn_core.runs.export import export
 from kn_core.runs.store import Failure, ResultKey, ResultStore
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = AttributionConfig(steps=4)
+CONFIG = AttributionConfig(steps=4, rule="riemann-right")  # the rule of every store before rules could be chosen
 TEMPLATE = "The capital of [X] is [Y]."
 
 

@@ -18,7 +18,8 @@ from kn_core.attribution import AttributionConfig, attribute
 from kn_core.data import load_bundled
 from kn_core.model.loading import load_model
 from kn_core.runs import queries
-from kn_core.runs.atlas import QMAX, Atlas, coarse_set, decode_scores, encode_scores
+from kn_core.home import home_dir
+from kn_core.runs.atlas import QMAX, ROOT, Atlas, coarse_set, decode_scores, encode_scores
 from kn_core.runs.atlas_build import AtlasPlan, documents, planned_keys
 from kn_core.runs.atlas import write_model_atlas
 from kn_core.runs.batch import run_batch
@@ -166,17 +167,21 @@ def test_a_damaged_atlas_folder_is_left_out_with_its_reason_and_the_store_still_
     assert not problem["used"] and "is damaged" in problem["problem"] and "git checkout" in problem["problem"]
 
 
+USER_HOME = home_dir()  # at collection: the user's home (where `make test` installs SmolLM2), not conftest's
+
+
 @pytest.mark.real_model
 @pytest.mark.parametrize("name", ["smollm2-135m", "gemma3-270m"])
-def test_a_shipped_prompt_recomputes_to_the_same_result(name):
+def test_a_shipped_prompt_recomputes_to_the_same_result(name, tmp_path, monkeypatch):
     """One shipped prompt per real model family, recomputed now with the settings it was stored with."""
-    atlas = Atlas.default()
+    monkeypatch.setenv("KN_EXPLORER_HOME", str(USER_HOME))
+    atlas = Atlas(ROOT)
     if name not in atlas.names:
         pytest.skip(f"the atlas holds no {name}")
     layer = atlas.model(name)
     if layer is None:
-        pytest.skip(f"{name} is not installed here with the weights the atlas was computed on")
-    store = ResultStore(Path(pytest.importorskip("tempfile").mkdtemp()) / "s.sqlite", atlas=atlas)
+        pytest.skip(f"{name} is not installed in {USER_HOME} with the weights the atlas was computed on")
+    store = ResultStore(tmp_path / "s.sqlite", atlas=atlas)
     lm = load_model(name)
     key_text = sorted(layer.rows)[0]
     row = layer.rows[key_text]

@@ -2,7 +2,9 @@
 
 LIKN of a fact = refined KN(lang a) ∩ refined KN(lang b), exact ``(layer, index)`` matches. Editing the shared
 neurons should move the fact's probability in *both* languages; editing one language's own neurons is the
-comparison.
+comparison. Three or more languages: :mod:`kn_core.method.languages` (overlap matrix, neurons shared by k of N)
+and :mod:`kn_core.method.language_suppression` (the cross-language suppression matrix); with two languages they
+give the numbers of this module.
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ class Overlap:
     per_layer_shared: tuple[int, ...]
 
 
-def _as_set(neurons: Iterable[Sequence], n_layers: int) -> set[Neuron]:
+def neuron_set(neurons: Iterable[Sequence], n_layers: int) -> set[Neuron]:
     """``(layer, index[, score])`` items as a set of ``(layer, index)``, layers checked against n_layers."""
     out = {(int(n[0]), int(n[1])) for n in neurons}
     bad = sorted(layer for layer, _ in out if not 0 <= layer < n_layers)
@@ -55,7 +57,7 @@ def _as_set(neurons: Iterable[Sequence], n_layers: int) -> set[Neuron]:
 
 def overlap(a: Iterable[Sequence], b: Iterable[Sequence], n_layers: int) -> Overlap:
     """Shared and exclusive neurons of ``a`` and ``b`` (items ``(layer, index)`` or ``(layer, index, score)``)."""
-    set_a, set_b = _as_set(a, n_layers), _as_set(b, n_layers)
+    set_a, set_b = neuron_set(a, n_layers), neuron_set(b, n_layers)
     shared, union = set_a & set_b, set_a | set_b
     counts = [tuple(int(c) for c in per_layer_counts(s, n_layers)) for s in (set_a, set_b, shared)]
     return Overlap(shared=tuple(sorted(shared)), only_a=tuple(sorted(set_a - set_b)),

@@ -22,6 +22,11 @@ Safety:
 
 Schema versions: 1 had no ``claims`` table; 2 had no ``rule`` column (the rule was in each result's key and
 record only, and not in a failure's key). Opening an older store upgrades it in place, in one transaction.
+A process of the older version that had the store open before the upgrade goes on writing rows without the
+new column: its results get their rule from their own record (a trigger), its failures the rule every old
+failure is assumed to have (the column's default), so neither is refused nor stored under the wrong rule.
+A stored record this version cannot read (a field it does not know, from a newer version, or a damaged row)
+raises :class:`~kn_core.errors.StoreError` naming the result and the remedy.
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields as dataclass_fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Literal
@@ -47,7 +52,7 @@ from platformdirs import user_cache_dir
 
 from kn_core.attribution.result import Attribution, AttributionConfig
 from kn_core.data.prompts import Prompt
-from kn_core.errors import StoreError
+from kn_core.errors import KNError, StoreError
 from kn_core.model.fingerprint import model_fingerprint
 from kn_core.runs.atlas import Atlas, ModelAtlas, default_root
 
@@ -69,7 +74,7 @@ CLAIM_TTL_S = 900.0  # a claim lapses unless renewed within this time (its holde
 EXPORT_BATCH = 64
 REMEDY = f"move or delete it, or set {HOME_VARIABLE} (or pass --store) to use another location"
 
-SCHEMA = tuple(statement.strip() for statement in """
+SCHEMA = tuple(statement.strip() for statement in f"""
 CREATE TABLE results (
     key TEXT PRIMARY KEY,            -- sha256 of the ResultKey
     model TEXT NOT NULL, fingerprint TEXT NOT NULL, lang TEXT NOT NULL,
@@ -84,7 +89,8 @@ CREATE TABLE results (
 CREATE INDEX results_model ON results (model);
 CREATE TABLE failures (
     model TEXT NOT NULL, fingerprint TEXT NOT NULL, fact_id TEXT NOT NULL, lang TEXT NOT NULL,
-    template TEXT NOT NULL, baseline TEXT NOT NULL, steps INTEGER NOT NULL, rule TEXT NOT NULL,
+    template TEXT NOT NULL, baseline TEXT NOT NULL, steps INTEGER NOT NULL,
+    rule TEXT NOT NULL DEFAULT '{KEYLESS_RULE}',  -- what a failure of schema 2 (no rule) is taken for
     reason TEXT NOT NULL, created TEXT NOT NULL,
     PRIMARY KEY (model, fingerprint, fact_id, lang, template, baseline, steps, rule)
 );
@@ -100,6 +106,12 @@ CLAIMS_SCHEMA = """CREATE TABLE IF NOT EXISTS claims (
 )"""
 SUMMARY_COLUMNS = "key, model, lang, subject, object, template, baseline, steps, rule, p_object, created"
 FAILURES_TABLE = next(statement for statement in SCHEMA if statement.startswith("CREATE TABLE failures"))
+# a result inserted without its rule (by a process of schema 2 still running after the upgrade) gets the column's
+# default; this takes the rule from the result's own record instead (a no-op for rows that name their rule)
+RULE_TRIGGER = f"""CREATE TRIGGER IF NOT EXISTS results_rule_from_record AFTER INSERT ON results
+WHEN NEW.rule = '{KEYLESS_RULE}' AND json_extract(NEW.record, '$.config.rule') IS NOT NEW.rule
+     AND json_extract(NEW.record, '$.config.rule') IS NOT NULL
+BEGIN UPDATE results SET rule = json_extract(NEW.record, '$.config.rule') WHERE key = NEW.key; END"""
 # schema 2 → 3: the rule becomes a column; results take it from their record, failures (whose rows never said)
 # the default rule
 UPGRADE_3 = tuple(statement.strip() for statement in f"""
@@ -111,7 +123,7 @@ INSERT INTO failures (model, fingerprint, fact_id, lang, template, baseline, ste
     SELECT model, fingerprint, fact_id, lang, template, baseline, steps, '{KEYLESS_RULE}', reason, created
     FROM failures_2;
 DROP TABLE failures_2
-""".split(";"))
+""".split(";")) + (RULE_TRIGGER,)
 
 
 # -- records --------------------------------------------------------------------------------------
@@ -272,20 +284,49 @@ def _paths(record: dict, name: str, n_layers: int) -> np.ndarray | None:
     return np.asarray(record[name], dtype=np.float32).reshape(-1, n_layers)
 
 
-def _decode(row: sqlite3.Row) -> Attribution:
+class _Incompatible(ValueError):
+    """A stored record with fields this version does not know (written by a newer version)."""
+
+
+def _arguments(cls, mapping: dict, what: str) -> dict:
+    """``mapping`` (a record's part) as keyword arguments of the dataclass ``cls``; :class:`_Incompatible` when it
+    holds fields ``cls`` does not have. Fields it lacks keep their defaults (older records)."""
+    unknown = sorted(set(mapping) - {f.name for f in dataclass_fields(cls)})
+    if unknown:
+        raise _Incompatible(f"its {what} has field(s) this version does not know: {', '.join(unknown)}")
+    return _tuples(mapping)
+
+
+def _decode(row: sqlite3.Row | dict) -> Attribution:
+    """The attribution of a ``results`` row, in this version's format or an older one (records without ``lang``
+    kept it under ``meta``; without per-path arrays or the prompt's ``reader``, those stay empty)."""
     record = json.loads(row["record"])
     n_layers = row["n_layers"]
-    return Attribution(prompt=Prompt(**_tuples(record["prompt"])),
+    return Attribution(prompt=Prompt(**_arguments(Prompt, record["prompt"], "prompt")),
                        scores=_array(row["scores"], (n_layers, row["d_ff"])),
                        convergence_delta=_array(row["convergence_delta"], (n_layers,)),
                        token_probs=tuple(record["token_probs"]),
                        baseline_probs=_array(row["baseline_probs"], (n_layers,)),
-                       config=AttributionConfig(**_tuples(record["config"])), model=row["model"],
-                       layers=tuple(record["layers"]),
+                       config=AttributionConfig(**_arguments(AttributionConfig, record["config"], "configuration")),
+                       model=row["model"], layers=tuple(record["layers"]),
                        lang=record["lang"] if "lang" in record else record.get("meta", {}).get("lang"),
                        path_deltas=_paths(record, "path_deltas", n_layers),
                        path_baseline_probs=_paths(record, "path_baseline_probs", n_layers),
                        engine_used=row["engine"])
+
+
+def _decode_or_explain(row: sqlite3.Row | dict, digest: str, where: str, model: str) -> Attribution:
+    """:func:`_decode`, with a :class:`StoreError` naming the result, where it is and the remedy in place of a
+    traceback when its record is of a newer version or damaged."""
+    remedy = f"prune the model {model!r} (`python -m kn_core store prune --model {model}`) or {REMEDY}"
+    try:
+        return _decode(row)
+    except _Incompatible as exc:
+        raise StoreError(f"the stored result {digest[:12]} in {where} was written by a newer KN Explorer ({exc}); "
+                         f"use that version, or {remedy}") from None
+    except (ValueError, KeyError, TypeError, AttributeError, KNError) as exc:
+        raise StoreError(f"the stored result {digest[:12]} in {where} is damaged ({type(exc).__name__}: {exc}); "
+                         f"{remedy}") from None
 
 
 # -- location and checks --------------------------------------------------------------------------
@@ -426,7 +467,7 @@ class ResultStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 if self._identify(conn) == "new":  # another process may have created it meanwhile
-                    for statement in (*SCHEMA, CLAIMS_SCHEMA):
+                    for statement in (*SCHEMA, CLAIMS_SCHEMA, RULE_TRIGGER):
                         conn.execute(statement)
                     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -469,12 +510,10 @@ class ResultStore:
         rows = self._query("SELECT * FROM results WHERE key = ?", (key.digest,))
         if not rows:
             layer = self._atlas_of(key.digest)
-            return None if layer is None else _decode(layer.store_row(key.digest))
-        try:
-            return _decode(rows[0])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StoreError(f"the stored result {key.digest[:12]} in {self.path} is damaged ({exc}); "
-                             f"prune the model {key.model!r} or {REMEDY}") from None
+            if layer is None:
+                return None
+            return _decode_or_explain(layer.store_row(key.digest), key.digest, f"the atlas of {key.model}", key.model)
+        return _decode_or_explain(rows[0], key.digest, str(self.path), key.model)
 
     def has(self, key: ResultKey) -> bool:
         """Whether ``key`` is stored, in the file or the atlas (without reading its arrays)."""

@@ -192,3 +192,63 @@ def control_bars(effects: Mapping[str, float], random_sd: float = float("nan"),
                       yaxis={"tickformat": ".0%", "range": [low - pad, high + pad], "zeroline": True},
                       height=300, margin={"t": 50, "b": 40}, showlegend=False)
     return fig
+
+
+# -- N languages (docs/method.md §3) ---------------------------------------------------------------------
+def language_depth(counts: Mapping[str, Sequence[int]], title: str = "Knowledge neurons over depth, per language"
+                   ) -> go.Figure:
+    """One row per named set (a language, or "shared by k"), a dot at each layer's relative depth
+    layer / (n_layers − 1) sized by how many of the set's neurons sit there (the count in the hover and label);
+    layers without one are left empty."""
+    fig = go.Figure()
+    names = list(counts)
+    top = max((max(values, default=0) for values in counts.values()), default=0) or 1
+    for name in names:
+        values = np.asarray(counts[name], dtype=int)
+        depth, layers = relative_depth(len(values)), np.nonzero(values)[0]
+        fig.add_trace(go.Scatter(
+            x=depth[layers], y=[esc(name)] * len(layers), mode="markers+text", name=esc(name),
+            text=[str(v) for v in values[layers]], textposition="top center", customdata=layers,
+            marker={"size": 8 + 22 * np.sqrt(values[layers] / top), "opacity": 0.75},
+            hovertemplate="layer %{customdata} (depth %{x:.2f}): %{text} neuron(s)" f"<extra>{esc(name)}</extra>"))
+    fig.update_layout(title=esc(title), xaxis_title="relative depth (layer / (layers − 1))",
+                      xaxis={"range": [-0.05, 1.05]},
+                      yaxis={"categoryorder": "array", "categoryarray": [esc(n) for n in reversed(names)]},
+                      height=140 + 48 * len(names), margin={"t": 50, "b": 40}, showlegend=False)
+    return fig
+
+
+def language_matrices(panels: Mapping[str, np.ndarray], langs: Sequence[str], title: str = "",
+                      percent: bool = False, hover: Mapping[str, np.ndarray] | None = None,
+                      row_title: str = "", column_title: str = "") -> go.Figure:
+    """Language × language heatmaps side by side (e.g. the overlap matrix and its two baselines, or the
+    suppression matrix and its random control), one colour scale for all, each cell labelled. ``percent``:
+    relative changes on a diverging scale centred at 0 (else values from 0, e.g. Jaccard). ``hover``: per panel,
+    an [N, N] array of extra text for each cell. NaN cells are left blank."""
+    from plotly.subplots import make_subplots
+
+    names = list(panels)
+    fig = make_subplots(rows=1, cols=max(1, len(names)), subplot_titles=[esc(n) for n in names],
+                        horizontal_spacing=0.08)
+    labels = [esc(lang) for lang in langs]
+    off = ~np.eye(len(langs), dtype=bool)
+    cells = [np.abs(np.asarray(panels[n], float)[off if not percent and len(langs) > 1 else slice(None)])
+             for n in names]
+    high = max([float(np.nanmax(c)) for c in cells if np.isfinite(c).any()] + [1e-12])
+    for col, name in enumerate(names, start=1):
+        values = np.asarray(panels[name], dtype=float)
+        text = [["" if not np.isfinite(v) else (f"{v:+.0%}" if percent else f"{v:.2f}") for v in row]
+                for row in values]
+        extra = np.full(values.shape, "", dtype=object) if hover is None or name not in hover else hover[name]
+        fig.add_trace(go.Heatmap(
+            z=np.where(np.isfinite(values), values, None), x=labels, y=labels, text=text, texttemplate="%{text}",
+            customdata=[[esc(e) for e in row] for row in extra], coloraxis="coloraxis",
+            hovertemplate=(f"{esc(row_title) or 'row'} %{{y}}, {esc(column_title) or 'column'} %{{x}}: %{{text}}"
+                           "<br>%{customdata}" f"<extra>{esc(name)}</extra>")), row=1, col=col)
+        fig.update_yaxes(autorange="reversed", row=1, col=col, title_text=esc(row_title) if col == 1 else None)
+        fig.update_xaxes(row=1, col=col, title_text=esc(column_title))
+    scale = ({"colorscale": SCALE, "cmid": 0, "cmin": -high, "cmax": high, "colorbar": {"tickformat": ".0%"}}
+             if percent else {"colorscale": "Blues", "cmin": 0, "cmax": high})
+    fig.update_layout(title=esc(title), coloraxis=scale, height=260 + 26 * len(langs),
+                      margin={"t": 80, "b": 40})
+    return fig

@@ -1,0 +1,75 @@
+"""The Language comparison page's helpers (N languages, docs/method.md §3): the languages in the URL, the
+stored-only baselines and ranking on the app's store, and the cross-language suppression matrix measured once per
+session in the model's turn."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import pandas as pd
+import streamlit as st
+
+from kn_core.app.guard import model_turn
+from kn_core.app.resources import store
+from kn_core.attribution import AttributionConfig
+from kn_core.data import Fact, FactSet
+from kn_core.errors import InputError
+from kn_core.method.language_suppression import SuppressionMatrix, suppression_matrix
+from kn_core.method.neurons import Neuron
+from kn_core.model.fingerprint import model_fingerprint
+from kn_core.model.loading import LanguageModel
+from kn_core.runs import languages as queries
+from kn_core.runs.languages import StoredBaselines
+
+MEMO, MEMO_SIZE = "_language_memo", 8
+
+
+def langs_parser(factset: FactSet):
+    """A link's ``langs=en,zh,fr``: languages of the fact set, at least two, each once."""
+    def parse(text: str, _: dict) -> list[str]:
+        langs = [part.strip() for part in text.split(",") if part.strip()]
+        unknown = [lang for lang in langs if lang not in factset.languages]
+        if unknown:
+            raise InputError("link", f"no {', '.join(unknown)} in the facts; choose from {', '.join(factset.languages)}")
+        if len(langs) < 2 or len(set(langs)) != len(langs):
+            raise InputError("link", "give two or more distinct languages, e.g. en,zh")
+        return langs
+    return parse
+
+
+def _memo(key: tuple, measure):
+    memo = st.session_state.setdefault(MEMO, {})
+    if key not in memo:
+        while len(memo) >= MEMO_SIZE:
+            memo.pop(next(iter(memo)))
+        memo[key] = measure()
+    return memo[key]
+
+
+def suppression(lm: LanguageModel, prompts: Mapping[str, Sequence], sets: Mapping[str, Sequence[Neuron]]
+                ) -> SuppressionMatrix:
+    """:func:`kn_core.method.language_suppression.suppression_matrix` (30 random draws per language), in the
+    model's turn, once per session, model, prompts and neuron sets."""
+    key = ("suppression", lm.name, model_fingerprint(lm),
+           tuple((lang, tuple((p.template, p.subject, p.object) for p in prompts[lang]),
+                  tuple(sorted((int(n[0]), int(n[1])) for n in sets[lang]))) for lang in sets))
+
+    def measure() -> SuppressionMatrix:
+        with model_turn(lm):
+            return suppression_matrix(lm, prompts, sets)
+
+    return _memo(key, measure)
+
+
+def baselines(lm: LanguageModel, factset: FactSet, fact: Fact, sets: Mapping[str, Sequence[Neuron]],
+              config: AttributionConfig, p: float) -> StoredBaselines:
+    """:func:`kn_core.runs.languages.stored_baselines` on the app's store (stored facts only; nothing computed)."""
+    return queries.stored_baselines(store(), lm, factset, fact, dict(sets), config, p)
+
+
+def ranking(lm: LanguageModel, factset: FactSet, relation: str, langs: Sequence[str], config: AttributionConfig,
+            p: float) -> pd.DataFrame:
+    """:func:`kn_core.runs.languages.language_ranking` on the app's store."""
+    return queries.language_ranking(store(), lm, factset, relation, langs, config, p)
+
+
+__all__ = ["baselines", "langs_parser", "ranking", "suppression"]

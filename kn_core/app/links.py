@@ -8,7 +8,7 @@ nothing, the showcase (``python -m kn_core showcase``) gives the page's defaults
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import streamlit as st
 
@@ -110,6 +110,16 @@ def fact(factset: FactSet, relation_param: str = "relation") -> Parser:
         if found.relation != parsed[relation_param]:
             raise InputError("link", f"fact {text!r} is not of relation {parsed[relation_param]}")
         return found
+    return parse
+
+
+def count(options: Sequence[int | None]) -> Parser:
+    """One of ``options``, a count or ``all`` (None)."""
+    def parse(text: str, _: dict) -> int | None:
+        names = {"all" if n is None else str(n): n for n in options}
+        if text not in names:
+            raise InputError("link", f"choose one of {', '.join(names)}")
+        return names[text]
     return parse
 
 

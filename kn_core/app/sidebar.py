@@ -12,16 +12,22 @@ from kn_core.app.resources import model
 from kn_core.attribution import AttributionConfig
 from kn_core.attribution.baselines import BASELINES
 from kn_core.attribution.quadrature import RULES
-from kn_core.defaults import P_SHARE, PRESETS
+from kn_core.defaults import CHECKER_FACTS, P_SHARE, PRESETS
 from kn_core.errors import InputError, KNError
 from kn_core.method.factcheck import OBJECTIVES
 from kn_core.method.neurons import TAU
 from kn_core.model.install import install, license_notice, list_models
 from kn_core.model.loading import DEMO_MODELS, LanguageModel
 from kn_core.model.registry import REGISTRY
+from kn_core.runs.atlas_build import PLANS, checker_facts
 from kn_core.runs.queries import DKNSettings, Showcase
 
 OTHER = "Other: Hugging Face id or folder…"
+
+
+def calibration_choices(model_name: str) -> tuple[int | None, ...]:
+    """The Fact-check page's choices of how many facts to calibrate on (None: every fact), the default first."""
+    return tuple(dict.fromkeys((checker_facts(model_name), CHECKER_FACTS, 10, 20, None)))
 UNUSABLE = ("a bundled demo name, an installed model, a local folder holding a supported model (config.json, "
             "tokenizer, *.safetensors weights) or a Hugging Face id in the local cache")
 PRESET_HELP = {"default": "chosen by measured error: Gauss–Legendre, m = 4 points, layers and paths with a large "
@@ -225,9 +231,16 @@ def thresholds(lang: str, key: str) -> tuple[float, float]:
     return tau, p
 
 
-def dkn_settings(key: str) -> DKNSettings:
-    """Sliders for T_low, T_high, t and K (the paper's values first)."""
-    paper = DKNSettings()
+def dkn_settings(key: str, model_name: str) -> DKNSettings:
+    """How many facts the checker is calibrated on (the model's atlas plan's first: the checker the atlas holds)
+    and sliders for T_low, T_high, t and K (the paper's values first)."""
+    paper, first = DKNSettings(), checker_facts(model_name)
+    facts = st.selectbox("Calibrate on", calibration_choices(model_name), key=f"{key}_facts",
+                         format_func=lambda n: "every fact of the relation (the paper's; minutes to hours)" if n is None
+                         else f"the relation's first {n} facts" + (" (the atlas's checker)" if n == first and
+                                                                   model_name in PLANS else ""),
+                         help="the facts split into training (80 %) and held-out parts: more facts, a steadier λ and "
+                              "evaluation, and one attribution per training prompt and claim to compute")
     with st.expander(f"DKN search settings (paper: T_low {paper.t_low}, T_high {paper.t_high}, t {paper.t}, "
                      f"K {paper.top_k})"):
         a, b, c, d, e = st.columns(5)
@@ -243,4 +256,4 @@ def dkn_settings(key: str) -> DKNSettings:
     if t_high < t_low:
         raise InputError("T_high", f"T_high ({t_high:.2f}) must be at least T_low ({t_low:.2f}): raise T_high "
                                    "or lower T_low")
-    return DKNSettings(t_low=t_low, t_high=t_high, t=t, top_k=top_k, objective=objective)
+    return DKNSettings(t_low=t_low, t_high=t_high, t=t, top_k=top_k, objective=objective, facts=facts)

@@ -57,7 +57,12 @@ def attributions(lm: LanguageModel, prompts: Sequence[Prompt], config: Attributi
         return found
     _submit(lm, [Request(p, config, lang, fact_id) for p, k, r in zip(prompts, keys, found)
                  if r is None and k.digest not in _cancelled()])
-    watch(lm, keys, config, key, f"{len(keys)} prompt(s) in {lang}", partial=_partial(keys, key))
+    standing = queue().standing(lm, keys)  # the worker may have stored the last ones since they were looked up
+    if standing.complete:
+        found = [store().get(k) for k in keys]
+        if all(r is not None for r in found):
+            return found
+    watch(lm, keys, config, key, f"{len(keys)} prompt(s) in {lang}", partial=_partial(keys, key), standing=standing)
     return None
 
 
@@ -74,8 +79,12 @@ def fact_checker(lm: LanguageModel, relation: str, lang: str, config: Attributio
     if digest.digest not in _cancelled():
         queue().submit_job(lm, job, PAGE)
         worker(lm).wake()
-    watch(lm, [digest], config, key, f"the fact checker of {relation} ({lang}: the training facts' attributions, "
-                                     "the degenerate-pair search, λ and the held-out evaluation)")
+    standing = queue().standing(lm, [digest])  # the worker may have finished it since
+    if standing.complete:
+        return queries.stored_checker(store(), lm, relation, lang, config, dkn)
+    watch(lm, [digest], config, key, standing=standing,
+          what=f"the fact checker of {relation} ({lang}: the training facts' attributions, "
+               "the degenerate-pair search, λ and the held-out evaluation)")
     return None
 
 
@@ -148,10 +157,12 @@ def _submit(lm: LanguageModel, requests: Sequence[Request], priority: int = PAGE
 
 
 def watch(lm: LanguageModel, keys: Keys, config: AttributionConfig, key: str, what: str,
-          partial: Callable[[], None] | None = None) -> Standing:
+          partial: Callable[[], None] | None = None, standing: Standing | None = None) -> Standing:
     """Draw the watching fragment of ``keys`` (see the module docstring); ``partial`` draws the results stored
-    so far. Returns where they stood when the page ran."""
-    standing = queue().standing(lm, keys)
+    so far. ``standing`` is where they stood when the page decided to watch them (looked up when not given): the
+    fragment refreshes from that same snapshot, so work finished in between still brings the full page back.
+    Returns where they stood when the page ran."""
+    standing = standing if standing is not None else queue().standing(lm, keys)
     refreshing = standing.waiting > 0
 
     def body() -> None:

@@ -19,7 +19,8 @@ def register(subparsers) -> None:
     build.add_argument("--out", type=Path, default=None, help="atlas folder (default: the repository's assets/atlas)")
     build.add_argument("--write-only", action="store_true",
                        help="compute no attribution: write the atlas from what the store holds now (suppression "
-                            "effects and the showcase are still measured: forward passes only)")
+                            "effects and the showcase are still measured: forward passes only; fact-check checkers "
+                            "go in only where already stored)")
     build.add_argument("--store", type=Path, default=None, help="store file (default: $KN_EXPLORER_HOME/store.sqlite)")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
     build.set_defaults(func=run_build)

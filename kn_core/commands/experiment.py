@@ -30,6 +30,9 @@ def register(subparsers) -> None:
     p.add_argument("--relations", type=relations_option, default=None, help="comma-separated relation ids (default: all)")
     p.add_argument("--max-facts", type=int, default=None,
                    help="facts per relation, a seeded sample (default: per experiment; 0 = all)")
+    p.add_argument("--first-facts", action="store_true",
+                   help="take each relation's first --max-facts facts (file order) instead of a seeded sample: the "
+                        "facts the atlas holds, whose attributions are then read, not computed")
     p.add_argument("--max-templates", type=int, default=None, help="train templates per fact (default: all)")
     add_attribution_options(p, engine=False)
     p.add_argument("--seed", type=seed_option, default=0,
@@ -59,7 +62,8 @@ def run(args) -> int:
                         relations=args.relations, max_facts=args.max_facts, max_templates=args.max_templates,
                         steps=config.steps, baseline=config.baseline, rule=config.rule, seed=args.seed, seeds=args.seeds, top_k=args.top_k,
                         t_low=args.t_low, t_high=args.t_high, max_group=args.max_group, t=args.t,
-                        objective=args.objective, store=None if args.no_cache else (args.store or default_path()))
+                        objective=args.objective, store=None if args.no_cache else (args.store or default_path()),
+                        first_facts=args.first_facts)
     outcome, report = experiments.run(args.name, settings)
     print(outcome.title)
     print(text_table(outcome.headline))

@@ -34,7 +34,9 @@ class Settings:
 
     models: model names or folders, run one after the other. data: ``"bundled"`` or a data folder.
     langs: languages to run in (LIKN needs exactly two). relations: relation ids (None = all).
-    max_facts: facts per relation (None = the experiment's default; 0 = all), a seeded sample.
+    max_facts: facts per relation (None = the experiment's default; 0 = all), a seeded sample — or, with
+    ``first_facts``, the relation's first that many (file order: the facts the atlas holds, so a run on them reads
+    its attributions; every seed then keeps the same facts).
     max_templates: train templates per fact and language (None = all). steps, baseline, rule: the AMIG set-up.
     seed: fact sampling, the 80/20 split, wrong objects and random controls; seeds: how many seeds the
     experiments that repeat over seeds (``factcheck``, ``likn``) run, ``seed`` … ``seed + seeds − 1``, reporting
@@ -62,6 +64,7 @@ class Settings:
     t: float = DKN_T
     objective: str = "f1"
     store: Path | None = None
+    first_facts: bool = False
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -170,8 +173,8 @@ def models(settings: Settings) -> Iterator[LanguageModel]:
 
 
 def select_facts(factset: FactSet, settings: Settings, default_cap: int) -> dict[str, tuple[Fact, ...]]:
-    """Relation id -> its facts that have labels in every language of the run, capped by a seeded sample
-    (kept in file order)."""
+    """Relation id -> its facts that have labels in every language of the run, capped by a seeded sample (kept
+    in file order), or by the first ones with ``settings.first_facts``."""
     missing = [lang for lang in settings.langs if lang not in factset.languages]
     if missing:
         raise InputError("langs", f"the data has no {', '.join(missing)}; its languages are "
@@ -181,7 +184,9 @@ def select_facts(factset: FactSet, settings: Settings, default_cap: int) -> dict
     out = {}
     for rid in relations:
         facts = [f for f in factset.facts_of(rid) if all(lang in f.labels for lang in settings.langs)]
-        if cap is not None and len(facts) > cap:
+        if cap is not None and len(facts) > cap and settings.first_facts:
+            facts = facts[:cap]
+        elif cap is not None and len(facts) > cap:
             rng = np.random.default_rng([settings.seed, zlib.crc32(rid.encode("utf-8"))])
             facts = [facts[i] for i in sorted(rng.choice(len(facts), size=cap, replace=False))]
         if not facts:

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from kn_core.defaults import P_SHARE as DEFAULT_P
-from kn_core.defaults import TAU
+from kn_core.defaults import FALLBACK_TAU, TAU
 from kn_core.errors import InputError
 from kn_core.types import Neuron, ScoredNeuron
 
@@ -21,12 +21,9 @@ __all__ = ["DEFAULT_P", "TAU", "Neuron", "ScoredNeuron", "default_tau", "check_t
 
 
 def default_tau(lang: str) -> float:
-    """The paper's τ for ``lang``; languages without one need an explicit τ."""
-    try:
-        return TAU[lang]
-    except KeyError:
-        raise InputError("lang", f"no default threshold τ for language {lang!r}; use one of "
-                                 f"{', '.join(TAU)} or pass τ explicitly") from None
+    """The paper's τ for ``lang`` (en 0.3, zh 0.2); for a language the paper gives none for, the English value
+    :data:`~kn_core.defaults.FALLBACK_TAU`. The one rule for τ: the CLI, the app and the experiments all use it."""
+    return TAU.get(lang, FALLBACK_TAU)
 
 
 def _is_number(value: object) -> bool:

@@ -14,7 +14,7 @@ import json
 import logging
 import math
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -27,7 +27,8 @@ from kn_core.errors import DataError, InputError
 from kn_core.method.factcheck import FactChecker, calibrate, evaluate
 from kn_core.method.interventions import verify
 from kn_core.method.likn import overlap
-from kn_core.method.neurons import TAU, knowledge_neurons, per_layer_counts
+from kn_core.method.metrics import Confusion
+from kn_core.method.neurons import default_tau, knowledge_neurons, per_layer_counts
 from kn_core.model.fingerprint import model_fingerprint
 from kn_core.model.loading import LanguageModel
 from kn_core.runs import cached
@@ -35,7 +36,6 @@ from kn_core.runs.store import KEYLESS_RULE, METHOD_VERSION, ResultStore
 from kn_core.types import Progress, ScoredNeuron
 
 log = logging.getLogger(__name__)
-FALLBACK_TAU = 0.3  # for a language without the paper's τ
 EFFECT_KIND = "kn-effect-v1"
 CHECKER_KIND, EVALUATION_KIND = "factcheck-v2", "factcheck-evaluation-v2"  # v2: abstention, equal masks
 SHOWCASE_KIND, SHOWCASE_KEY = "showcase-v1", "app"
@@ -84,9 +84,7 @@ def _showcase_ok(saved: object) -> bool:
             and _number(saved["effect"]) and _number(saved["random_effect"]))
 
 
-def tau_of(lang: str) -> float:
-    """The paper's τ for ``lang``, else :data:`FALLBACK_TAU`."""
-    return TAU.get(lang, FALLBACK_TAU)
+tau_of = default_tau  # the one τ rule (kn_core.method.neurons.default_tau), under the name the pages use
 
 
 def relative_depth(n_layers: int) -> np.ndarray:
@@ -136,7 +134,7 @@ def overlap_ranking(store: ResultStore, lm: LanguageModel, factset: FactSet, rel
             stored = stored_only(store, lm, [(lang, templates, fact.subject(lang), fact.object(lang))], config)
             if len(stored) < len(templates):
                 break
-            chosen.append(knowledge_neurons([r.scores for r in stored], TAU.get(lang, FALLBACK_TAU), p))
+            chosen.append(knowledge_neurons([r.scores for r in stored], tau_of(lang), p))
         else:
             shared = overlap(chosen[0], chosen[1], lm.n_layers)
             rows.append({"fact": fact_label(fact), f"KN {langs[0]}": len(chosen[0]), f"KN {langs[1]}": len(chosen[1]),
@@ -314,18 +312,27 @@ def neuron_occurrences(store: ResultStore, lm: LanguageModel, factset: FactSet, 
 # -- fact-check documents -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DKNSettings:
-    """How a relation's degenerate neurons are searched (docs/method.md §4–5); the defaults are the paper's."""
+    """How a relation's checker is calibrated (docs/method.md §4–5): the degenerate-neuron search and λ's objective
+    (the defaults are the paper's) and ``facts``, the relation's first that many facts with labels in the
+    language (file order) split into training and held-out parts (None: every fact, as the paper)."""
 
     t_low: float = T_LOW
     t_high: float = T_HIGH
     t: float = DKN_T
     top_k: int = TOP_K
     objective: str = "f1"
+    facts: int | None = None
+
+    def chosen(self, factset: FactSet, relation: str, lang: str) -> list[Fact]:
+        """The facts the checker is calibrated and evaluated on."""
+        facts = [f for f in factset.facts_of(relation) if lang in f.labels]
+        return facts if self.facts is None else facts[:self.facts]
 
 
 def checker_key(lm: LanguageModel, relation: str, lang: str, config: AttributionConfig, dkn: DKNSettings) -> str:
-    return (f"{model_fingerprint(lm)}|{lm.name}|{relation}|{lang}|{setup(config)}|"
-            f"{dkn.t_low}|{dkn.t_high}|{dkn.t}|{dkn.top_k}|{dkn.objective}")
+    key = (f"{model_fingerprint(lm)}|{lm.name}|{relation}|{lang}|{setup(config)}|"
+           f"{dkn.t_low}|{dkn.t_high}|{dkn.t}|{dkn.top_k}|{dkn.objective}")
+    return key if dkn.facts is None else f"{key}|facts={dkn.facts}"  # every fact: the key older stores hold
 
 
 def stored_checker(store: ResultStore, lm: LanguageModel, relation: str, lang: str, config: AttributionConfig,
@@ -350,7 +357,7 @@ def calibrated_checker(store: ResultStore, lm: LanguageModel, factset: FactSet, 
     if checker is None:
         checker = calibrate(lm, factset, relation, lang, config=config, top_k=dkn.top_k, t=dkn.t, t_low=dkn.t_low,
                             t_high=dkn.t_high, objective=dkn.objective, progress=progress,
-                            attributor=cached.read_through(store))
+                            attributor=cached.read_through(store), facts=dkn.chosen(factset, relation, lang))
         store.put_json(CHECKER_KIND, checker_key(lm, relation, lang, config, dkn), json.loads(checker.to_json()))
     return checker
 
@@ -358,7 +365,14 @@ def calibrated_checker(store: ResultStore, lm: LanguageModel, factset: FactSet, 
 def stored_evaluation(store: ResultStore, lm: LanguageModel, relation: str, lang: str, config: AttributionConfig,
                       dkn: DKNSettings) -> pd.DataFrame | None:
     saved = _document(store, EVALUATION_KIND, checker_key(lm, relation, lang, config, dkn), _rows_ok)
-    return None if saved is None else pd.DataFrame(saved["rows"])
+    if saved is None:
+        return None
+    frame = pd.DataFrame(saved["rows"])  # the atlas writes documents with sorted keys: the table's order again
+    return frame[[c for c in EVALUATION_COLUMNS if c in frame] + [c for c in frame if c not in EVALUATION_COLUMNS]]
+
+
+EVALUATION_COLUMNS = ("method", "claims", "no_verdict", *(f.name for f in fields(Confusion)),
+                      *Confusion(0, 0, 0, 0).metrics())  # the order of EvaluationResult.table()
 
 
 def measured_evaluation(store: ResultStore, lm: LanguageModel, factset: FactSet, checker: FactChecker, relation: str,

@@ -250,3 +250,15 @@ def test_relation_overview_shows_a_stored_facts_controls_when_asked(home):
     assert not at.exception and not at.error, texts(at.error)
     assert len(control_charts(at)) + sum("nothing to control" in t for t in texts(at.caption)) == 1
     assert any("whose P(object) falls" in t for t in texts(at.markdown))
+
+
+def test_fact_check_calibrates_on_the_first_facts_by_default_and_every_fact_is_a_choice(home):
+    from kn_core.defaults import CHECKER_FACTS
+    from kn_core.runs.atlas_build import checker_facts
+
+    at = open_app("views/fact_check.py")
+    assert at.selectbox(key="fc_facts").value == CHECKER_FACTS == checker_facts("demo-mlm")
+    assert any(o.startswith("every fact") for o in at.selectbox(key="fc_facts").options)  # the paper's, one choice away
+    held_out = [s for s in texts(at.subheader) if s.startswith("Evaluation on the held-out facts")]
+    assert held_out == [f"Evaluation on the held-out facts (1 of {CHECKER_FACTS}: 20% of those calibrated on)"], held_out
+    assert checker_facts("gemma3-270m") == 3 and checker_facts("smollm2-135m") == 5  # the atlas plans' facts

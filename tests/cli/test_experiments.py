@@ -212,6 +212,18 @@ def test_fact_selection_is_seeded_and_capped(facts_dir, tmp_path):
         Settings(models=(), out=tmp_path)
 
 
+def test_first_facts_takes_each_relations_first_facts_whatever_the_seed(facts_dir, tmp_path):
+    factset = load_dataset(str(facts_dir))
+    for seed in (0, 1, 7):
+        settings = Settings(models=("x",), out=tmp_path, data=str(facts_dir), max_facts=3, seed=seed, first_facts=True)
+        picked = select_facts(factset, settings, default_cap=10)
+        assert {rid: [f.id for f in facts] for rid, facts in picked.items()} == \
+               {rid: [f.id for f in factset.facts_of(rid)[:3]] for rid in ("P36", "P30")}
+    sampled = select_facts(factset, Settings(models=("x",), out=tmp_path, data=str(facts_dir), max_facts=3, seed=1),
+                           default_cap=10)
+    assert any(list(sampled[rid]) != list(factset.facts_of(rid)[:3]) for rid in sampled)  # the sample is not the head
+
+
 def test_report_helpers():
     assert fmt(0.12345) == "0.123" and fmt(1.5e-6) == "1.500e-06" and fmt(float("nan")) == "–" and fmt(3) == "3"
     table = markdown_table(pd.DataFrame({"a": [1, 2], "b|c": ["x|y", float("nan")]}))

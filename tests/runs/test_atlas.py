@@ -20,14 +20,16 @@ from kn_core.model.loading import load_model
 from kn_core.runs import queries
 from kn_core.home import home_dir
 from kn_core.runs.atlas import QMAX, ROOT, Atlas, coarse_set, decode_scores, encode_scores
-from kn_core.runs.atlas_build import AtlasPlan, documents, planned_keys
+from kn_core.runs.atlas_build import AtlasPart, AtlasPlan, compute, derive, documents, planned_keys
 from kn_core.runs.atlas import write_model_atlas
-from kn_core.runs.batch import run_batch
 from kn_core.runs.store import ResultKey, ResultStore
 
 CONFIG = AttributionConfig(steps=4)
-PLAN = AtlasPlan("demo-clm", ("en", "zh"), facts=2, relations=("P36",))
+PLAN = AtlasPlan("demo-clm", (AtlasPart(("en", "zh"), facts=2, relations=("P36",)),  # main: checkers, showcase
+                              AtlasPart(("en",), facts=1, relations=("P37",))))  # a further part
+MAIN = PLAN.main
 P = 0.7
+CHECKER = PLAN.checker  # the Fact-check page's default checker: calibrated on the plan's facts
 
 
 def test_quantisation_keeps_every_score_within_its_bound_and_is_deterministic():
@@ -44,17 +46,14 @@ def test_quantisation_keeps_every_score_within_its_bound_and_is_deterministic():
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """demo-clm's P36 facts (2 facts, en and zh, every template) computed into a full store, its effects and
-    showcase, and written as an atlas."""
+    """demo-clm's P36 facts (2 facts, en and zh, every template) computed into a full store, its effects, checkers
+    and showcase (what ``atlas build`` derives), and written as an atlas."""
     root = tmp_path_factory.mktemp("atlas")
     full = ResultStore(root / "full.sqlite", atlas=None)
     lm = load_model("demo-clm")
     factset = load_bundled()
-    run_batch(lm, factset, PLAN.langs, CONFIG, full, relations=["P36"], max_facts=PLAN.facts, progress=False)
-    for lang in PLAN.langs:
-        facts = queries.stored_facts(full, lm, factset, "P36", lang, CONFIG, queries.tau_of(lang), P)
-        queries.measure_effects(full, lm, facts, CONFIG, queries.tau_of(lang), P)
-    pick = queries.choose_showcase(full, lm, factset, list(PLAN.langs), CONFIG, P, ["P36"]).to_json()
+    compute(lm, PLAN, factset, CONFIG, full, progress=False)
+    pick = derive(lm, PLAN, factset, CONFIG, full)
     keys = planned_keys(lm, PLAN, factset, CONFIG)
     rows = [dict(r) for batch in full.rows(_COLUMNS) for r in batch]
     counts = write_model_atlas(root / "atlas" / lm.name, lm.name, queries.model_fingerprint(lm), {"steps": 4},
@@ -73,7 +72,7 @@ def layered(built, tmp_path) -> ResultStore:
 
 def test_the_atlas_gives_what_the_full_results_give(built, tmp_path):
     store, full, lm = layered(built, tmp_path), built["full"], built["lm"]
-    assert built["counts"]["results"] == len(built["keys"]) == 2 * 2 * 5
+    assert built["counts"]["results"] == len(built["keys"]) == 2 * 2 * 5 + 1 * 5  # both parts
     for key in built["keys"]:
         assert store.has(key) and not store.in_file(key)
         mine, theirs = store.get(key), full.get(key)
@@ -86,16 +85,22 @@ def test_the_atlas_gives_what_the_full_results_give(built, tmp_path):
         shown, expected = figures.neuron_heatmap(mine.scores).data[0], figures.neuron_heatmap(theirs.scores).data[0]
         np.testing.assert_allclose(np.asarray(shown.z), np.asarray(expected.z), rtol=0, atol=bound)
         np.testing.assert_array_equal(np.asarray(shown.customdata), np.asarray(expected.customdata))
-    for lang in PLAN.langs:
-        mine = queries.relation_overview(store, lm, built["factset"], "P36", PLAN.langs, CONFIG, P).langs[lang]
-        theirs = queries.relation_overview(full, lm, built["factset"], "P36", PLAN.langs, CONFIG, P).langs[lang]
+    for lang in MAIN.langs:
+        mine = queries.relation_overview(store, lm, built["factset"], "P36", MAIN.langs, CONFIG, P).langs[lang]
+        theirs = queries.relation_overview(full, lm, built["factset"], "P36", MAIN.langs, CONFIG, P).langs[lang]
         for a, b in zip(mine.stored, theirs.stored, strict=True):  # each score within its prompts' bound
             bound = max(np.abs(r.scores).max() for r in b.results) / (2 * QMAX) * 1.0001
             np.testing.assert_allclose([n.score for n in a.neurons], [n.score for n in b.neurons], rtol=0, atol=bound)
         assert [[n[:2] for n in f.neurons] for f in mine.stored] == [[n[:2] for n in f.neurons] for f in theirs.stored]
         np.testing.assert_array_equal(mine.per_layer, theirs.per_layer)
-        assert mine.effects == theirs.effects and len(mine.effects) == PLAN.facts
+        assert mine.effects == theirs.effects and len(mine.effects) == MAIN.facts
     assert queries.showcase(store).to_json() == built["pick"]
+    for lang in MAIN.langs:  # the Fact-check page's checker and evaluation, read from the atlas alone
+        checker = queries.stored_checker(store, lm, "P36", lang, CONFIG, CHECKER)
+        assert checker is not None and checker == queries.stored_checker(full, lm, "P36", lang, CONFIG, CHECKER)
+        assert len(checker.train_facts) + len(checker.test_facts) == CHECKER.facts
+        assert queries.stored_evaluation(store, lm, "P36", lang, CONFIG, CHECKER).equals(
+            queries.stored_evaluation(full, lm, "P36", lang, CONFIG, CHECKER))
     listed = {r.key for r in store.results(lm.name)}
     assert listed == {k.digest for k in built["keys"]}
     assert sum(len(b) for b in store.rows(("key", "scores"), model=lm.name)) == len(listed)
@@ -203,9 +208,18 @@ def test_the_showcase_prefers_a_fact_the_model_knows(built, monkeypatch):
     """Among the stored facts, the showcase is one whose mean P(object) reaches SHOWCASE_MIN_P when any does:
     with the bar just below the best-known fact's, that fact is chosen whatever its suppression effect."""
     full, lm, factset = built["full"], built["lm"], built["factset"]
-    facts = [f for lang in PLAN.langs
+    facts = [f for lang in MAIN.langs
              for f in queries.stored_facts(full, lm, factset, "P36", lang, CONFIG, queries.tau_of(lang), P) if f.neurons]
     best = max(facts, key=lambda f: np.mean([r.p_object for r in f.results]))
     monkeypatch.setattr(queries, "SHOWCASE_MIN_P", float(np.mean([r.p_object for r in best.results])) - 1e-9)
-    pick = queries.choose_showcase(full, lm, factset, list(PLAN.langs), CONFIG, P, ["P36"])
+    pick = queries.choose_showcase(full, lm, factset, list(MAIN.langs), CONFIG, P, ["P36"])
     assert (pick.fact, pick.lang) == (best.fact.id, best.lang)
+
+
+def test_a_checker_on_the_first_facts_has_its_own_key_and_every_fact_keeps_the_old_one(built):
+    lm, factset = built["lm"], built["factset"]
+    every = queries.DKNSettings()
+    assert "facts=" not in queries.checker_key(lm, "P36", "en", CONFIG, every)  # what older stores hold
+    assert queries.checker_key(lm, "P36", "en", CONFIG, CHECKER).endswith(f"|facts={CHECKER.facts}")
+    assert [f.id for f in CHECKER.chosen(factset, "P36", "en")] == [f.id for f in factset.facts_of("P36")[:CHECKER.facts]]
+    assert len(every.chosen(factset, "P36", "en")) == len(factset.facts_of("P36"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from kn_core import cli
 from kn_core.data import load_dataset, load_mlama, summarize
 from kn_core.errors import DataError
 
-SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "mlama_sample"
+SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "mlama_sample"  # optional: beside the repository
+TINY = Path(__file__).resolve().parent / "mlama_tiny"  # in the repository: en, zh, fr; written for these tests
 SAMPLE_RELATIONS = ["P103", "P1376", "P17", "P30", "P36", "P37"]
 SUMMARY_FIELDS = {"relations", "facts", "paired", "problems"}
 
@@ -22,7 +24,59 @@ def sample() -> Path:
     return SAMPLE
 
 
-# -- the real sample ----------------------------------------------------------------------------------
+# -- the tiny three-language folder (tests/data/mlama_tiny) -------------------------------------------
+def test_tiny_folder_pairs_facts_across_three_languages():
+    fact_set = load_mlama(TINY)
+    assert fact_set.languages == ("en", "fr", "zh")  # the folders, sorted
+    assert sorted(fact_set.relations) == ["P36", "P37"]
+    assert [len(fact_set.facts_of(rid)) for rid in ("P36", "P37")] == [4, 3]
+    japan = fact_set.fact("P37-tiny-p37-q17")
+    assert japan.labels == {"en": ("Japan", "Japanese"), "fr": ("Japon", "japonais"), "zh": ("日本", "日语")}
+    p36 = fact_set.relations["P36"]
+    assert [len(p36.templates_for(lang)) for lang in ("en", "fr", "zh")] == [2, 1, 1]
+    assert fact_set.wrong_objects(japan, "fr") == ("français", "allemand")
+    # Spain's P37 line is in en and fr but not in zh: skipped, and reported on both of its lines
+    assert [(p.file, p.line) for p in fact_set.problems] == [("en/P37.jsonl", 4), ("fr/P37.jsonl", 4)]
+    assert all("uuid tiny-p37-q29 has no valid fact in zh/P37.jsonl" in p.reason for p in fact_set.problems)
+
+
+def test_tiny_folder_languages_can_be_chosen_and_ordered():
+    two = load_mlama(TINY, ["fr", "en"])
+    assert two.languages == ("fr", "en") and two.problems == ()
+    assert len(two.facts_of("P37")) == 4  # Spain is complete in en and fr
+    assert two.fact("P37-tiny-p37-q29").labels == {"fr": ("Espagne", "espagnol"), "en": ("Spain", "Spanish")}
+    assert load_mlama(TINY, ["zh"]).languages == ("zh",)
+    with pytest.raises(DataError, match="language 'ja' not found; this folder has en, fr, zh"):
+        load_mlama(TINY, ["en", "ja"])
+
+
+def test_tiny_folder_summary_and_load_dataset():
+    summary = summarize(TINY)
+    assert summary["relations"] == ["P36", "P37"]
+    assert summary["facts"] == {"en": 8, "fr": 8, "zh": 7} and summary["paired"] == 7
+    assert len(summary["problems"]) == 2
+    assert load_dataset(str(TINY)) == load_mlama(TINY)
+
+
+def test_cli_summary_of_the_tiny_folder(tmp_path, capsys):
+    out = tmp_path / "summary.json"
+    assert cli.main(["data", "summary", str(TINY), "--json", str(out)]) == 0
+    assert json.loads(out.read_text(encoding="utf-8"))["paired"] == 7
+    assert "paired facts (present in every language): 7" in capsys.readouterr().out
+
+
+def test_a_fourth_language_folder_is_read_too(tmp_path):
+    root = tmp_path / "mlama"
+    shutil.copytree(TINY, root)
+    write_jsonl(root / "ja" / "templates.jsonl", [{"relation": "P36", "template": "[X]の首都は[Y]。"}])
+    write_jsonl(root / "ja" / "P36.jsonl", [fact("tiny-p36-q17", "日本", "東京")])
+    fact_set = load_mlama(root)
+    assert fact_set.languages == ("en", "fr", "ja", "zh")
+    assert [f.id for f in fact_set.facts] == ["P36-tiny-p36-q17"]  # the only fact in all four; P37 has no ja file
+    assert fact_set.fact("P36-tiny-p36-q17").object("ja") == "東京"
+
+
+# -- the real sample (optional: skipped where the shared folder is absent) -----------------------------
 def test_sample_loads_six_paired_relations(sample):
     fact_set = load_mlama(sample)
     assert sorted(fact_set.relations) == SAMPLE_RELATIONS

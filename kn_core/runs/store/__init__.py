@@ -28,7 +28,6 @@ failure is assumed to have (the column's default), so neither is refused nor sto
 A stored record this version cannot read (a field it does not know, from a newer version, or a damaged row)
 raises :class:`~kn_core.errors.StoreError` naming the result and the remedy.
 
-
 The package, one concept per module: :mod:`.records` (keys, rows, encoding), :mod:`.schema` (tables, versions,
 upgrades), :mod:`.claims`, :mod:`.location` (the path and its checks), :mod:`.storage` (:class:`ResultStore`).
 Every name is importable from ``kn_core.runs.store`` as before."""

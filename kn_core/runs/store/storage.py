@@ -29,7 +29,7 @@ EXPORT_BATCH = 64
 
 # -- the store ------------------------------------------------------------------------------------
 class ResultStore(Claims):
-    """Attributions, batch failures and JSON documents in one SQLite file (see the module docstring).
+    """Attributions, batch failures and JSON documents in one SQLite file (see :mod:`kn_core.runs.store`).
 
     Safe to share between threads (each thread gets its own connection) and between processes.
     """

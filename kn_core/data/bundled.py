@@ -56,7 +56,7 @@ def scan_bundled(path: str | os.PathLike | None = None) -> FactSet:
     problems: list[Problem] = []
     relation_rows = _read_relations(root, problems)
     templates = _read_templates(root, relation_rows, problems)
-    languages = sorted({t.lang for group in templates.values() for t in group})
+    languages = list(dict.fromkeys(t.lang for group in templates.values() for t in group))  # templates.tsv order
     _check_coverage(relation_rows, templates, languages, problems)
     facts = [fact for rid in relation_rows for fact in _read_facts(root, rid, languages, problems)]
     _check_stray_files(root, relation_rows, problems)
@@ -196,14 +196,21 @@ def _header_problem(header_languages: list[str], languages: list[str]) -> str | 
 
 
 def _parse_fact(rid: str, languages: list[str], cells: list[str]) -> Fact | str:
-    """A fact row as a :class:`Fact`, or the reason it is invalid."""
+    """A fact row as a :class:`Fact`, or the reason it is invalid. A language whose subject and object are
+    both empty is left out of the fact's labels (the fact has no label in that language); English never is."""
     labels: dict[str, tuple[str, str]] = {}
     for i, lang in enumerate(languages):
+        subject, obj = cells[2 * i], cells[2 * i + 1]
+        if lang != ID_LANG and not subject.strip() and not obj.strip():
+            continue
         try:
-            labels[lang] = (validate_label(f"subject_{lang}", cells[2 * i]),
-                            validate_label(f"object_{lang}", cells[2 * i + 1]))
+            labels[lang] = (validate_label(f"subject_{lang}", subject), validate_label(f"object_{lang}", obj))
         except InputError as exc:
-            return str(exc)
+            if lang == ID_LANG or (subject.strip() and obj.strip()):
+                return str(exc)
+            empty = "subject" if not subject.strip() else "object"
+            return (f"{empty}_{lang}: is empty; enter some text, or leave subject_{lang} and object_{lang} both "
+                    f"empty when the fact has no {lang} label")
     slug = slugify(labels[ID_LANG][0])
     if not slug:
         return f"subject_{ID_LANG} {labels[ID_LANG][0]!r} has no letters or digits to make a fact id from"

@@ -168,8 +168,10 @@ class FactSet:
 
     @property
     def languages(self) -> tuple[str, ...]:
-        """Every language with templates in some relation, sorted."""
-        return tuple(sorted({lang for relation in self.relations.values() for lang in relation.languages}))
+        """Every language with templates in some relation, in order of first appearance (the bundled set: en, zh,
+        then the others as in templates.tsv; mLAMA: the language folders in the order read), so that the first
+        two stay the bilingual pair that two-language views default to."""
+        return tuple(dict.fromkeys(lang for relation in self.relations.values() for lang in relation.languages))
 
     @cached_property
     def _by_relation(self) -> dict[str, tuple[Fact, ...]]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from helpers import shown
@@ -44,17 +45,33 @@ def test_fact_browser_shows_heatmap(app):
     assert len(app.get("download_button")) == 2  # the shown scores and the knowledge-neuron table, as CSV
 
 
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = re.findall(r'st\.Page\("(views/[a-z_]+\.py)"', (ROOT / "app.py").read_text(encoding="utf-8"))
+
+
+def page_title(page: str) -> str:
+    """The title a page script gives itself (its first ``st.title``)."""
+    return re.search(r'st\.title\("([^"]+)"\)', (ROOT / page).read_text(encoding="utf-8")).group(1)
+
+
+def test_the_navigation_lists_every_page_script():
+    assert sorted(PAGES) == sorted(f"views/{p.name}" for p in (ROOT / "views").glob("*.py")) and len(PAGES) >= 8
+
+
 @pytest.mark.parametrize("model", list(DEMO_MODELS))
 def test_every_page_renders(tmp_path, monkeypatch, model):
+    """Every page of the navigation, on each demo model, in the order of the menu: its own title, no exception,
+    no error box (work a page queues is waited for, so what it renders afterwards is checked too)."""
     # the choice goes into session state before the first run: AppTest forgets sidebar widget values set
     # with set_value() on the next run of an st.navigation app
     monkeypatch.setenv("KN_EXPLORER_HOME", str(tmp_path))
     at = AppTest.from_file("../../app.py", default_timeout=TIMEOUT)
     at.session_state["model_choice"] = model
     until_stored(at.run())
-    for page in ("views/fact_browser.py", "views/custom_triple.py", "views/languages.py", "views/about.py"):
+    for page in PAGES:
         visit(at, page)
         assert not at.error, (page, [e.value for e in at.error])
+        assert [t.value for t in at.title][:1] == [page_title(page)], (page, [t.value for t in at.title])
     assert any(f"Model card: {model}" in shown(h) for h in at.header), "another model was shown"
 
 

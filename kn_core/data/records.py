@@ -209,6 +209,22 @@ class FactSet:
         others = (other.labels[lang][1] for other in self.facts_of(fact.relation) if lang in other.labels)
         return tuple(obj for obj in dict.fromkeys(others) if obj != own)
 
+    def only(self, languages: Iterable[str]) -> FactSet:
+        """The same set in ``languages`` only (e.g. ``("en", "zh")`` for a bilingual model): their templates and
+        labels, in that order; a fact with a label in none of them is left out. Raises :class:`InputError`
+        naming a language the set does not have."""
+        wanted = tuple(dict.fromkeys(languages))
+        missing = [lang for lang in wanted if lang not in self.languages]
+        if missing or not wanted:
+            raise InputError("languages", f"the data set has no {', '.join(missing) or 'language given'}; its "
+                                          f"languages are {', '.join(self.languages) or 'none'}")
+        relations = {rid: Relation(r.id, r.name, r.description,
+                                   tuple(t for lang in wanted for t in r.templates if t.lang == lang))
+                     for rid, r in self.relations.items()}
+        facts = [Fact(f.id, f.relation, {lang: f.labels[lang] for lang in wanted if lang in f.labels})
+                 for f in self.facts if any(lang in f.labels for lang in wanted)]
+        return FactSet(relations, tuple(facts), self.problems, self.source)
+
     def find(self, query: str) -> tuple[Fact, ...]:
         """Facts whose subject or object, in any language, contains ``query`` (case-insensitive); a blank
         query matches every fact."""

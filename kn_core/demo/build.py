@@ -8,6 +8,7 @@ import torch
 
 from kn_core.data import FactSet, load_bundled
 from kn_core.demo import card
+from kn_core.demo.corpus import DEMO_LANGUAGES
 from kn_core.demo.train import TrainConfig, train
 
 log = logging.getLogger("kn_core.demo")
@@ -25,7 +26,7 @@ def build(model: str, command: str, out: Path, threads: int, seed: int | None = 
     """``train`` (then measure and write the card) or ``card`` (measure and write it) for ``model`` in
     ``out/model``, on ``threads`` CPU threads (more threads than free cores slow small models down badly)."""
     torch.set_num_threads(threads)
-    factset = load_bundled()
+    factset = load_bundled().only(DEMO_LANGUAGES)
     if command == "train":
         overrides = {"steps": steps} if steps is not None else {}
         if seed is not None:

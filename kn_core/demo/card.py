@@ -9,6 +9,7 @@ import numpy as np
 
 from kn_core.attribution import AttributionConfig, attribute
 from kn_core.data import FactSet
+from kn_core.demo.corpus import DEMO_LANGUAGES
 from kn_core.demo.train import TrainConfig, TrainRecord
 from kn_core.method.evaluate import AccuracyResult, object_accuracy
 from kn_core.method.interventions import verify
@@ -81,7 +82,8 @@ def neuron_effect(lm: LanguageModel, factset: FactSet, lang: str, every: int = S
 
 def measure(folder: Path, factset: FactSet) -> Measurements:
     """Accuracy (every language, train then held-out templates) and knowledge-neuron effects of the saved
-    model in ``folder``."""
+    model in ``folder``: the demo languages only (:data:`~kn_core.demo.corpus.DEMO_LANGUAGES`)."""
+    factset = factset.only(DEMO_LANGUAGES)
     lm = load_model(str(folder))
     accuracy = [object_accuracy(lm, factset, lang, heldout) for lang in factset.languages for heldout in (False, True)]
     effects = [neuron_effect(lm, factset, lang) for lang in factset.languages]

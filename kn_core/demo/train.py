@@ -29,7 +29,7 @@ from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadMode
 
 from kn_core.data import FactSet, load_bundled
 from kn_core.data.prompts import fill_template
-from kn_core.demo.corpus import Sentence, alphabet, build_corpus, describe
+from kn_core.demo.corpus import DEMO_LANGUAGES, Sentence, alphabet, build_corpus, describe
 from kn_core.demo.tokenizer import VOCAB_SIZE, causal_tokenizer, masked_tokenizer, train_vocab
 from kn_core.errors import DataError, InputError
 from kn_core.model.adapters import Adapter, adapter_for
@@ -271,7 +271,7 @@ def train(config: TrainConfig, folder: str | Path, factset: FactSet | None = Non
     called every ``log_every`` steps with the step and the mean loss since the last call.
     """
     folder = Path(folder)
-    factset = factset or load_bundled()
+    factset = (factset or load_bundled()).only(DEMO_LANGUAGES)
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kn_core.data import BUNDLED_DIR, FactSet, load_bundled, scan_bundled, summarize
-from kn_core.errors import DataError
+from kn_core.errors import DataError, InputError
 
 NEW = ("fr", "es", "ru", "ja", "ar", "de")
 TABLE3 = ("P36", "P37", "P30", "P38", "P17")
@@ -194,3 +194,24 @@ def test_a_blank_label_of_spaces_counts_as_empty(copy):
     facts.write_text("\n".join(lines), encoding="utf-8")
     fact_set = load_bundled(copy)
     assert sum("ar" not in fact.labels for fact in fact_set.facts) == 1
+
+
+# -- a subset of the languages ------------------------------------------------------------------------
+def test_only_keeps_the_chosen_languages_in_their_order(bundled):
+    pair = bundled.only(["en", "zh"])
+    assert pair.languages == ("en", "zh") and len(pair.facts) == len(bundled.facts)
+    assert all(fact.languages == ("en", "zh") for fact in pair.facts)
+    assert pair.relation("P36").templates == tuple(t for t in bundled.relation("P36").templates if t.lang in ("en", "zh"))
+    three = bundled.only(("ja", "en", "ja", "ru"))
+    assert three.languages == ("ja", "en", "ru") and three.fact("P36-japan").labels["ja"] == ("日本", "東京")
+    assert bundled.only(bundled.languages) == bundled
+    with pytest.raises(InputError, match="the data set has no ko; its languages are en, zh, fr"):
+        bundled.only(["en", "ko"])
+
+
+def test_only_drops_facts_without_a_label_in_any_chosen_language(copy):
+    facts = copy / "P36.tsv"
+    blank(facts, 2, [column(facts, "subject_ja"), column(facts, "object_ja")])
+    fact_set = load_bundled(copy)
+    assert "P36-tanzania" not in {f.id for f in fact_set.only(["ja"]).facts}
+    assert fact_set.only(["ja", "fr"]).fact("P36-tanzania").languages == ("fr",)

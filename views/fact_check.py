@@ -109,8 +109,8 @@ with ui.guard():
             st.dataframe(pd.DataFrame(verdict.voters, columns=["layer", "index", "attribution"]), hide_index=True,
                          width="stretch")
 
-    st.subheader(f"Evaluation on the held-out facts ({len(checker.test_facts)} of "
-                 f"{len(checker.test_facts) + len(checker.train_facts)}: {1 - ui.TRAIN_SHARE:.0%} of those calibrated on)")
+    st.subheader(f"Evaluation on the held-out facts ({len(checker.test_facts)} of the "
+                 f"{len(checker.test_facts) + len(checker.train_facts)} calibrated on)")
     st.caption("Every row but the last counts only the claims with a DKN verdict; `no_verdict` counts those "
                "without one, and `wo_DKN_all_claims` is the model's own answer over every claim. "
                "wo_DKN: the authors' rule (masked LM: one [MASK], top-1 token = the candidate's first token; causal "

@@ -48,7 +48,6 @@ from kn_core.app.views import (
 from kn_core.app.work import attributions, fact_check_table, fact_checker, relation_batch, watch_batch
 from kn_core.attribution import Attribution, AttributionConfig
 from kn_core.data import FactSet
-from kn_core.defaults import TRAIN_SHARE
 from kn_core.method.neurons import TAU
 from kn_core.model.loading import LanguageModel
 from kn_core.runs import queries
@@ -112,8 +111,8 @@ def neuron_occurrences(lm: LanguageModel, factset: FactSet, layer: int, index: i
     return queries.neuron_occurrences(store(), lm, factset, layer, index, config)
 
 
-__all__ = ["OTHER", "TAU", "TRAIN_SHARE", "DKNSettings", "Settings", "attributions",
-           "auroc_table", "calibration_choices", "check_prompts", "checks_view", "claim_scores", "clicked_neuron", "controls_view", "known_claims",
+__all__ = ["OTHER", "TAU", "DKNSettings", "Settings", "attributions", "auroc_table", "calibration_choices",
+           "check_prompts", "checks_view", "claim_scores", "clicked_neuron", "controls_view", "known_claims",
            "current_model", "dkn_settings", "edit_effect", "fact_check_table", "fact_checker", "fact_label",
            "fact_views", "facts", "guard", "link_model", "links", "listed_models", "measure_effects", "model",
            "model_turn", "neuron_activation", "neuron_detail", "neuron_frame", "neuron_occurrences",

@@ -7,7 +7,9 @@ prompt submit one row, and it is computed once. A row is ``queued``, ``running``
 ``cancelling`` (cancelled while running: the worker stops at its next progress report and stores nothing) or
 ``failed`` (the reason is kept; :meth:`Queue.retry` queues it again). A stored result leaves the queue, and so
 does a cancelled queued row. Rows are taken in order of priority (:data:`PAGE` before :data:`BATCH`: a fact
-opened in a page goes before a relation's batch), then of submission.
+opened in a page goes before a relation's batch), then pages' work latest first (what the user looks at now
+goes before what a page opened earlier asked for: a page submits again each time it runs, which brings its
+work forward; within one submission, in order) and batches' work first come, first served.
 
 Who computes what is decided by the store's claims (:meth:`~kn_core.runs.store.ResultStore.claim`), the same
 claims the command line's batches take: a worker takes a row only once it holds the row's claim, so a worker
@@ -35,6 +37,8 @@ if TYPE_CHECKING:  # typing only: the model room is loaded by whoever calls
     from kn_core.model.loading import LanguageModel
 
 PAGE, BATCH = 0, 1  # priorities: lower goes first
+# the order rows are taken in: priority, then pages' latest submission first, batches' earliest first
+ORDER = f"priority, CASE priority WHEN {PAGE} THEN -submitted ELSE submitted END, rowid"
 ATTRIBUTION, FACTCHECK = "attribution", "factcheck"  # kinds of work
 SCAN = 32  # rows looked at per query while looking for one this worker may take
 TABLE = """CREATE TABLE IF NOT EXISTS queue (
@@ -178,16 +182,19 @@ class Queue:
                 tag: str) -> None:
         if not rows:
             return
-        fingerprint, now = model_fingerprint(lm), time.time()
+        fingerprint = model_fingerprint(lm)
         with self.store._write() as conn:
+            latest = conn.execute("SELECT max(submitted) AS t FROM queue").fetchone()["t"] or 0.0
+            now = max(time.time(), latest + 1e-6)  # every submission later than the one before: a strict order
             for digest, work in rows:
                 kind, payload = _encode(work)
                 conn.execute(
                     "INSERT INTO queue (key, model, fingerprint, kind, request, tag, priority, state, submitted) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?) ON CONFLICT (key) DO UPDATE SET "
+                    "submitted = CASE WHEN excluded.priority = ? THEN excluded.submitted ELSE submitted END, "
                     "priority = min(priority, excluded.priority), "
                     "state = CASE state WHEN 'cancelling' THEN 'running' ELSE state END",
-                    (digest, lm.name, fingerprint, kind, payload, tag, priority, now))
+                    (digest, lm.name, fingerprint, kind, payload, tag, priority, now, PAGE))
 
     def standing(self, lm: LanguageModel, keys: Sequence[ResultKey | JobKey]) -> Standing:
         """Where ``keys`` stand (a job counts as stored once its documents are)."""
@@ -197,11 +204,14 @@ class Queue:
         failed = {digest: row["error"] or "" for digest, row in rows.items() if row["state"] == "failed"}
         waiting = [row for row in rows.values() if row["state"] in WAITING]
         ahead = 0
-        if waiting:  # every waiting row up to the group's last one, less the group's own
-            priority, submitted = max((row["priority"], row["submitted"]) for row in waiting)
+        if waiting:  # every waiting row up to the group's last one (in ORDER), less the group's own
+            priority = max(row["priority"] for row in waiting)
+            times = [row["submitted"] for row in waiting if row["priority"] == priority]
+            submitted, earlier = (min(times), ">=") if priority == PAGE else (max(times), "<=")
             before = self.store._query(
                 "SELECT count(*) AS n FROM queue WHERE model = ? AND fingerprint = ? AND state IN "
-                "('queued', 'running', 'cancelling') AND (priority < ? OR (priority = ? AND submitted <= ?))",
+                f"('queued', 'running', 'cancelling') AND (state != 'queued' OR priority < ? OR "
+                f"(priority = ? AND submitted {earlier} ?))",  # a running row is ahead, whenever it was queued
                 (lm.name, model_fingerprint(lm), priority, priority, submitted))[0]["n"]
             ahead = max(0, before - len(waiting))
         return Standing(total=len(keys), stored=stored, queued=states.count("queued"),
@@ -251,7 +261,7 @@ class Queue:
         while True:
             rows = self.store._query(
                 "SELECT key, kind, request, state FROM queue WHERE model = ? AND fingerprint = ? AND state IN "
-                "('queued', 'running', 'cancelling') ORDER BY priority, submitted, rowid LIMIT ? OFFSET ?",
+                f"('queued', 'running', 'cancelling') ORDER BY {ORDER} LIMIT ? OFFSET ?",
                 (lm.name, fingerprint, SCAN, seen))
             if not rows:
                 return None

@@ -18,7 +18,7 @@ import pytest
 from kn_core.attribution import AttributionConfig
 from kn_core.runs import cached
 from kn_core.runs.queue import BATCH, Queue, Request
-from kn_core.runs.store import ResultStore
+from kn_core.runs.store import Claimant, ResultKey, ResultStore
 from kn_core.runs.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -202,18 +202,35 @@ def test_a_killed_worker_process_leaves_its_prompt_to_the_next(gpt2, gpt2_dir, s
     assert calls == [TEMPLATES[0]] and states(store) == {}
 
 
-def test_the_time_left_counts_the_work_ahead(gpt2, store, requests):
-    """A page's prompts wait behind what others queued earlier at the same or a better priority, not behind a
-    batch; an idle worker has no pace yet."""
+def test_the_latest_page_goes_first_and_the_time_left_counts_the_work_ahead(gpt2, store, requests):
+    """Pages' work is taken latest first (the fact the user opened last, or looks at again), before any batch,
+    whose work is first come, first served; the time left counts what goes first. An idle worker has no pace."""
     queue = Queue(store)
+    requests = [*requests, Request(gpt2.prompt(TEMPLATES[0], "Kenya", "Nairobi"), CONFIG, "en", "P36-kenya")]
     batch = queue.submit(gpt2, requests[:1], BATCH, tag="batch P36")
+    later_batch = queue.submit(gpt2, requests[3:4], BATCH, tag="batch P36 more")
     earlier = queue.submit(gpt2, requests[1:2])
-    mine = queue.submit(gpt2, requests[2:])
+    mine = queue.submit(gpt2, requests[2:3])
     standing = queue.standing(gpt2, mine)
-    assert (standing.queued, standing.ahead) == (1, 1)
+    assert (standing.queued, standing.ahead) == (1, 0)
+    assert queue.standing(gpt2, earlier).ahead == 1
     assert queue.standing(gpt2, batch).ahead == 2 and queue.tagged(gpt2, "batch P36") == 1
-    assert queue.standing(gpt2, earlier).ahead == 0
+    assert queue.standing(gpt2, later_batch).ahead == 3
+    claimant = Claimant.this_process()
+    order = []
+    while (entry := queue.take(gpt2, claimant)) is not None:
+        order.append(entry.key)
+        queue.finish(entry)
+    assert order == [k.digest for k in (*mine, *earlier, *batch, *later_batch)]
+    queue.submit(gpt2, requests[1:2])  # opened again: now it goes first
+    queue.submit(gpt2, requests[2:3])
+    again = queue.submit(gpt2, requests[1:2])
+    assert queue.standing(gpt2, again).ahead == 0 and queue.standing(gpt2, requests_keys(gpt2, requests[2:3])).ahead == 1
     assert Worker(gpt2, store).pace(CONFIG) is None
+
+
+def requests_keys(lm, requests):
+    return [ResultKey.of(lm, r.prompt, r.config, r.lang) for r in requests]
 
 
 def test_the_worker_survives_a_store_error(gpt2, store, requests, computed, monkeypatch, one_thread):

@@ -65,7 +65,8 @@ class AtlasPlan:
 
 
 PLANS: dict[str, AtlasPlan] = {
-    "smollm2-135m": AtlasPlan("smollm2-135m", (AtlasPart(("en",), facts=5),)),
+    "smollm2-135m": AtlasPlan("smollm2-135m", (AtlasPart(("en",), facts=5),  # and one fact in Chinese, for the
+                                               AtlasPart(("zh",), facts=1, relations=("P36",)))),  # language page
     "gemma3-270m": AtlasPlan("gemma3-270m", (AtlasPart(("en", "zh"), facts=3, relations=TABLE3_RELATIONS),
                                              AtlasPart(("fr", "es", "ru", "ja", "ar", "de"), facts=2,
                                                        relations=("P36",)))),

@@ -29,11 +29,17 @@ with ui.guard():
     fact = st.selectbox("Fact (type to search)", factset.facts_of(relation), key="lang_fact", format_func=ui.fact_label)
     available = [lang for lang in factset.relations[relation].languages if lang in fact.labels]
     if "lang_langs" in st.session_state:  # languages this fact lacks (another fact's, or a link's) are dropped
-        st.session_state["lang_langs"] = [lang for lang in st.session_state["lang_langs"] if lang in available]
-    langs = st.multiselect("Languages", available, default=ui.links.initial("lang_langs", available), key="lang_langs",
-                           help="Every language this fact and its relation have, by default; two or more.")
-    chosen = list(langs)  # the view in the URL: the languages chosen (omitted when every one is)
-    shown_langs = None if chosen == available else ",".join(chosen)
+        kept = [lang for lang in st.session_state["lang_langs"] if lang in available]
+        if kept != st.session_state["lang_langs"] and len(kept) >= 2:
+            st.session_state["lang_langs"] = kept
+        elif kept != st.session_state["lang_langs"]:
+            del st.session_state["lang_langs"]  # the default below
+    default = compare.default_languages(lm, factset, fact, available)
+    langs = st.multiselect("Languages", available, default=ui.links.initial("lang_langs", default), key="lang_langs",
+                           help="Two or more. By default every language of this fact and its relation that the model "
+                                "reads (the demo models: the two they were trained on).")
+    chosen = list(langs)  # the view in the URL: the languages chosen (omitted when they are the default)
+    shown_langs = None if chosen == default else ",".join(chosen)
     if len(langs) < 2:
         st.error(f"Choose at least two languages to compare (this fact has {', '.join(available) or 'none'}"
                  f"{'' if len(available) >= 2 else '; pick a fact labelled in two or more'}).")
@@ -142,8 +148,8 @@ with ui.guard():
         st.info("This fact has no neuron shared by every chosen language at these thresholds (lower p, or choose "
                 "fewer languages). The table edits each language's own knowledge neurons and measures all of them.")
     mode = st.radio("Intervention", ["suppress", "enhance"], horizontal=True, key="lang_mode")
-    control = next((f for f in factset.facts_of(relation) if f.id != fact.id and all(l in f.labels for l in langs)),
-                   None)
+    control = next((f for f in factset.facts_of(relation)
+                    if f.id != fact.id and all(lang in f.labels for lang in langs)), None)
     unrelated = {} if control is None else {lang: list(lm.prompts(
         [factset.relations[relation].templates_for(lang)[0].text], control.subject(lang),
         control.object(lang)).prompts) for lang in langs}

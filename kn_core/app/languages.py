@@ -16,11 +16,12 @@ from kn_core.errors import InputError
 from kn_core.method.language_suppression import SuppressionMatrix, suppression_matrix
 from kn_core.method.neurons import Neuron
 from kn_core.model.fingerprint import model_fingerprint
-from kn_core.model.loading import LanguageModel
+from kn_core.model.loading import DEMO_MODELS, LanguageModel
 from kn_core.runs import languages as queries
 from kn_core.runs.languages import StoredBaselines
 
 MEMO, MEMO_SIZE = "_language_memo", 8
+DEMO_LANGUAGES = ("en", "zh")  # = kn_core.demo.corpus.DEMO_LANGUAGES (a higher room): the demo models' languages
 
 
 def langs_parser(factset: FactSet):
@@ -29,11 +30,36 @@ def langs_parser(factset: FactSet):
         langs = [part.strip() for part in text.split(",") if part.strip()]
         unknown = [lang for lang in langs if lang not in factset.languages]
         if unknown:
-            raise InputError("link", f"no {', '.join(unknown)} in the facts; choose from {', '.join(factset.languages)}")
+            raise InputError("link", f"no {', '.join(unknown)} in the facts; "
+                                     f"choose from {', '.join(factset.languages)}")
         if len(langs) < 2 or len(set(langs)) != len(langs):
             raise InputError("link", "give two or more distinct languages, e.g. en,zh")
         return langs
     return parse
+
+
+def readable(lm: LanguageModel, factset: FactSet, fact: Fact, langs: Sequence[str]) -> list[str]:
+    """The languages of ``langs`` in which the model reads the fact without its unknown token: both labels, and
+    the words of at least one of the relation's templates (a model without an unknown token reads every one)."""
+    unk = getattr(lm.tokenizer, "unk_token_id", None)
+    if unk is None:
+        return list(langs)
+
+    def known(text: str) -> bool:
+        return unk not in lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    templates = factset.relation(fact.relation)
+    return [lang for lang in langs if lang in fact.labels and known(fact.subject(lang)) and known(fact.object(lang))
+            and any(not lm.unknown_words(t.text) for t in templates.templates_for(lang))]
+
+
+def default_languages(lm: LanguageModel, factset: FactSet, fact: Fact, available: Sequence[str]) -> list[str]:
+    """The languages the page compares unless told otherwise: every one of ``available`` that the model reads —
+    for the demo models the two they were trained on, for any model only languages it reads without its unknown
+    token (:func:`readable`) — or all of ``available`` when fewer than two remain."""
+    trained = DEMO_LANGUAGES if lm.name in DEMO_MODELS else None
+    known = readable(lm, factset, fact, [lang for lang in available if trained is None or lang in trained])
+    return known if len(known) >= 2 else list(available)
 
 
 def _memo(key: tuple, measure):
@@ -62,8 +88,11 @@ def suppression(lm: LanguageModel, prompts: Mapping[str, Sequence], sets: Mappin
 
 def baselines(lm: LanguageModel, factset: FactSet, fact: Fact, sets: Mapping[str, Sequence[Neuron]],
               config: AttributionConfig, p: float) -> StoredBaselines:
-    """:func:`kn_core.runs.languages.stored_baselines` on the app's store (stored facts only; nothing computed)."""
-    return queries.stored_baselines(store(), lm, factset, fact, dict(sets), config, p)
+    """:func:`kn_core.runs.languages.stored_baselines` on the app's store (stored facts only; nothing computed),
+    looked up once per session, model, fact, languages and thresholds."""
+    key = ("baselines", lm.name, model_fingerprint(lm), fact.id, config, p,
+           tuple((lang, tuple(sorted((int(n[0]), int(n[1])) for n in sets[lang]))) for lang in sets))
+    return _memo(key, lambda: queries.stored_baselines(store(), lm, factset, fact, dict(sets), config, p))
 
 
 def ranking(lm: LanguageModel, factset: FactSet, relation: str, langs: Sequence[str], config: AttributionConfig,
@@ -72,4 +101,5 @@ def ranking(lm: LanguageModel, factset: FactSet, relation: str, langs: Sequence[
     return queries.language_ranking(store(), lm, factset, relation, langs, config, p)
 
 
-__all__ = ["baselines", "langs_parser", "ranking", "suppression"]
+__all__ = ["DEMO_LANGUAGES", "baselines", "default_languages", "langs_parser", "ranking", "readable",
+           "suppression"]

@@ -26,6 +26,7 @@ from kn_core.runs.queries import fact_label
 from kn_core.runs.store import ResultStore
 
 BASELINE_FACTS = 2 * CONTROL_FACTS  # stored facts per baseline, at most
+SCAN_FACTS = 60  # candidate facts looked up per baseline, at most (a store holding few facts is not scanned whole)
 
 
 def stored_neurons(store: ResultStore, lm: LanguageModel, factset: FactSet, fact: Fact, lang: str,
@@ -82,16 +83,16 @@ def _round_robin(factset: FactSet, relation: str) -> list[Fact]:
 
 def stored_baselines(store: ResultStore, lm: LanguageModel, factset: FactSet, fact: Fact,
                      sets: dict[str, Sequence[Neuron]], config: AttributionConfig, p: float,
-                     limit: int = BASELINE_FACTS) -> StoredBaselines:
+                     limit: int = BASELINE_FACTS, scan: int = SCAN_FACTS) -> StoredBaselines:
     """Baselines of ``sets`` (the fact's language -> neurons): at most ``limit`` other facts of its relation and
     ``limit`` facts of other relations (one relation after another), each with at least one of the languages stored
-    (its stored languages are used)."""
+    (its stored languages are used), among the first ``scan`` candidates of each."""
     langs = tuple(sets)
     groups = []
     for candidates in ([f for f in factset.facts_of(fact.relation) if f.id != fact.id],
                        _round_robin(factset, fact.relation)):
         chosen: list[tuple[str, dict[str, list[Neuron]]]] = []
-        for other in candidates:
+        for other in candidates[:scan]:
             if len(chosen) >= limit:
                 break
             found = stored_sets(store, lm, factset, other, langs, config, p)

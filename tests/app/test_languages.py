@@ -17,15 +17,17 @@ pytestmark = pytest.mark.skipif(not all((p / "config.json").is_file() for p in D
 
 
 def with_third_language(factset: FactSet, lang: str = "xx") -> FactSet:
-    """Every relation and fact of ``factset`` with a copy of its English in ``lang`` (two of the English train
-    templates, the held-out one kept held out)."""
+    """Every relation and fact of ``factset`` in English and Chinese (the demo models' languages), with a copy of
+    its English in ``lang`` (two of the English train templates, the held-out one kept held out)."""
     relations = {}
     for rid, relation in factset.relations.items():
         train = relation.templates_for("en", heldout=False)[1:3]
         held = relation.templates_for("en", heldout=True)[:1]
         copies = tuple(Template(rid, lang, t.text, t.heldout) for t in (*train, *held))
-        relations[rid] = Relation(rid, relation.name, relation.description, relation.templates + copies)
-    facts = [Fact(f.id, f.relation, {**dict(f.labels), lang: f.labels["en"]}) for f in factset.facts if "en" in f.labels]
+        kept = tuple(t for t in relation.templates if t.lang in ("en", "zh"))
+        relations[rid] = Relation(rid, relation.name, relation.description, kept + copies)
+    facts = [Fact(f.id, f.relation, {"en": f.labels["en"], "zh": f.labels["zh"], lang: f.labels["en"]})
+             for f in factset.facts if "en" in f.labels and "zh" in f.labels]
     return FactSet(relations, facts, source="bundled")
 
 
@@ -46,8 +48,19 @@ def plotly_titles(at) -> list[str]:
     return [json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "") for c in at.get("plotly_chart")]
 
 
-def test_three_languages_render(three):
+def test_the_demo_model_compares_its_own_languages_by_default(three):
+    from kn_core.app.languages import DEMO_LANGUAGES
+    from kn_core.demo.corpus import DEMO_LANGUAGES as TRAINED
+
+    assert DEMO_LANGUAGES == TRAINED
     at = open_app("views/languages.py")
+    assert not at.error and not at.exception, texts(at.error)
+    chosen = at.multiselect(key="lang_langs")
+    assert chosen.value == ["en", "zh"] and "xx" in chosen.options and "langs" not in at.query_params
+
+
+def test_three_languages_render(three):
+    at = open_app("views/languages.py", {"model": "demo-mlm", "langs": "en,zh,xx"})
     assert not at.error, texts(at.error)
     assert at.multiselect(key="lang_langs").value == ["en", "zh", "xx"]
     labels = [m.label for m in at.metric]
@@ -79,7 +92,7 @@ def test_three_languages_render(three):
     at.multiselect(key="lang_langs").set_value(["en", "zh"]).run()  # two languages: the paper's view
     until_stored(at)
     assert not at.error, texts(at.error)
-    assert at.slider(key="lang_k").value == 1 and at.query_params["langs"] == "en,zh"  # k = 1 still fits
+    assert at.slider(key="lang_k").value == 1 and "langs" not in at.query_params  # en, zh: the default; k = 1 fits
     assert sum("whose P(object) falls" in s for s in texts(at.markdown)) == 2
     at.slider(key="lang_k").set_value(2).run()
     until_stored(at)

@@ -26,7 +26,7 @@ THREE = {"en": [(0, 1), (1, 4), (2, 2)], "zh": [(1, 4), (2, 2), (2, 9)], "fr": [
 
 
 def random_sets(rng: np.random.Generator, n_langs: int, n_layers: int = 3, d_ff: int = 6) -> dict:
-    return {f"l{i}": [(int(l), int(j)) for l, j in zip(rng.integers(0, n_layers, 5), rng.integers(0, d_ff, 5))]
+    return {f"l{i}": [(int(a), int(j)) for a, j in zip(rng.integers(0, n_layers, 5), rng.integers(0, d_ff, 5))]
             for i in range(n_langs)}
 
 
@@ -74,7 +74,7 @@ def test_shared_by_k_is_monotone_in_k(seed):
     for smaller, larger in zip(found, found[1:]):
         assert set(larger.neurons) <= set(smaller.neurons)
     assert [len(f.neurons) for f in found] == list(found[0].by_k)
-    assert set(found[0].neurons) == {(l, i) for s in sets.values() for l, i in s}  # k = 1: the union
+    assert set(found[0].neurons) == {(a, i) for s in sets.values() for a, i in s}  # k = 1: the union
     assert set(found[-1].neurons) == set.intersection(*({tuple(x) for x in s} for s in sets.values()))
     assert all(len(which) >= f.k for f in found for which in f.languages)
     assert sum(found[-1].per_layer) == len(found[-1].neurons)

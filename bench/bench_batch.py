@@ -75,13 +75,15 @@ def main() -> None:
         print("ray is not installed (pip install -r requirements-ray.txt): local only")
         executors = [e for e in executors if e != "ray"]
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; local: --threads {args.threads}; ray: "
-          f"one actor per CPU, one thread each; {args.facts} fact(s) of {args.relation} (en, bundled, every template); "
-          f"masked baseline, fast engine, {' '.join(integral) or 'riemann-right m = 20'}; whole processes, one run each")
+          f"one actor per CPU, one thread each; {args.facts} fact(s) of {args.relation} (en, bundled, every "
+          f"template); masked baseline, fast engine, {' '.join(integral) or 'riemann-right m = 20'}; whole processes, "
+          f"one run each")
     print("| model | executor | prompts stored | wall s | prompts / min | max score difference to local |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models.split(","):
-            results = {e: run(model, e, args.facts, args.relation, args.threads, integral, Path(tmp)) for e in executors}
+            results = {e: run(model, e, args.facts, args.relation, args.threads, integral, Path(tmp))
+                       for e in executors}
             local = results.get("local")
             for executor, r in results.items():
                 n = len(r["scores"])

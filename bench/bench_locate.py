@@ -238,7 +238,8 @@ def main() -> None:
         floor = interpreter_start()
         print(f"{os.cpu_count()} CPUs (shared with other jobs), locate --threads {threads}; load average "
               f"{os.getloadavg()[0]:.2f}; '{TEMPLATE}' {SUBJECT} / {OBJECT}, en, locate's defaults (masked baseline, "
-              f"m = 20), a fresh --store per run; median of {runs} run(s){'' if args.no_warmup else ' after a warm-up run'}, alternating; "
+              f"m = 20), a fresh --store per run; median of {runs} run(s)"
+              f"{'' if args.no_warmup else ' after a warm-up run'}, alternating; "
               f"`python -c pass` {floor:.2f} s")
         rows = []
         for name, model in ({} if args.breakdown_only else models).items():

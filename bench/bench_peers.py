@@ -31,10 +31,11 @@ How their code is driven, and why (read from their source, knowledge_neurons/kno
   very token ids our engine gets (and refuses any other text).
 - GPT: ``model_type="gpt"`` (their multi-token GPT path: one integral per object token). With ``"gpt2"``
   ``get_scores`` also ran here (one-token object, :class:`FixedIds`); the two differ only for objects of
-  several tokens, where ``"gpt2"`` indexes the probabilities with all object ids at once. Their GPT neuron is the output of ``mlp.c_fc`` (before GELU);
-  ours is the output of ``mlp.act`` (after it, like their BERT neuron ``intermediate``). To integrate the same
-  quantity, :func:`post_activation_site` swaps in, for their calls only, ``mlp.c_fc = Sequential(c_fc, act)``
-  and ``mlp.act = Identity`` (the same function; GPT2MLP.forward is ``c_proj(act(c_fc(x)))``).
+  several tokens, where ``"gpt2"`` indexes the probabilities with all object ids at once. Their GPT neuron is
+  the output of ``mlp.c_fc`` (before GELU); ours is the output of ``mlp.act`` (after it, like their BERT neuron
+  ``intermediate``). To integrate the same quantity, :func:`post_activation_site` swaps in, for their calls
+  only, ``mlp.c_fc = Sequential(c_fc, act)`` and ``mlp.act = Identity`` (the same function; GPT2MLP.forward
+  is ``c_proj(act(c_fc(x)))``).
 - Quadrature: theirs integrates at α = linspace(0, 1, m) (0, 1/19, …, 1 for m = 20; weight 1/m each), ours
   at α = k/m, k = 1..m (right Riemann). Same number of gradient points, so the timing compares like with
   like; the scores differ by the rule. The agreement is therefore printed twice: as shipped, and with their
@@ -202,8 +203,9 @@ def their_scores(theirs, text: str, obj: str, steps: int = STEPS) -> np.ndarray:
 
 def our_scores(lm, prompt, engine: str, kernel: str | None) -> np.ndarray:
     with environment(kernel):
+        # rule: the paper's points, whatever the default
         return attribute(lm, prompt, AttributionConfig(baseline="zero", steps=STEPS, engine=engine,
-                                                       rule="riemann-right")).scores  # the paper's points, whatever the default
+                                                       rule="riemann-right")).scores
 
 
 # contender: how to run it (model, prompt, theirs, text, obj) -> scores [n_layers, d_ff]

@@ -319,7 +319,8 @@ def table(rows: list[dict]) -> str:
     # time / paper's: mean over prompts of seconds / the same prompt's right Riemann m = 20 seconds (left m = 20
     # where right was derived, not timed: :func:`paper_seconds`); the machine's load changes less within a prompt
     for (model, lang), sec in sorted(refs.items()):
-        lines.append(f"| {model} | {lang} | reference: gauss-legendre | 64 | {len(sec)} | | | | | | {np.mean(sec):.1f} | |")
+        lines.append(f"| {model} | {lang} | reference: gauss-legendre | 64 | {len(sec)} | | | | | | "
+                     f"{np.mean(sec):.1f} | |")
     return "\n".join(lines + decisions)
 
 

@@ -86,8 +86,8 @@ def main() -> None:
         legendre = ", ".join(f"m={m}: {s:.1f} ({s / r['averaged']:.2f}x)" for m, s in r["legendre"].items())
         print(f"| {r['model']} | {r['tokens']} | {r['paths']} | {r['paper']:.1f} | {r['averaged']:.1f} | "
               f"{r['paper'] / r['averaged']:.1f}x | {legendre} | {','.join(map(str, r['layers']))} | "
-              f"{r['ref_sub']:.1f} | {r['fast_sub']:.1f} | {r['ref_sub'] / r['fast_sub']:.1f}x | {r['deviation']:.1e} | "
-              f"{r['rss']:.0f} |")
+              f"{r['ref_sub']:.1f} | {r['fast_sub']:.1f} | {r['ref_sub'] / r['fast_sub']:.1f}x | "
+              f"{r['deviation']:.1e} | {r['rss']:.0f} |")
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 

@@ -66,7 +66,8 @@ def make_gpt2(folder: Path, seed: int = 0, layers: int = 3, d_ff: int = 37) -> P
     tokenizer = gpt2_tokenizer()
     torch.manual_seed(seed)
     config = GPT2Config(vocab_size=len(tokenizer), n_embd=24, n_layer=layers, n_head=2, n_inner=d_ff, n_positions=40,
-                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id, initializer_range=INIT)
+                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+                        initializer_range=INIT)
     GPT2LMHeadModel(config).save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder

@@ -20,7 +20,8 @@ with ui.guard():
                               "t_high": ("fc_t_high", ui.links.number(0.0, 0.99)),
                               "t": ("fc_t", ui.links.number(0.0, 1.0)),
                               "k": ("fc_top_k", ui.links.number(2, 50, int)),
-                              "facts": ("fc_facts", ui.links.count(ui.calibration_choices(settings.model_name)))}, settings.model_name)
+                              "facts": ("fc_facts", ui.links.count(ui.calibration_choices(settings.model_name)))},
+               settings.model_name)
     left, right = st.columns([3, 1])
     relation = left.selectbox("Relation", list(factset.relations), key="fc_relation",
                               format_func=lambda r: f"{r} · {factset.relations[r].name}")
@@ -58,7 +59,8 @@ with ui.guard():
     how = st.radio("Claim as", ["subject + candidate object", "a sentence"], horizontal=True, key="fc_how")
     if how == "a sentence":
         sentence = st.text_input("Sentence using one of the relation's templates",
-                                 templates[0].replace("[X]", example.subject(lang)).replace("[Y]", example.object(lang)),
+                                 templates[0].replace("[X]", example.subject(lang))
+                                 .replace("[Y]", example.object(lang)),
                                  key="fc_sentence")
         parsed = match_template(sentence, templates)
         if parsed is None:

@@ -244,8 +244,8 @@ def dkn_settings(key: str, model_name: str) -> DKNSettings:
     with st.expander(f"DKN search settings (paper: T_low {paper.t_low}, T_high {paper.t_high}, t {paper.t}, "
                      f"K {paper.top_k})"):
         a, b, c, d, e = st.columns(5)
-        t_low = a.slider("T_low: largest drop of one neuron alone", 0.0, 0.95, links.initial(f"{key}_t_low", paper.t_low),
-                         0.01, key=f"{key}_t_low")
+        t_low = a.slider("T_low: largest drop of one neuron alone", 0.0, 0.95,
+                         links.initial(f"{key}_t_low", paper.t_low), 0.01, key=f"{key}_t_low")
         t_high = b.slider("T_high: smallest drop of the pair", 0.0, 0.99,
                           links.initial(f"{key}_t_high", paper.t_high), 0.01, key=f"{key}_t_high")
         t = c.slider("t: DKN set = count > ⌊t·max⌋", 0.0, 1.0, links.initial(f"{key}_t", paper.t), 0.05, key=f"{key}_t")

@@ -104,7 +104,8 @@ def fact_views(lm: LanguageModel, results: Sequence[Attribution], lang: str, key
     neurons = knowledge_neurons([r.scores for r in results], tau, p)
     labels = ["mean over prompts"] + [r.prompt.query for r in results]
     shown = st.selectbox("Heatmap of", labels, key=f"{key}_which")
-    scores = np.mean([r.scores for r in results], axis=0) if shown == labels[0] else results[labels.index(shown) - 1].scores
+    scores = (np.mean([r.scores for r in results], axis=0) if shown == labels[0]
+              else results[labels.index(shown) - 1].scores)
     marked = [(l, i) for l, i, _ in neurons]
     st.plotly_chart(figures.neuron_heatmap(scores, f"Attribution, {shown}", marked=marked), key=f"{key}_heat",
                     on_select=lambda: _pick_from_heatmap(key, scores.shape), selection_mode="points")
@@ -203,7 +204,8 @@ def suppression(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[
         return verify(lm, prompts, neurons, "suppress", seed=0)
 
 
-def check_prompts(lm: LanguageModel, templates: Sequence[str], subject: str, obj: str) -> tuple[list[Prompt], list[str]]:
+def check_prompts(lm: LanguageModel, templates: Sequence[str], subject: str,
+                  obj: str) -> tuple[list[Prompt], list[str]]:
     """Build every prompt; return the prompts and one message per template that fails (validate as you type)."""
     built = lm.prompts(templates, subject, obj)
     return list(built.prompts), [f"{template!r}: {reason}" for template, reason in built.problems]
@@ -218,7 +220,8 @@ def neuron_activation(lm: LanguageModel, text: str, layer: int, index: int) -> t
     with model_turn(lm), torch.inference_mode(), recorded(lm, [layer]) as acts:
         run_body(lm, ids)
     tokens = [str(t) for t in lm.tokenizer.convert_ids_to_tokens(ids[0].tolist())]
-    return piece_texts(lm.tokenizer, ids[0].tolist()), tokens, [float(v) for v in acts[layer][0, :, index].float().tolist()]
+    return (piece_texts(lm.tokenizer, ids[0].tolist()), tokens,
+            [float(v) for v in acts[layer][0, :, index].float().tolist()])
 
 
 # -- controls, checks ----------------------------------------------------------------------------------

@@ -139,7 +139,8 @@ def clean_pass(lm: LanguageModel, prompt: Prompt, layers: list[int]) -> CleanPas
     with torch.enable_grad():
         h = hidden[0]
         for layer in range(lm.n_layers):
-            q, (keys, values) = adapter.queries(model, layer, h, positions), adapter.keys_values(model, layer, h, positions)
+            q, (keys, values) = (adapter.queries(model, layer, h, positions),
+                                 adapter.keys_values(model, layer, h, positions))
             mid = attention(lm, layer, q, keys, values, h, causal=lm.kind == "causal")
             act = adapter.neurons(model, layer, mid)
             acts.append(act[0, targets].detach().float())

@@ -22,7 +22,8 @@ def register(subparsers) -> None:
                    help="demo-mlm, demo-clm, a model folder or a Hugging Face id; repeatable")
     p.add_argument("--data", default=BUNDLED_NAME, help=f"'{BUNDLED_NAME}' or a bundled-format / mLAMA folder")
     p.add_argument("--langs", type=langs_option, default=("en", "zh"), help="comma-separated languages (default en,zh)")
-    p.add_argument("--relations", type=relations_option, default=None, help="comma-separated relation ids (default: all)")
+    p.add_argument("--relations", type=relations_option, default=None,
+                   help="comma-separated relation ids (default: all)")
     p.add_argument("--max-facts", type=int, default=None, help="only the first N facts (file order)")
     add_attribution_options(p)
     p.add_argument("--executor", default="local", choices=sorted(EXECUTORS),
@@ -32,7 +33,8 @@ def register(subparsers) -> None:
                         "on this machine, or HOST:PORT")
     p.add_argument("--ray-timeout", type=float, default=CONNECT_TIMEOUT_S, metavar="SECONDS",
                    help=f"how long to wait for the cluster at --address (default {CONNECT_TIMEOUT_S:g})")
-    p.add_argument("--store", type=store_option, default=None, help="store file (default: $KN_EXPLORER_HOME/store.sqlite)")
+    p.add_argument("--store", type=store_option, default=None,
+                   help="store file (default: $KN_EXPLORER_HOME/store.sqlite)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from kn_core import experiments
 from kn_core.commands import outputs
 from kn_core.commands.options import (add_attribution_options, attribution_config, langs_option, relations_option,
-                                     seed_option, seeds_option, store_option, whole_number)
+                                     seed_option, seeds_option, store_option)
 from kn_core.defaults import DKN_T, T_HIGH, T_LOW, TOP_K
 from kn_core.method.metrics import OBJECTIVES
 from kn_core.runs.store import default_path
@@ -27,7 +27,8 @@ def register(subparsers) -> None:
     p.add_argument("--langs", type=langs_option, default=("en", "zh"),
                    help="comma-separated languages (default: en,zh)")
     p.add_argument("--out", type=Path, required=True, help="folder for the tables, figures and report.md")
-    p.add_argument("--relations", type=relations_option, default=None, help="comma-separated relation ids (default: all)")
+    p.add_argument("--relations", type=relations_option, default=None,
+                   help="comma-separated relation ids (default: all)")
     p.add_argument("--max-facts", type=int, default=None,
                    help="facts per relation, a seeded sample (default: per experiment; 0 = all)")
     p.add_argument("--first-facts", action="store_true",
@@ -60,7 +61,8 @@ def run(args) -> int:
     config = attribution_config(args)
     settings = Settings(models=tuple(args.models), out=out, data=args.data, langs=args.langs,
                         relations=args.relations, max_facts=args.max_facts, max_templates=args.max_templates,
-                        steps=config.steps, baseline=config.baseline, rule=config.rule, seed=args.seed, seeds=args.seeds, top_k=args.top_k,
+                        steps=config.steps, baseline=config.baseline, rule=config.rule, seed=args.seed,
+                        seeds=args.seeds, top_k=args.top_k,
                         t_low=args.t_low, t_high=args.t_high, max_group=args.max_group, t=args.t,
                         objective=args.objective, store=None if args.no_cache else (args.store or default_path()),
                         first_facts=args.first_facts)

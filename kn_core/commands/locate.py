@@ -117,8 +117,8 @@ def render(result: LocateResult, top: int, checks: Checks | None = None) -> str:
         flips = ", ".join(f"{f.before!r}→{f.after!r}" for f in checks.flips)
         lines.append(f"top-1 flip: {checks.flip_rate:.0%} of prompts ({flips})")
         if checks.paraphrases:
-            lines.append(f"paraphrases ({len(checks.paraphrases)} templates not searched): {checks.paraphrase_change:+.1%}"
-                         f" against {checks.own_change:+.1%} on the searched ones")
+            lines.append(f"paraphrases ({len(checks.paraphrases)} templates not searched): "
+                         f"{checks.paraphrase_change:+.1%} against {checks.own_change:+.1%} on the searched ones")
         if checks.reverse_template:
             lines.append(f"reverse probe {checks.reverse_template!r}: P(subject) {checks.reverse_change:+.1%}")
     return "\n".join(lines)

@@ -28,13 +28,15 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("showcase", help="choose the app's first look from the stored results (and precompute)")
     p.add_argument("--model", required=True, help="the model the app opens on (its results must be stored: run batch)")
     p.add_argument("--langs", type=langs_option, default=("en", "zh"), help="comma-separated languages (default en,zh)")
-    p.add_argument("--relations", type=relations_option, default=None, help="comma-separated relation ids (default: all)")
+    p.add_argument("--relations", type=relations_option, default=None,
+                   help="comma-separated relation ids (default: all)")
     p.add_argument("--p", type=float, default=P_SHARE, help=f"refinement share (default {P_SHARE})")
     add_attribution_options(p, engine=False)
     p.add_argument("--factcheck", action="store_true",
                    help="also calibrate the Fact-check page's checker of the chosen relation and language (paper "
                         "settings) and judge its held-out claims, so that the page opens at once")
-    p.add_argument("--store", type=store_option, default=None, help="store file (default: $KN_EXPLORER_HOME/store.sqlite)")
+    p.add_argument("--store", type=store_option, default=None,
+                   help="store file (default: $KN_EXPLORER_HOME/store.sqlite)")
     p.set_defaults(func=run)
 
 

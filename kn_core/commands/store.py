@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,7 +20,8 @@ SHOWN_FAILURES = 20
 
 def register(subparsers) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--store", type=store_option, default=None, help="store file (default: $KN_EXPLORER_HOME/store.sqlite)")
+    common.add_argument("--store", type=store_option, default=None,
+                        help="store file (default: $KN_EXPLORER_HOME/store.sqlite)")
     p = subparsers.add_parser("store", help="inspect, export or prune the result store")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     info = actions.add_parser("info", parents=[common], help="location, counts, size, failures")

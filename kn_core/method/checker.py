@@ -387,5 +387,5 @@ def _tuples(value):
 
 
 __all__ = ["DEFAULT_T", "MAX_NEW_TOKENS", "NO_VERDICT", "WO_DKN_RULES", "FactChecker", "Verdict",
-           "RANDOM_SCORE_DRAWS", "candidate_probability", "claim_prompt", "decode", "dkn_score", "dkn_scores", "first_words", "greedy_answer", "model_answers", "n_words",
-           "relation_masks", "with_masks"]
+           "RANDOM_SCORE_DRAWS", "candidate_probability", "claim_prompt", "decode", "dkn_score", "dkn_scores",
+           "first_words", "greedy_answer", "model_answers", "n_words", "relation_masks", "with_masks"]

@@ -153,8 +153,9 @@ class Controls:
         """The ``"controls"`` object of ``locate --json`` (without the verdict, which sits beside it)."""
         facts = lambda rows: [{"fact_id": i, "subject": s, "object": o, "change": c} for i, s, o, c in rows]  # noqa: E731
         return {"own": self.own, "same_relation": self.same_relation, "other_relation": self.other_relation,
-                "random": self.random.to_json(), "relation": self.relation, "same_relation_facts": facts(self.same_facts),
-                "other_relation_facts": facts(self.other_facts), "rule": self.rule, "reason": self.reason}
+                "random": self.random.to_json(), "relation": self.relation,
+                "same_relation_facts": facts(self.same_facts), "other_relation_facts": facts(self.other_facts),
+                "rule": self.rule, "reason": self.reason}
 
     def effects(self) -> dict[str, float]:
         """The four effects by name, in the order a chart shows them (plotly-free data for the app)."""

@@ -49,7 +49,8 @@ def coarse_neurons(scores: np.ndarray, tau: float) -> list[ScoredNeuron]:
     if peak <= 0:
         return []
     layers, indices = np.nonzero(scores > tau * peak)
-    picked = [ScoredNeuron(int(layer), int(index), float(scores[layer, index])) for layer, index in zip(layers, indices)]
+    picked = [ScoredNeuron(int(layer), int(index), float(scores[layer, index]))
+              for layer, index in zip(layers, indices)]
     return sorted(picked, key=lambda n: -n[2])
 
 
@@ -67,7 +68,8 @@ def knowledge_neurons(score_matrices: Sequence[np.ndarray], tau: float, p: float
     """Refined knowledge neurons of a fact from its prompts' matrices, scored by their mean attribution."""
     refined = refine([[(layer, index) for layer, index, _ in coarse_neurons(m, tau)] for m in score_matrices], p)
     mean = np.mean(np.stack(score_matrices), axis=0)
-    return sorted((ScoredNeuron(layer, index, float(mean[layer, index])) for layer, index in refined), key=lambda n: -n[2])
+    return sorted((ScoredNeuron(layer, index, float(mean[layer, index])) for layer, index in refined),
+                  key=lambda n: -n[2])
 
 
 def per_layer_counts(neurons: Iterable[Sequence], n_layers: int) -> np.ndarray:

@@ -311,6 +311,7 @@ def write_model_atlas(folder: Path, name: str, fingerprint: str, settings: dict,
     _write_bytes(folder / "documents.jsonl", "".join(f"{line}\n" for line in docs).encode("utf-8"))
     meta = {"format": FORMAT, "name": name, "fingerprint": fingerprint, "settings": settings, "results": len(lines),
             "documents": len(docs)}
-    _write_bytes(folder / "atlas.json", (json.dumps(meta, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode())
+    _write_bytes(folder / "atlas.json",
+                 (json.dumps(meta, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode())
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     return {"results": len(lines), "exact": exact, "bytes": size}

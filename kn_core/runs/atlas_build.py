@@ -5,8 +5,9 @@
 suppression effect (the relation overview's, stored as documents), calibrates and evaluates the Fact-check
 page's checker of each Table-3 relation in each language (:meth:`AtlasPlan.checker`: calibrated on the
 relation's first facts, the plan's own, so no further attribution is needed; only the checker and its
-evaluation are documents), chooses the model's showcase, and writes the model's atlas folder from the store. Results already in the atlas keep their files byte for byte (their
-rows come back decoded and are encoded again to the same bytes; files are only rewritten when they differ).
+evaluation are documents), chooses the model's showcase, and writes the model's atlas folder from the store.
+Results already in the atlas keep their files byte for byte (their rows come back decoded and are encoded again
+to the same bytes; files are only rewritten when they differ).
 """
 from __future__ import annotations
 
@@ -86,7 +87,8 @@ def plan_of(name: str) -> AtlasPlan:
         raise InputError("model", f"no atlas plan for {name!r}; choose one of {', '.join(PLANS)}") from None
 
 
-def planned_keys(lm: LanguageModel, atlas_plan: AtlasPlan, factset: FactSet, config: AttributionConfig) -> list[ResultKey]:
+def planned_keys(lm: LanguageModel, atlas_plan: AtlasPlan, factset: FactSet,
+                 config: AttributionConfig) -> list[ResultKey]:
     """The result keys of every prompt of the plan that the model can take."""
     keys = []
     for part, relation in _relations(atlas_plan, factset):
@@ -176,7 +178,8 @@ def write(lm: LanguageModel, atlas_plan: AtlasPlan, factset: FactSet, config: At
         log.warning("%s: %d of %d planned results are stored; the atlas gets those", lm.name, len(rows), len(wanted))
     main = atlas_plan.main  # the plan as older atlases wrote it, further parts beside it
     settings = {**asdict(config), "plan": {"model": atlas_plan.model, **asdict(main)}, "tau": dict(TAU),
-                "p": P_SHARE, **({"more": [asdict(part) for part in atlas_plan.parts[1:]]} if atlas_plan.parts[1:] else {})}
+                "p": P_SHARE,
+                **({"more": [asdict(part) for part in atlas_plan.parts[1:]]} if atlas_plan.parts[1:] else {})}
     taus = {lang: queries.tau_of(lang) for part in atlas_plan.parts for lang in part.langs}
     return write_model_atlas(out / lm.name, lm.name, model_fingerprint(lm), settings, rows,
                              documents(lm, atlas_plan, factset, config, store, showcase), taus)
@@ -198,6 +201,6 @@ def build(name: str, factset: FactSet, config: AttributionConfig, store: ResultS
         compute(lm, atlas_plan, factset, config, store, progress)
     showcase = derive(lm, atlas_plan, factset, config, store, calibrate=compute_missing)
     counts = write(lm, atlas_plan, factset, config, store, out, showcase)
-    report(f"{name}: {counts['results']} results ({counts['exact']} kept as float32), {counts['bytes'] / 2**20:.1f} MiB "
-           f"in {out / name}")
+    report(f"{name}: {counts['results']} results ({counts['exact']} kept as float32), "
+           f"{counts['bytes'] / 2**20:.1f} MiB in {out / name}")
     return counts

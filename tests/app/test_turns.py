@@ -99,7 +99,8 @@ def test_a_stored_fact_opens_while_the_worker_computes(home):
         opened = time.monotonic() - started
         SHOTS.mkdir(exist_ok=True)
         b.screenshot(path=str(SHOTS / "turns_stored_fact_while_computing.png"), full_page=True)
-        assert a.get_by_text(WATCHING).count() > 0, f"the computation was over before the stored fact opened ({opened:.1f} s)"
+        assert a.get_by_text(WATCHING).count() > 0, \
+            f"the computation was over before the stored fact opened ({opened:.1f} s)"
         assert b.get_by_text(WATCHING).count() == 0 and opened < OPEN_S, opened
         a.get_by_role("heading", name="Edit effect").wait_for(timeout=180_000)  # A's fact, computed meanwhile
         assert a.get_by_text(WATCHING).count() == 0 and a.get_by_text("Something went wrong").count() == 0

@@ -19,7 +19,8 @@ from kn_core.model.hooks import count_hooks, gold_probs, recorded, run
 @pytest.mark.parametrize("base", ["masked", "masked-mean", "zero"])
 def test_few_steps_engines_agree(lm, steps, base):
     prompt = lm.prompt(TEMPLATE, "Tanzania", "Dar es Salaam")
-    fast, ref = (attribute(lm, prompt, AttributionConfig(rule="riemann-right", engine=engine, steps=steps, baseline=base))
+    fast, ref = (attribute(lm, prompt,
+                           AttributionConfig(rule="riemann-right", engine=engine, steps=steps, baseline=base))
                  for engine in ("fast", "reference"))
     assert_same(fast, ref, TOL)
     assert count_hooks(lm) == 0
@@ -36,7 +37,8 @@ def test_one_step_is_the_gradient_at_the_prompt_times_the_difference(lm):
     starts = baseline(lm, prompt, "masked")
     plain = torch.stack([plain_ig_paths(lm, prompt, clean, starts, layer, 0, 1) for layer in range(lm.n_layers)])
     np.testing.assert_allclose(result.scores, plain.numpy(), rtol=1e-4, atol=1e-6 * float(plain.abs().max()))
-    mean = attribute(lm, prompt, AttributionConfig(rule="riemann-right", engine="reference", steps=1, baseline="masked-mean"))
+    mean = attribute(lm, prompt,
+                     AttributionConfig(rule="riemann-right", engine="reference", steps=1, baseline="masked-mean"))
     np.testing.assert_allclose(result.scores, mean.scores, rtol=1e-4, atol=1e-6 * float(plain.abs().max()))
     gap = np.mean(result.token_probs) - result.baseline_probs
     np.testing.assert_allclose(result.convergence_delta, result.scores.sum(axis=1) - gap, atol=1e-6)

@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import INIT, assert_same, bert_tokenizer, gpt2_tokenizer, make_gemma3, make_llama
-
-TOL = 1e-4  # the fast engine against the reference
 from transformers import (
     MistralConfig,
     MistralForCausalLM,
@@ -23,6 +21,7 @@ from kn_core.attribution import Attribution, AttributionConfig, attribute, kerne
 from kn_core.model.hooks import count_hooks
 from kn_core.model.loading import load_model
 
+TOL = 1e-4  # the fast engine against the reference
 TEMPLATE = "The capital of [X] is [Y]."
 STEPS = 8
 REPO = Path(__file__).resolve().parents[2]
@@ -83,7 +82,8 @@ def test_fast_target_at_the_first_position(gpt2):
     """A causal prompt of one token: the first target has no earlier positions to attend to."""
     prompt = gpt2.prompt("[X] [Y]", "The", "Dar es Salaam")
     assert prompt.target_positions[0] == 0
-    fast, ref = (attribute(gpt2, prompt, AttributionConfig(rule="riemann-right", engine=engine, steps=STEPS, baseline="zero"))
+    fast, ref = (attribute(gpt2, prompt,
+                           AttributionConfig(rule="riemann-right", engine=engine, steps=STEPS, baseline="zero"))
                  for engine in ("fast", "reference"))
     assert_same(fast, ref, TOL)
 
@@ -98,8 +98,8 @@ def test_fast_layer_subset(lm):
 def test_fast_is_default_and_reports_progress(gpt2):
     assert AttributionConfig().engine == "fast"
     seen = []
-    attribute(gpt2, gpt2.prompt(TEMPLATE, "Tanzania", "Dar es Salaam"), AttributionConfig(rule="riemann-right", steps=3),
-              progress=seen.append)
+    attribute(gpt2, gpt2.prompt(TEMPLATE, "Tanzania", "Dar es Salaam"),
+              AttributionConfig(rule="riemann-right", steps=3), progress=seen.append)
     assert seen and seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
 
 

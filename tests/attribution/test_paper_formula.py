@@ -146,7 +146,8 @@ def test_masked_and_masked_mean_differ_measurably(lm):
 @pytest.mark.parametrize("base", list(BASELINES))
 def test_fast_equals_reference_for_every_baseline(lm, base):
     prompt = lm.prompt(TEMPLATE, "Tanzania", "Dar es Salaam")
-    fast_result, ref = (attribute(lm, prompt, AttributionConfig(rule="riemann-right", engine=engine, steps=8, baseline=base))
+    fast_result, ref = (attribute(lm, prompt,
+                                  AttributionConfig(rule="riemann-right", engine=engine, steps=8, baseline=base))
                         for engine in ("fast", "reference"))
     assert_same(fast_result, ref, TOL)
     assert count_hooks(lm) == 0

@@ -49,7 +49,8 @@ def test_rules_integrate_polynomials(name, steps):
 def test_unknown_rule_lists_the_rules():
     with pytest.raises(InputError, match="riemann-right, riemann-left, gauss-legendre, gauss-legendre-adaptive"):
         AttributionConfig(rule="simpson")
-    assert AttributionConfig().rule in RULES and DEFAULT_RULE == "riemann-right"  # the engines' own default: the paper's
+    # the engines' own default: the paper's
+    assert AttributionConfig().rule in RULES and DEFAULT_RULE == "riemann-right"
 
 
 @pytest.mark.parametrize("engine", ["fast", "reference"])

@@ -167,7 +167,8 @@ def test_other_experiments_run(name, gpt2_dir, facts_dir, tmp_path, capsys):
 
 def test_localize_reports_controls_and_critics_checks(gpt2_dir, facts_dir, tmp_path, capsys):
     code = main(["experiment", "localize", "--model", str(gpt2_dir), "--data", str(facts_dir), "--langs", "en",
-                 "--relations", "P36", "--max-facts", "3", "--max-templates", "1", "--steps", "4", "--out", str(tmp_path)])
+                 "--relations", "P36", "--max-facts", "3", "--max-templates", "1", "--steps", "4",
+                 "--out", str(tmp_path)])
     assert code == 0
     facts = pd.read_csv(tmp_path / "facts.csv")
     for column in ("ctrl_own", "ctrl_same_relation", "ctrl_other_relation", "ctrl_random_mean", "ctrl_random_sd",

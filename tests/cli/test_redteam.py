@@ -372,8 +372,9 @@ def test_template_words_read_as_the_unknown_token_are_named(ctx, capsys, caplog)
 
 
 # -- a bug is one line too ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("raised,rc,match", [(RuntimeError("boom\nsecond line"), 1, "unexpected RuntimeError: boom second line"),
-                                             (KeyboardInterrupt(), 130, "interrupted")])
+@pytest.mark.parametrize("raised,rc,match", [
+    (RuntimeError("boom\nsecond line"), 1, "unexpected RuntimeError: boom second line"),
+    (KeyboardInterrupt(), 130, "interrupted")])
 def test_an_unexpected_exception_is_one_error_line(ctx, capsys, monkeypatch, raised, rc, match):
     from kn_core.commands import store as store_command
 

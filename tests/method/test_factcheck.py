@@ -210,7 +210,7 @@ def test_a_claim_and_its_twin_get_equal_inputs(bert, factset):
     assert n == max(bert.prompt(template, "Peru", o).n_object_tokens for _, o in CAPITALS) >= 2
     pairs = [(t, w) for t, w in zip(*[iter(make_claims(factset, "P36", "en", seed=0))] * 2)
              if bert.prompts([template], t.subject, "Lima").prompts]  # subjects the tiny vocabulary can spell
-    assert len(pairs) >= 3 and any(len(bert.prompt(template, "Peru", w.candidate).object_ids) != 
+    assert len(pairs) >= 3 and any(len(bert.prompt(template, "Peru", w.candidate).object_ids) !=
                                    len(bert.prompt(template, "Peru", t.candidate).object_ids) for t, w in pairs)
     for true, wrong in pairs:
         a, b = (claim_prompt(bert, template, c.subject, c.candidate, n) for c in (true, wrong))

@@ -167,7 +167,8 @@ def test_threads_sharing_one_store_store_each_result_once(bert, tmp_path):
     for results in outcomes:
         assert_all_same(results, expected)
     assert store.info()["results"] == len(TEMPLATES)
-    assert_all_same([cached.attribution(store, bert, p, CONFIG, "en", compute_missing=False) for p in prompts], expected)
+    assert_all_same([cached.attribution(store, bert, p, CONFIG, "en", compute_missing=False) for p in prompts],
+                    expected)
     assert store.check() == "ok" and count_hooks(bert) == 0
 
 

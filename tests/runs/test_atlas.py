@@ -200,7 +200,8 @@ def test_a_shipped_prompt_recomputes_to_the_same_result(name, tmp_path, monkeypa
     shipped, fresh = store.get(key), attribute(lm, prompt, config, lang=row["lang"])
     peak = np.abs(fresh.scores).max()
     assert np.abs(shipped.scores - fresh.scores).max() <= 1e-3 * peak
-    assert coarse_set(shipped.scores, queries.tau_of(row["lang"])) == coarse_set(fresh.scores, queries.tau_of(row["lang"]))
+    tau = queries.tau_of(row["lang"])
+    assert coarse_set(shipped.scores, tau) == coarse_set(fresh.scores, tau)
     assert shipped.p_object == pytest.approx(fresh.p_object, rel=1e-4)
 
 
@@ -209,7 +210,8 @@ def test_the_showcase_prefers_a_fact_the_model_knows(built, monkeypatch):
     with the bar just below the best-known fact's, that fact is chosen whatever its suppression effect."""
     full, lm, factset = built["full"], built["lm"], built["factset"]
     facts = [f for lang in MAIN.langs
-             for f in queries.stored_facts(full, lm, factset, "P36", lang, CONFIG, queries.tau_of(lang), P) if f.neurons]
+             for f in queries.stored_facts(full, lm, factset, "P36", lang, CONFIG, queries.tau_of(lang), P)
+             if f.neurons]
     best = max(facts, key=lambda f: np.mean([r.p_object for r in f.results]))
     monkeypatch.setattr(queries, "SHOWCASE_MIN_P", float(np.mean([r.p_object for r in best.results])) - 1e-9)
     pick = queries.choose_showcase(full, lm, factset, list(MAIN.langs), CONFIG, P, ["P36"])
@@ -221,5 +223,6 @@ def test_a_checker_on_the_first_facts_has_its_own_key_and_every_fact_keeps_the_o
     every = queries.DKNSettings()
     assert "facts=" not in queries.checker_key(lm, "P36", "en", CONFIG, every)  # what older stores hold
     assert queries.checker_key(lm, "P36", "en", CONFIG, CHECKER).endswith(f"|facts={CHECKER.facts}")
-    assert [f.id for f in CHECKER.chosen(factset, "P36", "en")] == [f.id for f in factset.facts_of("P36")[:CHECKER.facts]]
+    assert ([f.id for f in CHECKER.chosen(factset, "P36", "en")]
+            == [f.id for f in factset.facts_of("P36")[:CHECKER.facts]])
     assert len(every.chosen(factset, "P36", "en")) == len(factset.facts_of("P36"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_store import synthetic  # a sibling module: pytest puts tests/runs on the path
 
-from kn_core.runs.store import SCHEMA_VERSION, Claimant, ResultStore
+from kn_core.runs.store import Claimant, ResultStore
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = socket.gethostname()

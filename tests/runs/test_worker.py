@@ -23,7 +23,8 @@ from kn_core.runs.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = AttributionConfig(steps=3)
-TEMPLATES = ("The capital of [X] is [Y].", "[X] is a country and [Y] is its capital.", "In [X] the capital city is [Y].")
+TEMPLATES = ("The capital of [X] is [Y].", "[X] is a country and [Y] is its capital.",
+             "In [X] the capital city is [Y].")
 TIMEOUT = 120
 
 
@@ -225,7 +226,8 @@ def test_the_latest_page_goes_first_and_the_time_left_counts_the_work_ahead(gpt2
     queue.submit(gpt2, requests[1:2])  # opened again: now it goes first
     queue.submit(gpt2, requests[2:3])
     again = queue.submit(gpt2, requests[1:2])
-    assert queue.standing(gpt2, again).ahead == 0 and queue.standing(gpt2, requests_keys(gpt2, requests[2:3])).ahead == 1
+    assert queue.standing(gpt2, again).ahead == 0
+    assert queue.standing(gpt2, requests_keys(gpt2, requests[2:3])).ahead == 1
     assert Worker(gpt2, store).pace(CONFIG) is None
 
 

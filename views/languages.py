@@ -34,12 +34,12 @@ with ui.guard():
             st.session_state["lang_langs"] = kept
         elif kept != st.session_state["lang_langs"]:
             del st.session_state["lang_langs"]  # the default below
-    default = compare.default_languages(lm, factset, fact, available)
+    default = compare.default_languages(lm, factset, fact, available, settings.config)
     langs = st.multiselect("Languages", available, default=ui.links.initial("lang_langs", default), key="lang_langs",
-                           help="Two or more. By default every language of this fact and its relation that the model "
-                                "reads (the demo models: the two they were trained on).")
-    chosen = list(langs)  # the view in the URL: the languages chosen (omitted when they are the default)
-    shown_langs = None if chosen == default else ",".join(chosen)
+                           help="Two or more. By default the languages of this fact and its relation that the model "
+                                "reads (the demo models: the two they were trained on) and that are stored, when two "
+                                "or more are; else every one it reads (computed in the background).")
+    shown_langs = ",".join(langs)  # always in the URL: the default depends on what is stored here
     if len(langs) < 2:
         st.error(f"Choose at least two languages to compare (this fact has {', '.join(available) or 'none'}"
                  f"{'' if len(available) >= 2 else '; pick a fact labelled in two or more'}).")

@@ -19,6 +19,7 @@ from kn_core.model.fingerprint import model_fingerprint
 from kn_core.model.loading import DEMO_MODELS, LanguageModel
 from kn_core.runs import languages as queries
 from kn_core.runs.languages import StoredBaselines
+from kn_core.runs.store import ResultKey
 
 MEMO, MEMO_SIZE = "_language_memo", 8
 DEMO_LANGUAGES = ("en", "zh")  # = kn_core.demo.corpus.DEMO_LANGUAGES (a higher room): the demo models' languages
@@ -53,13 +54,25 @@ def readable(lm: LanguageModel, factset: FactSet, fact: Fact, langs: Sequence[st
             and any(not lm.unknown_words(t.text) for t in templates.templates_for(lang))]
 
 
-def default_languages(lm: LanguageModel, factset: FactSet, fact: Fact, available: Sequence[str]) -> list[str]:
-    """The languages the page compares unless told otherwise: every one of ``available`` that the model reads —
+def default_languages(lm: LanguageModel, factset: FactSet, fact: Fact, available: Sequence[str],
+                      config: AttributionConfig) -> list[str]:
+    """The languages the page compares unless told otherwise: of those of ``available`` that the model reads —
     for the demo models the two they were trained on, for any model only languages it reads without its unknown
-    token (:func:`readable`) — or all of ``available`` when fewer than two remain."""
+    token (:func:`readable`) — the ones whose every prompt of the fact is stored (the atlas counts) when there are
+    two or more, so the page opens on results; else every one it reads (queued for the worker); or all of
+    ``available`` when fewer than two remain."""
     trained = DEMO_LANGUAGES if lm.name in DEMO_MODELS else None
     known = readable(lm, factset, fact, [lang for lang in available if trained is None or lang in trained])
-    return known if len(known) >= 2 else list(available)
+    if len(known) < 2:
+        return list(available)
+    stored = [lang for lang in known if _stored(lm, factset, fact, lang, config)]
+    return stored if len(stored) >= 2 else known
+
+
+def _stored(lm: LanguageModel, factset: FactSet, fact: Fact, lang: str, config: AttributionConfig) -> bool:
+    templates = [t.text for t in factset.relation(fact.relation).templates_for(lang)]
+    prompts = lm.prompts(templates, fact.subject(lang), fact.object(lang)).prompts
+    return bool(prompts) and all(store().has(ResultKey.of(lm, p, config, lang)) for p in prompts)
 
 
 def _memo(key: tuple, measure):

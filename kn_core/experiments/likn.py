@@ -124,8 +124,8 @@ def _overlap_rows(lm: LanguageModel, langs: tuple[str, ...], fact: Fact, found, 
     same, other = _same_relation_other(found, facts, fact), unrelated_fact(selection, fact)
     no_fact = np.full((len(langs), len(langs)), np.nan)
     same_base = no_fact if same is None else baseline_matrix(sets, [_sets(found, same.id, langs)], lm.n_layers)
-    other_base = (no_fact if other is None or other.id not in found else
-                  baseline_matrix(sets, [_sets(found, other.id, langs)], lm.n_layers))
+    other_base = (no_fact if other is None or other.id not in found or other.relation == fact.relation else
+                  baseline_matrix(sets, [_sets(found, other.id, langs)], lm.n_layers))  # one relation: no such baseline
     everyone = shared_by(sets, len(langs), lm.n_layers)
     row = {"model": lm.name, "relation": fact.relation, "fact_id": fact.id,
            **{f"n_{lang}": len(sets[lang]) for lang in langs}, "n_shared": len(everyone.neurons),

@@ -42,7 +42,8 @@ def mean_relation_auroc(scores: Sequence[float], truth: Sequence[bool], relation
     return float(np.mean(values)) if values else math.nan
 
 
-def bootstrap(statistic: Callable[[np.ndarray], float], groups: Sequence[str], strata: Sequence[str],
+def bootstrap(statistic: Callable[[np.ndarray], float], groups: Sequence[str] | np.ndarray,
+              strata: Sequence[str] | np.ndarray,
               n: int = BOOTSTRAP, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile interval of ``statistic(index)`` over ``n`` resamples: the claims' ``groups`` (fact ids) are
     drawn with replacement within each of their ``strata`` (relations) and every claim of a drawn group is

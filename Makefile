@@ -4,7 +4,7 @@ PORT ?= 8501
 
 REAL_MODELS ?= smollm2-135m gemma3-270m
 
-.PHONY: setup setup-dev browser models run test test-fast bench
+.PHONY: setup setup-dev browser models run lint typecheck test test-fast bench
 
 setup:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements.txt
@@ -33,7 +33,15 @@ run: setup models
 
 # The real-model tier needs SmolLM2 (installed here when missing); Gemma 3's tests run where it is installed
 # (its terms must be accepted by a person: `python -m kn_core models install gemma3-270m`).
-test: setup-dev browser
+# The linter over the tree (ruff.toml): part of `make test`
+lint: setup-dev
+	$(PYTHON) -m ruff check .
+
+# The type checker over the package (mypy.ini): not yet part of `make test` (it still reports errors to fix)
+typecheck: setup-dev
+	$(PYTHON) -m mypy
+
+test: setup-dev browser lint
 	@$(PYTHON) -m kn_core models install smollm2-135m \
 	  || echo "note: SmolLM2 could not be installed; the real-model tests say why they skip"
 	$(PYTHON) -m pytest

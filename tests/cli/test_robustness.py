@@ -252,11 +252,13 @@ def test_mixed_scripts_work_or_fail_clearly(lm, store, subject):
     spelled = lm.tokenizer(subject, add_special_tokens=False)["input_ids"]
     if unk is not None and unk in spelled:
         with pytest.raises(InputError) as info:
-            locate(lm, ["[X]的首都是[Y]。"], subject, "Paris", "zh", AttributionConfig(steps=2), attributor=cached.read_through(store))
+            locate(lm, ["[X]的首都是[Y]。"], subject, "Paris", "zh", AttributionConfig(steps=2),
+                   attributor=cached.read_through(store))
         assert info.value.field == "subject" and "unknown" in str(info.value)
         assert contents(store) == (0, 0, 0)
     else:
-        result = locate(lm, ["[X]的首都是[Y]。"], subject, "Paris", "zh", AttributionConfig(steps=2), attributor=cached.read_through(store))
+        result = locate(lm, ["[X]的首都是[Y]。"], subject, "Paris", "zh", AttributionConfig(steps=2),
+                        attributor=cached.read_through(store))
         assert result.prompts[0].n_object_tokens >= 1
         assert contents(store) == (1, 0, 0)
 
@@ -268,7 +270,8 @@ def test_long_label_is_refused_before_tokenising(bert):
 
 def test_language_without_threshold_works_with_explicit_tau(bert, store):
     assert default_tau("fr") == default_tau("en")  # one rule: a language without the paper's τ takes English's
-    locate(bert, [TEMPLATE], "Tanzania", "Paris", "fr", AttributionConfig(steps=2), tau=0.25, attributor=cached.read_through(store))
+    locate(bert, [TEMPLATE], "Tanzania", "Paris", "fr", AttributionConfig(steps=2), tau=0.25,
+           attributor=cached.read_through(store))
     assert contents(store) == (1, 0, 0)
 
 
@@ -460,7 +463,8 @@ def test_app_refuses_bad_model_without_traceback(app_store, offline, tmp_path, s
 def test_no_unsafe_html_in_the_app():
     """User text reaches Streamlit only through escaping calls: no page renders raw HTML."""
     root = Path(__file__).resolve().parents[2]
-    sources = [root / "app.py", *sorted((root / "kn_core" / "app").glob("*.py")), *sorted((root / "views").glob("*.py"))]
+    sources = [root / "app.py", *sorted((root / "kn_core" / "app").glob("*.py")),
+               *sorted((root / "views").glob("*.py"))]
     for source in sources:
         text = source.read_text(encoding="utf-8")
         for forbidden in ("unsafe_allow_html=True", "st.html(", "components.html(", "components.v1"):

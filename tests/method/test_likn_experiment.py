@@ -23,9 +23,12 @@ TEMPLATES = ("relation\tlang\tsplit\ttemplate\n"
              "P30\ten\ttrain\t[X] is in [Y].\nP30\tzh\ttrain\t[X]是[Y]。\nP30\txx\ttrain\t[X] in the continent [Y].\n")
 HEADER = "subject_en\tobject_en\tsubject_zh\tobject_zh\tsubject_xx\tobject_xx\n"
 # a third language "xx" whose labels and templates reuse words the tiny vocabulary knows
-P36 = [("Tanzania", "Dodoma", "坦国", "东京", "Tanzania", "Dodoma"), ("France", "Paris", "法国", "巴黎", "France", "Paris"),
-       ("Japan", "Tokyo", "日本", "东京", "Japan", "Tokyo"), ("Kenya", "Nairobi", "肯国", "巴黎", "Kenya", "Nairobi")]
-P30 = [("Tanzania", "Africa", "坦国", "日本", "Tanzania", "Africa"), ("Kenya", "Africa", "肯国", "日本", "Kenya", "Africa"),
+P36 = [("Tanzania", "Dodoma", "坦国", "东京", "Tanzania", "Dodoma"),
+       ("France", "Paris", "法国", "巴黎", "France", "Paris"),
+       ("Japan", "Tokyo", "日本", "东京", "Japan", "Tokyo"),
+       ("Kenya", "Nairobi", "肯国", "巴黎", "Kenya", "Nairobi")]
+P30 = [("Tanzania", "Africa", "坦国", "日本", "Tanzania", "Africa"),
+       ("Kenya", "Africa", "肯国", "日本", "Kenya", "Africa"),
        ("France", "Europe", "法国", "法国", "France", "Europe")]
 LANGS = ("en", "zh", "xx")
 

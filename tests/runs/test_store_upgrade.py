@@ -109,7 +109,8 @@ def test_export_carries_the_rule(tmp_path):
 
 # -- a process of schema 2 writing after the upgrade ---------------------------------------------------
 # the statements schema 2's store ran (kn_core/runs/store.py at that version): rows without the rule column
-V2_PUT_RESULT = f"INSERT INTO results ({OLD_RESULT_COLUMNS}) VALUES ({', '.join('?' * 20)}) ON CONFLICT (key) DO NOTHING"
+V2_PUT_RESULT = (f"INSERT INTO results ({OLD_RESULT_COLUMNS}) VALUES ({', '.join('?' * 20)}) "
+                 "ON CONFLICT (key) DO NOTHING")
 V2_RECORD_FAILURE = (f"INSERT OR REPLACE INTO failures ({OLD_FAILURE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 

@@ -124,7 +124,8 @@ def _encode(key: ResultKey, result: Attribution) -> dict:
         record["path_baseline_probs"] = np.asarray(result.path_baseline_probs, dtype=np.float32).tolist()
     return {"key": key.digest, "model": key.model, "fingerprint": key.fingerprint, "lang": key.lang,
             "template": key.template, "subject": key.subject, "object": key.object, "baseline": key.baseline,
-            "steps": key.steps, "rule": key.rule, "layers": json.dumps(list(key.layers)), "method_version": key.method_version,
+            "steps": key.steps, "rule": key.rule, "layers": json.dumps(list(key.layers)),
+            "method_version": key.method_version,
             "engine": result.engine_used, "p_object": result.p_object, "n_layers": result.n_layers,
             "d_ff": result.d_ff, "scores": _blob(result.scores), "convergence_delta": _blob(result.convergence_delta),
             "baseline_probs": _blob(result.baseline_probs), "record": json.dumps(record, ensure_ascii=False),

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import pandas as pd
-import streamlit as st
 
 from kn_core.app.guard import model_turn
 from kn_core.app.resources import store
+from kn_core.app.views import memo
 from kn_core.attribution import AttributionConfig
 from kn_core.data import Fact, FactSet
 from kn_core.errors import InputError
@@ -75,15 +75,6 @@ def _stored(lm: LanguageModel, factset: FactSet, fact: Fact, lang: str, config: 
     return bool(prompts) and all(store().has(ResultKey.of(lm, p, config, lang)) for p in prompts)
 
 
-def _memo(key: tuple, measure):
-    memo = st.session_state.setdefault(MEMO, {})
-    if key not in memo:
-        while len(memo) >= MEMO_SIZE:
-            memo.pop(next(iter(memo)))
-        memo[key] = measure()
-    return memo[key]
-
-
 def suppression(lm: LanguageModel, prompts: Mapping[str, Sequence], sets: Mapping[str, Sequence[Neuron]]
                 ) -> SuppressionMatrix:
     """:func:`kn_core.method.language_suppression.suppression_matrix` (30 random draws per language), in the
@@ -96,7 +87,7 @@ def suppression(lm: LanguageModel, prompts: Mapping[str, Sequence], sets: Mappin
         with model_turn(lm):
             return suppression_matrix(lm, prompts, sets)
 
-    return _memo(key, measure)
+    return memo(key, measure, MEMO, MEMO_SIZE)
 
 
 def baselines(lm: LanguageModel, factset: FactSet, fact: Fact, sets: Mapping[str, Sequence[Neuron]],
@@ -105,7 +96,8 @@ def baselines(lm: LanguageModel, factset: FactSet, fact: Fact, sets: Mapping[str
     looked up once per session, model, fact, languages and thresholds."""
     key = ("baselines", lm.name, model_fingerprint(lm), fact.id, config, p,
            tuple((lang, tuple(sorted((int(n[0]), int(n[1])) for n in sets[lang]))) for lang in sets))
-    return _memo(key, lambda: queries.stored_baselines(store(), lm, factset, fact, dict(sets), config, p))
+    return memo(key, lambda: queries.stored_baselines(store(), lm, factset, fact, dict(sets), config, p), MEMO,
+                MEMO_SIZE)
 
 
 def ranking(lm: LanguageModel, factset: FactSet, relation: str, langs: Sequence[str], config: AttributionConfig,

@@ -233,11 +233,12 @@ VERDICTS = {"fact": "specific to this fact (other facts, of its relation or not,
             "none": "no effect beyond random neurons of the same layers"}
 
 
-def _memo(key: tuple, measure):
-    """``measure()`` once per session and plain-valued ``key`` (the oldest of :data:`MEMO_SIZE` forgotten)."""
-    memo = st.session_state.setdefault(MEMO, {})
+def memo(key: tuple, measure, name: str = MEMO, size: int = MEMO_SIZE):
+    """``measure()`` once per session and plain-valued ``key``, kept in session state ``name`` (the oldest of
+    ``size`` forgotten)."""
+    memo = st.session_state.setdefault(name, {})
     if key not in memo:
-        while len(memo) >= MEMO_SIZE:
+        while len(memo) >= size:
             memo.pop(next(iter(memo)))
         memo[key] = measure()
     return memo[key]
@@ -257,7 +258,7 @@ def controls(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[tup
         with model_turn(lm):
             return fact_controls(lm, facts(), lang, prompts, neurons, relation=relation)
 
-    return _memo(("controls", *_fact_key(lm, prompts, neurons, lang, relation)), measure)
+    return memo(("controls", *_fact_key(lm, prompts, neurons, lang, relation)), measure)
 
 
 def verdict_text(found: Controls) -> tuple[str, str]:
@@ -307,7 +308,7 @@ def checks(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[tuple
         with model_turn(lm):
             return fact_checks(lm, facts(), lang, relation, prompts, neurons)
 
-    return _memo(("checks", *_fact_key(lm, prompts, neurons, lang, relation)), measure)
+    return memo(("checks", *_fact_key(lm, prompts, neurons, lang, relation)), measure)
 
 
 def _pct(value: float) -> str:
@@ -402,7 +403,7 @@ def syntactic(lm: LanguageModel, lang: str, config: AttributionConfig) -> Syntac
             result = syntactic_control(lm, lang, config, attributor=attributor, cases=n)
         report(n / cases, f"Syntactic control: {n} of {cases} grammatical case(s) done")
     bar.empty()
-    return _memo(key, lambda: result)
+    return memo(key, lambda: result)
 
 
 def syntax_view(lm: LanguageModel, lang: str, config: AttributionConfig, own_change: float, key: str) -> None:
@@ -457,7 +458,7 @@ def claim_scores(lm: LanguageModel, checker: FactChecker) -> pd.DataFrame:
         bar.empty()
         return pd.DataFrame(rows, columns=["fact", "true", *SCORES.values()])
 
-    return _memo(_claims_key(lm, checker), measure)
+    return memo(_claims_key(lm, checker), measure)
 
 
 def _claims_key(lm: LanguageModel, checker: FactChecker) -> tuple:

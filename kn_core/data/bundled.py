@@ -227,8 +227,8 @@ def _read_facts(root: Path, rid: str, languages: list[str], problems: list[Probl
         return []
     header_languages = _fact_languages(header)
     reason = header_languages if isinstance(header_languages, str) else _header_problem(header_languages, languages)
-    if reason:
-        problems.append(Problem(name, 1, reason))
+    if reason or isinstance(header_languages, str):
+        problems.append(Problem(name, 1, reason or str(header_languages)))
         return []
     facts: list[Fact] = []
     first_line: dict[str, int] = {}

@@ -43,6 +43,6 @@ def load_dataset(path_or_name: str | os.PathLike | None = None) -> FactSet:
     """Load ``None``/``"bundled"`` (the bundled set), a bundled-format folder (strict) or an mLAMA-layout
     folder (lenient; skipped lines are in ``problems``)."""
     layout, root = dataset_layout(path_or_name)
-    if layout == "bundled":
+    if layout == "bundled" or root is None:
         return load_bundled(root)
     return load_mlama(root)

@@ -13,7 +13,7 @@ def summarize(path: str | os.PathLike) -> dict:
     ``relations`` (sorted ids), ``facts`` ({lang: valid facts in that language}), ``paired`` (facts present
     in every language) and ``problems`` ([{file, line, reason}])."""
     layout, root = dataset_layout(path)
-    if layout == "mlama":
+    if layout == "mlama" and root is not None:
         fact_set, per_language = import_mlama(root, None)
     else:
         fact_set = scan_bundled(root)

@@ -5,7 +5,8 @@ Each module exposes ``TITLE``, ``DEFAULT_MAX_FACTS`` (facts per relation when ``
 
 - ``localize``: knowledge neurons per fact and language, with suppress / enhance against random neurons and
   unrelated facts (docs/method.md §2).
-- ``likn``: language-independent knowledge neurons: overlap of two languages' KN and cross-lingual editing (§3).
+- ``likn``: language-independent knowledge neurons: overlap of two or more languages' KN (matrices, k of N),
+  cross-lingual editing and the cross-language suppression matrix (§3).
 - ``dkn``: degenerate knowledge neurons per prompt (§4).
 - ``factcheck``: the Table 3 protocol: DKN fact checker against the model's own greedy answer (§5).
 """

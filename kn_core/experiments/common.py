@@ -33,7 +33,7 @@ class Settings:
     """One experiment run, as given on the command line.
 
     models: model names or folders, run one after the other. data: ``"bundled"`` or a data folder.
-    langs: languages to run in (LIKN needs exactly two). relations: relation ids (None = all).
+    langs: languages to run in (LIKN needs two or more). relations: relation ids (None = all).
     max_facts: facts per relation (None = the experiment's default; 0 = all), a seeded sample — or, with
     ``first_facts``, the relation's first that many (file order: the facts the atlas holds, so a run on them reads
     its attributions; every seed then keeps the same facts).

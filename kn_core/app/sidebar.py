@@ -27,7 +27,7 @@ OTHER = "Other: Hugging Face id or folder…"
 
 def calibration_choices(model_name: str) -> tuple[int | None, ...]:
     """The Fact-check page's choices of how many facts to calibrate on (None: every fact), the default first."""
-    return tuple(dict.fromkeys((checker_facts(model_name), CHECKER_FACTS, 10, 20, None)))
+    return tuple(dict.fromkeys((checker_facts(model_name), *CHECKER_FACTS, None)))
 UNUSABLE = ("a bundled demo name, an installed model, a local folder holding a supported model (config.json, "
             "tokenizer, *.safetensors weights) or a Hugging Face id in the local cache")
 PRESET_HELP = {"default": "chosen by measured error: Gauss–Legendre, m = 4 points, layers and paths with a large "

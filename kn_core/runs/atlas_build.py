@@ -18,7 +18,7 @@ from typing import Callable
 
 from kn_core.attribution import AttributionConfig
 from kn_core.data import FactSet
-from kn_core.defaults import CHECKER_FACTS, P_SHARE, TAU
+from kn_core.defaults import P_SHARE, TAU
 from kn_core.errors import InputError, KNError
 from kn_core.model.fingerprint import model_fingerprint
 from kn_core.model.loading import LanguageModel, load_model
@@ -74,10 +74,10 @@ PLANS: dict[str, AtlasPlan] = {
 }
 
 
-def checker_facts(name: str) -> int:
-    """How many facts the Fact-check page calibrates on by default for model ``name``: its atlas plan's, else
-    :data:`~kn_core.defaults.CHECKER_FACTS`."""
-    return PLANS[name].main.facts if name in PLANS else CHECKER_FACTS
+def checker_facts(name: str) -> int | None:
+    """How many facts the Fact-check page calibrates on by default for model ``name``: its atlas plan's (whose
+    checkers the atlas holds), else every fact (None: the paper's protocol)."""
+    return PLANS[name].main.facts if name in PLANS else None
 
 
 def plan_of(name: str) -> AtlasPlan:

@@ -253,13 +253,18 @@ def test_relation_overview_shows_a_stored_facts_controls_when_asked(home):
     assert any("whose P(object) falls" in t for t in texts(at.markdown))
 
 
-def test_fact_check_calibrates_on_the_first_facts_by_default_and_every_fact_is_a_choice(home):
-    from kn_core.defaults import CHECKER_FACTS
+def test_fact_check_calibrates_on_the_atlas_facts_or_every_fact_and_the_first_facts_are_a_choice(home):
     from kn_core.runs.atlas_build import checker_facts
 
-    at = open_app("views/fact_check.py")
-    assert at.selectbox(key="fc_facts").value == CHECKER_FACTS == checker_facts("demo-mlm")
-    assert any(o.startswith("every fact") for o in at.selectbox(key="fc_facts").options)  # the paper's, one choice away
-    held_out = [s for s in texts(at.subheader) if s.startswith("Evaluation on the held-out facts")]
-    assert held_out == [f"Evaluation on the held-out facts (1 of the {CHECKER_FACTS} calibrated on)"], held_out
     assert checker_facts("gemma3-270m") == 3 and checker_facts("smollm2-135m") == 5  # the atlas plans' facts
+    at = open_app("views/fact_check.py")
+    choice = at.selectbox(key="fc_facts")
+    assert checker_facts("demo-mlm") is None and choice.value is None  # no atlas: the paper's, every fact
+    assert [o.split(" (")[0] for o in choice.options][:3] == ["every fact of the relation", *(
+        f"the relation's first {n} facts" for n in (5, 10))]
+    held_out = [s for s in texts(at.subheader) if s.startswith("Evaluation on the held-out facts")]
+    assert len(held_out) == 1 and held_out[0].endswith(" calibrated on)"), held_out
+    choice.set_value(5).run()
+    until_stored(at)
+    held_out = [s for s in texts(at.subheader) if s.startswith("Evaluation on the held-out facts")]
+    assert held_out == ["Evaluation on the held-out facts (1 of the 5 calibrated on)"], held_out

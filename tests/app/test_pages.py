@@ -110,7 +110,7 @@ def test_a_link_restores_the_fact_browser_view(home):
     (None, {"relation": "P999", "fact": "P36-nigeria"}, "relation='P999'"),
     (None, {"relation": RELATION, "fact": "P17-osaka"}, "fact='P17-osaka'"),
     (None, {"relation": RELATION, "tau": "7"}, "tau='7'"),
-    (None, {"relation": RELATION, "lang": "fr"}, "lang='fr'"),
+    (None, {"relation": RELATION, "lang": "pt"}, "lang='pt'"),
     ("views/neuron_search.py", {"layer": "99", "index": "x"}, "layer='99'"),
     ("views/languages.py", {"relation": RELATION, "p": "nan"}, "p='nan'"),
 ])

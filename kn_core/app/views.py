@@ -236,12 +236,12 @@ VERDICTS = {"fact": "specific to this fact (other facts, of its relation or not,
 def memo(key: tuple, measure, name: str = MEMO, size: int = MEMO_SIZE):
     """``measure()`` once per session and plain-valued ``key``, kept in session state ``name`` (the oldest of
     ``size`` forgotten)."""
-    memo = st.session_state.setdefault(name, {})
-    if key not in memo:
-        while len(memo) >= size:
-            memo.pop(next(iter(memo)))
-        memo[key] = measure()
-    return memo[key]
+    slot = st.session_state.setdefault(name, {})
+    if key not in slot:
+        while len(slot) >= size:
+            slot.pop(next(iter(slot)))
+        slot[key] = measure()
+    return slot[key]
 
 
 def _fact_key(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[tuple[int, int]], lang: str,
@@ -384,9 +384,9 @@ def syntactic(lm: LanguageModel, lang: str, config: AttributionConfig) -> Syntac
     """The syntactic control of ``lm`` in ``lang`` with progress, case by case, each case in the model's turn
     (attributions: a ``locate`` per grammatical case); once per session, model, language and settings."""
     key = ("syntax", lm.name, model_fingerprint(lm), lang, config)
-    memo = st.session_state.setdefault(MEMO, {})
-    if key in memo:
-        return memo[key]
+    measured = st.session_state.setdefault(MEMO, {})
+    if key in measured:
+        return measured[key]
     cases = len(SYNTAX[lang][1]) if lang in SYNTAX else 0
     seen: dict = {}
 

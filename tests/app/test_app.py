@@ -61,7 +61,8 @@ def test_the_navigation_lists_every_page_script():
 @pytest.mark.parametrize("model", list(DEMO_MODELS))
 def test_every_page_renders(tmp_path, monkeypatch, model):
     """Every page of the navigation, on each demo model, in the order of the menu: its own title, no exception,
-    no error box (work a page queues is waited for, so what it renders afterwards is checked too)."""
+    no error box but the Fact-check page's verdict "wrong", which is red by design (work a page queues is waited
+    for, so what it renders afterwards is checked too)."""
     # the choice goes into session state before the first run: AppTest forgets sidebar widget values set
     # with set_value() on the next run of an st.navigation app
     monkeypatch.setenv("KN_EXPLORER_HOME", str(tmp_path))
@@ -70,7 +71,8 @@ def test_every_page_renders(tmp_path, monkeypatch, model):
     until_stored(at.run())
     for page in PAGES:
         visit(at, page)
-        assert not at.error, (page, [e.value for e in at.error])
+        errors = [shown(e) for e in at.error if not shown(e).startswith("with DKN: **wrong**")]
+        assert not errors, (page, errors)
         assert [t.value for t in at.title][:1] == [page_title(page)], (page, [t.value for t in at.title])
     assert any(f"Model card: {model}" in shown(h) for h in at.header), "another model was shown"
 

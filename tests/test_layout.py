@@ -116,3 +116,12 @@ def test_building_the_cli_parser_imports_no_heavy_optional_packages():
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_test_files_have_unique_basenames():
+    """pytest imports test files by basename (no packages under tests/): two files of one name in different
+    folders stop the whole run at collection (the CI failure of stop 29)."""
+    names: dict[str, list[str]] = {}
+    for path in sorted(Path(__file__).resolve().parent.rglob("test_*.py")):
+        names.setdefault(path.name, []).append(str(path.relative_to(PACKAGE.parent)))
+    assert not {name: paths for name, paths in names.items() if len(paths) > 1}

@@ -32,9 +32,11 @@ with ui.guard():
                      0.05, key="compare_p")
     ui.share(settings, other=other, relation=relation, fact=fact.id, lang=lang, p=p)
     templates = [t.text for t in factset.relations[relation].templates_for(lang)]
-    profiles, counts = {}, {}
-    for col, model in zip(st.columns(2), (lm, ui.model(other))):
-        with col:
+    profiles, counts, shown = {}, {}, []
+    columns = dict(zip((lm.name, other), st.columns(2)))
+    charts = st.container()  # below the columns, drawn before the suppression runs: the stored results show first
+    for model in (lm, ui.model(other)):
+        with columns[model.name]:
             st.subheader(model.name)
             prompts = model.prompts(templates, fact.subject(lang), fact.object(lang)).prompts
             if not prompts:
@@ -44,19 +46,22 @@ with ui.guard():
                                       fact_id=fact.id)
             if results is None:  # queued: this column fills in when its worker has stored them
                 continue
-            neurons = knowledge_neurons([r.scores for r in results], ui.tau_of(lang), p)
-            effect = ui.suppression(model, prompts, [(l, i) for l, i, _ in neurons])
+            neurons = [(l, i) for l, i, _ in knowledge_neurons([r.scores for r in results], ui.tau_of(lang), p)]
             cols = st.columns(2)
             cols[0].metric("P(object), mean over prompts", f"{np.mean([r.p_object for r in results]):.4f}")
             cols[1].metric("knowledge neurons", len(neurons), help=f"{model.n_layers} layers × {model.d_ff} neurons")
+            profiles[model.name] = figures.layer_profile(np.mean([r.scores for r in results], axis=0))
+            counts[model.name] = per_layer_counts(neurons, model.n_layers)
+            shown.append((model, prompts, neurons))
+    if profiles:
+        left, right = charts.columns(2)
+        left.plotly_chart(figures.depth_profiles(profiles), key="compare_profile")
+        right.plotly_chart(figures.depth_distribution(counts, "Knowledge neurons over depth"), key="compare_depth")
+    for model, prompts, neurons in shown:  # then what suppressing each model's neurons does (forward passes)
+        with columns[model.name]:
+            effect = ui.suppression(model, prompts, neurons)
             cols = st.columns(2)
             cols[0].metric("suppressing them: P(object)", f"{effect.own:+.1%}")
             cols[1].metric("as many random neurons", f"{effect.random:+.1%}")
-            ui.controls_view(model, prompts, [(l, i) for l, i, _ in neurons], lang, relation,
-                             key=f"compare_{model.name}", title=f"{model.name}: whose P(object) falls?")
-            profiles[model.name] = figures.layer_profile(np.mean([r.scores for r in results], axis=0))
-            counts[model.name] = per_layer_counts(neurons, model.n_layers)
-    if profiles:
-        left, right = st.columns(2)
-        left.plotly_chart(figures.depth_profiles(profiles), key="compare_profile")
-        right.plotly_chart(figures.depth_distribution(counts, "Knowledge neurons over depth"), key="compare_depth")
+            ui.controls_view(model, prompts, neurons, lang, relation, key=f"compare_{model.name}",
+                             title=f"{model.name}: whose P(object) falls?")

@@ -15,14 +15,14 @@ class Neuron(NamedTuple):
     """An FFN post-activation unit: ``layer`` (0-based) and ``index`` within the layer's d_ff units."""
 
     layer: int
-    index: int
+    index: int  # type: ignore[assignment]  # a field named like tuple.index: mypy objects; at runtime the field wins
 
 
 class ScoredNeuron(NamedTuple):
     """A neuron with its attribution score (the selection functions return these, highest first)."""
 
     layer: int
-    index: int
+    index: int  # type: ignore[assignment]  # a field named like tuple.index: mypy objects; at runtime the field wins
     score: float
 
     @property

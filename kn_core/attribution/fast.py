@@ -218,7 +218,8 @@ class HeadProbability(torch.autograd.Function):
         return torch.cat(probs)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):
+    def backward(ctx, *grad_outputs: torch.Tensor):
+        (grad,) = grad_outputs  # forward returns one tensor
         (d_x,) = ctx.saved_tensors
         return (grad[:, None] * d_x).to(d_x.dtype), None, None, None
 
@@ -298,6 +299,7 @@ class Streams:
         if n_layers - 1 in points:  # the top layer's stream: straight to the head
             top = self.start(n_layers - 1, points[n_layers - 1])
             x = top if x is None else torch.cat([x, top])
+        assert x is not None  # points is not empty: its lowest layer's stream joined a block or the head
         head = lambda rows: self.lm.adapter.head(self.lm.model, rows)  # noqa: E731
         try:
             return HeadProbability.apply(x[:, 0], head, self.token, self.lm.config.vocab_size)
@@ -430,6 +432,7 @@ def _integrate(lm: LanguageModel, prompt: Prompt, clean: torch.Tensor, start: to
                 combined[row] += part.sum(dim=0) / n_paths
                 path_sums[batch[layer].start:batch[layer].stop, row] += part.sum(dim=-1)
                 if single:
+                    assert p0 is not None  # _ig gives P at the start points when with_start
                     p_start[batch[layer].start:batch[layer].stop, i, row] = p0.cpu()
             done += 1
             progress(done / total)

@@ -65,7 +65,8 @@ class OneDNNLinear(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable  # a second derivative raises instead of coming out 0
-    def backward(ctx, grad: torch.Tensor):
+    def backward(ctx, *grad_outputs: torch.Tensor):
+        (grad,) = grad_outputs  # forward returns one tensor
         (weight,) = ctx.saved_tensors
         return _onednn(grad.contiguous(), weight.t(), None), None, None
 

@@ -70,9 +70,9 @@ class AttributionConfig:
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
             raise InputError("steps", f"must be a whole number from 1 to {MAX_STEPS} (got {self.steps!r}); 20 is usual")
         if self.layers is not None:
-            items = [self.layers] if isinstance(self.layers, (str, bytes)) else self.layers
+            given = [self.layers] if isinstance(self.layers, (str, bytes)) else self.layers
             try:
-                items = list(items)
+                items = list(given)
             except TypeError:
                 raise InputError("layers", f"give a list of layer numbers, e.g. 0,1,2 (got {self.layers!r})") from None
             if not items or any(isinstance(x, bool) or not isinstance(x, numbers.Integral) for x in items):

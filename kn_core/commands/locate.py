@@ -15,6 +15,7 @@ from kn_core.method.locate import LocateResult, locate
 from kn_core.model.loading import load_model
 from kn_core.runs.cached import read_through
 from kn_core.runs.store import ResultStore
+from kn_core.types import Neuron
 
 
 def register(subparsers) -> None:
@@ -63,7 +64,7 @@ def run(args) -> int:
         if store is not None:
             store.close()
     checks = fact_checks(lm, factset, args.lang, controls.relation, result.prompts,
-                         [(n[0], n[1]) for n in result.neurons])
+                         [Neuron(n[0], n[1]) for n in result.neurons])
     print(render(result, args.top, checks))
     if json_out is not None:
         outputs.write_json(json_out, to_json(result, checks), "--json")

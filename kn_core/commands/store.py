@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 from pathlib import Path
+from typing import Literal
 
 from kn_core.commands import outputs
 from kn_core.commands.options import store_option
@@ -43,7 +44,8 @@ def run(args) -> int:
     if args.action == "info":
         return show_info(store, target, args.check)
     if args.action == "export":
-        fmt = args.format or ("csv" if args.out.suffix.lower() == ".csv" else "parquet")
+        assert target is not None  # checked_output checks export's OUT
+        fmt: Literal["parquet", "csv"] = args.format or ("csv" if args.out.suffix.lower() == ".csv" else "parquet")
         out = export(store, target, fmt, model=args.model)
         print(f"wrote {out} ({fmt})")
         return 0

@@ -15,6 +15,7 @@ from kn_core.method.evaluate import AccuracyResult, object_accuracy
 from kn_core.method.interventions import verify
 from kn_core.method.neurons import coarse_neurons, default_tau, per_layer_counts
 from kn_core.model.loading import LanguageModel, load_model
+from kn_core.types import Neuron
 
 SAMPLE_EVERY = 25  # knowledge-neuron effects: every 25th fact, first train template
 TOP_NEURONS = 15
@@ -71,7 +72,7 @@ def neuron_effect(lm: LanguageModel, factset: FactSet, lang: str, every: int = S
         template = factset.relation(fact.relation).templates_for(lang, heldout=False)[0]
         prompt = lm.prompt(template.text, fact.subject(lang), fact.object(lang))
         scores = attribute(lm, prompt, AttributionConfig(steps=20)).scores
-        neurons = [(layer, index) for layer, index, _ in coarse_neurons(scores, default_tau(lang))[:top]]
+        neurons = [Neuron(layer, index) for layer, index, _ in coarse_neurons(scores, default_tau(lang))[:top]]
         suppressed, enhanced = (verify(lm, [prompt], neurons, mode, seed=0) for mode in ("suppress", "enhance"))
         rows.append((len(neurons), suppressed.own, suppressed.random, enhanced.own))
         layers += per_layer_counts(neurons, lm.n_layers)

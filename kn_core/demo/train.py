@@ -20,12 +20,12 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
+from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
 from kn_core.data import FactSet, load_bundled
 from kn_core.data.prompts import fill_template
@@ -164,8 +164,8 @@ def encode(adapter: Adapter, tokenizer, sentence: Sentence) -> Encoded:
         maskable = tuple(sorted(prompt.context_positions + prompt.target_positions))
         return Encoded(tuple(ids), prompt.target_positions, maskable)
     right = fill_template(sentence.template, sentence.subject, sentence.object).right
-    ids = (*prompt.input_ids, prompt.object_ids[-1], *adapter.encode(tokenizer, right), tokenizer.eos_token_id)
-    return Encoded(ids, prompt.target_positions, ())
+    sentence_ids = (*prompt.input_ids, prompt.object_ids[-1], *adapter.encode(tokenizer, right), tokenizer.eos_token_id)
+    return Encoded(sentence_ids, prompt.target_positions, ())
 
 
 def epochs(n: int, generator: torch.Generator) -> Iterator[int]:
@@ -218,7 +218,7 @@ def causal_batch(items: Sequence[Encoded], tokenizer, config: TrainConfig) -> di
 
 
 # -- model and loss ----------------------------------------------------------------------------------
-def build_model(config: TrainConfig, tokenizer) -> nn.Module:
+def build_model(config: TrainConfig, tokenizer) -> PreTrainedModel:
     """A freshly initialised model of ``config``'s architecture (uses the global torch RNG)."""
     vocab = len(tokenizer)
     if config.model_type == "bert":
@@ -236,9 +236,10 @@ def build_model(config: TrainConfig, tokenizer) -> nn.Module:
 
 def masked_loss(model: nn.Module, batch: dict[str, torch.Tensor], config: TrainConfig) -> torch.Tensor:
     """Cross-entropy at the masked positions only (the LM head runs on those rows alone)."""
-    hidden = model.bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    bert, cls = cast(nn.Module, model.bert), cast(nn.Module, model.cls)  # nn.Module types them Tensor | Module
+    hidden = bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     picked = batch["labels"] != -100
-    logits = model.cls(hidden[picked])
+    logits = cls(hidden[picked])
     return F.cross_entropy(logits, batch["labels"][picked], label_smoothing=config.label_smoothing)
 
 
@@ -347,7 +348,7 @@ def _report(config: TrainConfig, step: int, losses: list[float], seconds: float,
         progress(step, mean)
 
 
-def save(model: nn.Module, tokenizer, folder: Path) -> None:
+def save(model: PreTrainedModel, tokenizer, folder: Path) -> None:
     """Write the model (safetensors) and the tokenizer into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)

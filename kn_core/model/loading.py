@@ -16,7 +16,7 @@ import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Sequence, overload
 
 import torch
 from safetensors import SafetensorError
@@ -130,7 +130,7 @@ class LanguageModel:
         [batch, T]: its last dimension is the length). The one length check of every input a model reads."""
         if isinstance(ids_or_count, torch.Tensor):
             length = int(ids_or_count.shape[-1]) if ids_or_count.dim() else int(ids_or_count)
-        elif isinstance(ids_or_count, numbers.Integral):
+        elif isinstance(ids_or_count, (int, numbers.Integral)):  # int is an Integral: named for the type checker
             length = int(ids_or_count)
         else:
             length = len(ids_or_count)
@@ -171,6 +171,12 @@ class LanguageModel:
                                          "with words")
         self.check_length(ids, "sentence")
         return ids
+
+    @overload
+    def drop_unread_marks(self, label: str) -> str: ...
+
+    @overload
+    def drop_unread_marks(self, label: object) -> object: ...
 
     def drop_unread_marks(self, label: object) -> object:
         """``label`` without the invisible format characters (Unicode Cf) that the tokenizer drops."""
@@ -218,7 +224,7 @@ class LanguageModel:
                 f"{self.d_ff} FFN neurons per layer.")
 
 
-def resolve(name_or_path: str) -> tuple[str, Path | None]:
+def resolve(name_or_path: str | os.PathLike) -> tuple[str, Path | None]:
     """Map a demo name, an installable model's name (its folder under ``$KN_EXPLORER_HOME/models``) or a folder
     to a local path; anything else is taken as a hub id. A folder may be given as a ``pathlib.Path`` (any
     ``os.PathLike``)."""
@@ -236,14 +242,14 @@ def resolve(name_or_path: str) -> tuple[str, Path | None]:
                                  "`python -m kn_core.demo train`")
         return name, path
     if name in REGISTRY:
-        path = installed_path(name)
-        if path is None:
+        installed = installed_path(name)
+        if installed is None:
             damaged = repair_hint(name)
             if damaged:
                 raise ModelLoadError(f"model {name!r} is damaged: {damaged}")
             raise ModelLoadError(f"model {name!r} is not installed (no {model_folder(name)}); install it with "
                                  f"`python -m kn_core models install {name}`")
-        return name, path
+        return name, installed
     path = Path(name).expanduser()
     try:
         is_dir, exists = path.is_dir(), path.exists()

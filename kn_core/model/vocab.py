@@ -8,11 +8,13 @@ and rare bytes ``<0xE2>``. Everything shown to a user goes through :func:`token_
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Sequence, cast
 
 import torch
 
 if TYPE_CHECKING:  # typing only: the model room is loaded by whoever calls
+    from transformers import PreTrainedModel
+
     from kn_core.model.loading import LanguageModel
 
 VISIBLE = str.maketrans({" ": "␣", "\n": "⏎", "\t": "⇥", "\r": "␍"})
@@ -63,7 +65,8 @@ def promoted_tokens(lm: LanguageModel, layer: int, index: int, k: int = 10) -> l
     """The k tokens whose logits neuron (layer, index) raises most per unit of activation, with the logit."""
     with torch.inference_mode():
         row = lm.adapter.output_rows(lm.model, layer)[index]
-        logits = lm.model.get_output_embeddings().weight @ row.to(lm.model.get_output_embeddings().weight.dtype)
+        unembedding = cast("PreTrainedModel", lm.model).get_output_embeddings().weight  # [vocab, hidden]
+        logits = unembedding @ row.to(unembedding.dtype)
         top = logits.float().topk(min(k, logits.numel()))
     ids = top.indices.tolist()
     tokens = [str(t) for t in lm.tokenizer.convert_ids_to_tokens(ids)]

@@ -14,7 +14,7 @@ Nothing outside ``kn_core.model.adapters`` names an architecture.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, cast
 
 import torch
 from torch import nn
@@ -51,7 +51,7 @@ class Adapter(ABC):
     def body(self, model: nn.Module) -> nn.Module:
         """The model without its LM head (embeddings and blocks: transformers' ``base_model``), for passes
         that only read neuron activations; it must hold every neuron site."""
-        return model.base_model
+        return cast(nn.Module, model.base_model)  # nn.Module types attribute lookups Tensor | Module
 
     def n_layers(self, model: nn.Module) -> int:
         return len(self.layers(model))

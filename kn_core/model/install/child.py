@@ -116,7 +116,10 @@ def convert_in_child(spec: ModelSpec, gguf: Path, out: Path, threads: int, progr
            "--threads", str(max(1, threads)), "--parent", str(os.getpid())]
     progress(start, f"converting {gguf.name} to safetensors ({threads} thread{'s' if threads > 1 else ''})")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, encoding="utf-8", errors="replace", env=env)
-    result, error, tail = None, None, []
+    assert proc.stdout is not None  # stdout=PIPE
+    result: dict | None = None
+    error: str | None = None
+    tail: list[str] = []
     try:
         for line in proc.stdout:
             line = line.rstrip("\n")

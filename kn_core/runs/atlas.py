@@ -33,7 +33,7 @@ import logging
 import os
 import threading
 import lzma
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -111,6 +111,7 @@ class ModelAtlas:
     settings: dict
     rows: dict[str, dict]  # key → row (the store's columns but the blobs, plus "scale" and "exact")
     documents: dict[tuple[str, str], dict]
+    _decoded: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def read(cls, folder: Path) -> "ModelAtlas":
@@ -133,7 +134,25 @@ class ModelAtlas:
                              f"(git checkout -- {folder}) or set {VARIABLE}=off") from None
 
     def scores(self, key: str) -> np.ndarray:
-        """The score matrix [n_layers, d_ff] of ``key`` (float32)."""
+        """The score matrix [n_layers, d_ff] of ``key`` (float32, read-only), decoded once per process: a page
+        that reads every result (neuron search, the relation overview) pays the decompression once."""
+        found = self._decoded.get(key)
+        if found is None:
+            found = self._decode(key)
+            found.setflags(write=False)
+            self._decoded[key] = found
+        return found
+
+    def warm(self) -> None:
+        """Decode every score matrix now (xz releases the GIL: a background thread of the app does this while
+        the model loads, so the first page that reads them all does not wait)."""
+        for key in sorted(self.rows):
+            try:
+                self.scores(key)
+            except StoreError as exc:  # reported again, with its page, when a page reads it
+                log.warning("%s", exc)
+
+    def _decode(self, key: str) -> np.ndarray:
         row = self.rows[key]
         shape = (int(row["n_layers"]), int(row["d_ff"]))
         try:

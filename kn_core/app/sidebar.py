@@ -97,7 +97,7 @@ def preset_of(rule: str, steps: int) -> str | None:
 
 def _apply_preset() -> None:
     chosen = st.session_state.get("numerics")
-    if chosen in PRESETS:  # a callback runs before the widgets are drawn again
+    if isinstance(chosen, str) and chosen in PRESETS:  # a callback runs before the widgets are drawn again
         st.session_state["rule"], st.session_state["steps"] = PRESETS[chosen]
 
 
@@ -129,6 +129,10 @@ def sidebar() -> Settings:
                                     help="masked = the paper's AMIG (one integral per masked prompt, averaged); "
                                          "masked-mean = the authors' code (one integral from the mean of the "
                                          "masked prompts); zero = Dai et al.")
+            if "rule" in st.session_state and st.session_state["rule"] is None:
+                # the rule box has no index once the session holds a rule (a widget given both warns), so it can
+                # be cleared: it shows the default rule again (a cleared rule stopped the app: rule None)
+                st.session_state["rule"] = default.rule
             # the preset shown follows the rule and steps (set in the advanced part, or by a preset)
             st.session_state["numerics"] = preset_of(st.session_state.get("rule", default.rule),
                                                      st.session_state.get("steps", default.steps))
@@ -145,7 +149,7 @@ def sidebar() -> Settings:
                                          "smaller completeness residual with far fewer steps "
                                          "(bench/bench_quadrature.py)")
     return Settings(model_name=(name or "").strip(),
-                    config=AttributionConfig(baseline=baseline, steps=steps, rule=rule))
+                    config=AttributionConfig(baseline=baseline, steps=steps, rule=rule or default.rule))
 
 
 def current_model(settings: Settings) -> LanguageModel:
@@ -208,8 +212,8 @@ def share(settings: Settings, **view: object) -> None:
     when they are not the default preset (a preset's name, else the rule and steps)."""
     config = settings.config
     preset = preset_of(config.rule, config.steps)
-    numerics = {} if preset == "default" else {"numerics": preset} if preset else {"rule": config.rule,
-                                                                                   "steps": config.steps}
+    numerics: dict[str, object] = {} if preset == "default" else {"numerics": preset} if preset else {
+        "rule": config.rule, "steps": config.steps}
     links.share(model=settings.model_name if settings.model_name in listed_models() else None, **numerics, **view)
 
 

@@ -148,6 +148,8 @@ def _check_address(address: str, timeout: float) -> None:
         raise InputError("ray-timeout", f"must be a positive number of seconds (got {timeout:g})")
     try:
         resolved = canonicalize_bootstrap_address(address)
+        if resolved is None:  # `local`: ray.init starts an instance of its own, there is no cluster to ask
+            return
         host, _, port = resolved.rpartition(":")
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except TimeoutError:

@@ -46,7 +46,7 @@ with ui.guard():
                                       fact_id=fact.id)
             if results is None:  # queued: this column fills in when its worker has stored them
                 continue
-            neurons = [(l, i) for l, i, _ in knowledge_neurons([r.scores for r in results], ui.tau_of(lang), p)]
+            neurons = [n.neuron for n in knowledge_neurons([r.scores for r in results], ui.tau_of(lang), p)]
             cols = st.columns(2)
             cols[0].metric("P(object), mean over prompts", f"{np.mean([r.p_object for r in results]):.4f}")
             cols[1].metric("knowledge neurons", len(neurons), help=f"{model.n_layers} layers × {model.d_ff} neurons")

@@ -78,7 +78,7 @@ with ui.guard():
         ui.share(settings, relation=relation, fact=fact.id, langs=shown_langs, p=p)
         st.stop()
     for lang in langs:
-        neurons[lang] = [(l, i) for l, i, _ in knowledge_neurons([r.scores for r in results[lang]], ui.tau_of(lang), p)]
+        neurons[lang] = [n.neuron for n in knowledge_neurons([r.scores for r in results[lang]], ui.tau_of(lang), p)]
 
     st.subheader("Each language's knowledge neurons")
     for col, lang in zip(st.columns(min(n, 6)), langs):

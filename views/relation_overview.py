@@ -57,7 +57,7 @@ with ui.guard():
             chosen = st.selectbox("Stored fact", stored, key="overview_controls_fact",
                                   format_func=lambda f: f"[{f.lang}] {ui.fact_label(f.fact)} "
                                                         f"({len(f.neurons)} neuron(s))")
-            ui.controls_view(lm, chosen.prompts, [(l, i) for l, i, _ in chosen.neurons], chosen.lang, relation,
+            ui.controls_view(lm, chosen.prompts, [n.neuron for n in chosen.neurons], chosen.lang, relation,
                              key="overview_fact", title=f"{chosen.lang}: whose P(object) falls when this fact's "
                                                         f"{len(chosen.neurons)} neuron(s) are suppressed?")
         missing = sum(len(v.stored) - len(v.effects) for v in overview.langs.values())

@@ -63,7 +63,8 @@ def neuron_heatmap(scores: np.ndarray, title: str = "", zmax: float | None = Non
     return fig
 
 
-def layer_histogram(counts: Mapping[str, Sequence[int]], title: str = "Knowledge neurons per layer") -> go.Figure:
+def layer_histogram(counts: Mapping[str, Sequence[int] | np.ndarray],
+                    title: str = "Knowledge neurons per layer") -> go.Figure:
     """Grouped bars: for each named neuron set, how many neurons sit in each layer."""
     fig = go.Figure()
     for name, values in counts.items():
@@ -112,12 +113,13 @@ def verdict_gauge(score: float, lam: float, correct: bool) -> go.Figure:
     return fig
 
 
-def depth_distribution(counts: Mapping[str, Sequence[int]], title: str = "Knowledge neurons over depth") -> go.Figure:
+def depth_distribution(counts: Mapping[str, Sequence[int] | np.ndarray],
+                       title: str = "Knowledge neurons over depth") -> go.Figure:
     """Grouped bars, one group per layer at its relative depth layer / (n_layers − 1): each named set's share of
     its knowledge neurons in that layer (the count in the bar's label and hover)."""
     fig = go.Figure()
-    for name, values in counts.items():
-        values = np.asarray(values, dtype=float)
+    for name, layer_counts in counts.items():
+        values = np.asarray(layer_counts, dtype=float)
         share = values / values.sum() if values.sum() else values
         fig.add_trace(go.Bar(x=relative_depth(len(values)), y=share, name=esc(name), text=[str(int(v)) for v in values],
                              customdata=np.arange(len(values)), textposition="outside",
@@ -240,8 +242,9 @@ def language_matrices(panels: Mapping[str, np.ndarray], langs: Sequence[str], ti
         text = [["" if not np.isfinite(v) else (f"{v:+.0%}" if percent else f"{v:.2f}") for v in row]
                 for row in values]
         extra = np.full(values.shape, "", dtype=object) if hover is None or name not in hover else hover[name]
+        gap = np.array(None, dtype=object)  # a non-finite cell is None: a gap in the heatmap
         fig.add_trace(go.Heatmap(
-            z=np.where(np.isfinite(values), values, None), x=labels, y=labels, text=text, texttemplate="%{text}",
+            z=np.where(np.isfinite(values), values, gap), x=labels, y=labels, text=text, texttemplate="%{text}",
             customdata=[[esc(e) for e in row] for row in extra], coloraxis="coloraxis",
             hovertemplate=(f"{esc(row_title) or 'row'} %{{y}}, {esc(column_title) or 'column'} %{{x}}: %{{text}}"
                            "<br>%{customdata}" f"<extra>{esc(name)}</extra>")), row=1, col=col)

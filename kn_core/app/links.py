@@ -8,7 +8,7 @@ nothing, the showcase (``python -m kn_core showcase``) gives the page's defaults
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence, TypeVar
 
 import streamlit as st
 
@@ -19,6 +19,7 @@ from kn_core.runs.queries import Showcase
 
 SEEN, INCOMING = "_link_seen", "_link_incoming"
 Parser = Callable[[str, dict], object]  # (text, values parsed so far) -> widget value; raises KNError
+T = TypeVar("T")
 
 
 def open_link() -> dict[str, str]:
@@ -69,15 +70,17 @@ def showcase_defaults(showcase: Showcase | None, page: str, model_name: str) -> 
     the language page on its fact with shared neurons."""
     if showcase is None or showcase.model != model_name:
         return {}
-    fact = {"relation": showcase.relation, "fact": showcase.fact, "lang": showcase.lang}
-    language = {"relation": showcase.language_relation, "fact": showcase.language_fact}
-    chosen = {"fact_browser": fact, "compare_models": fact, "relation_overview": fact,
-              "fact_check": {"relation": showcase.relation, "lang": showcase.lang},
-              "languages": language if showcase.language_fact else {}}.get(page, {})
+    fact: dict[str, str | None] = {"relation": showcase.relation, "fact": showcase.fact, "lang": showcase.lang}
+    language: dict[str, str | None] = {"relation": showcase.language_relation, "fact": showcase.language_fact}
+    pages: dict[str, dict[str, str | None]] = {
+        "fact_browser": fact, "compare_models": fact, "relation_overview": fact,
+        "fact_check": {"relation": showcase.relation, "lang": showcase.lang},
+        "languages": language if showcase.language_fact else {}}
+    chosen = pages.get(page, {})
     return {name: value for name, value in chosen.items() if value is not None}
 
 
-def initial(key: str, value: object) -> object:
+def initial(key: str, value: T) -> T | None:
     """A widget's initial ``value``, or None when its key already holds one (from a link or an earlier run):
     Streamlit warns when a widget gets both."""
     return None if key in st.session_state else value

@@ -68,12 +68,20 @@ def _store(path: Path) -> ResultStore:
     return ResultStore(path)
 
 
-def store() -> ResultStore:
-    """The result store at ``$KN_EXPLORER_HOME`` as it is now (one open store per path and process)."""
-    return _store(default_path())
+class _Stores:
+    """``store()``: the result store at ``$KN_EXPLORER_HOME`` as it is now (one open store per path and process);
+    ``store.clear()``: forget the open stores (tests that move ``$KN_EXPLORER_HOME``)."""
+
+    def __call__(self) -> ResultStore:
+        """The result store at ``$KN_EXPLORER_HOME`` as it is now (one open store per path and process)."""
+        return _store(default_path())
+
+    def clear(self) -> None:
+        """Forget the open stores (tests that move ``$KN_EXPLORER_HOME``)."""
+        _store.clear()
 
 
-store.clear = _store.clear  # forget the open stores (tests that move $KN_EXPLORER_HOME)
+store = _Stores()
 
 
 @st.cache_resource(show_spinner=False)

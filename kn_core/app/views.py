@@ -3,6 +3,7 @@ neuron table and detail (tokens shown as text), edit effects and a neuron's acti
 Attributions and fact checkers come from the store or the background worker (:mod:`kn_core.app.work`)."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Sequence
 
 import numpy as np
@@ -22,7 +23,7 @@ from kn_core.method.checker import FactChecker
 from kn_core.method.checks import SYNTAX, Checks, SyntacticControl, fact_checks, syntactic_control
 from kn_core.method.controls import Controls, fact_controls
 from kn_core.method.interventions import Verification, verify
-from kn_core.method.neurons import knowledge_neurons, per_layer_counts
+from kn_core.method.neurons import Neuron, ScoredNeuron, knowledge_neurons, per_layer_counts
 from kn_core.model.fingerprint import model_fingerprint
 from kn_core.model.hooks import recorded, run_body
 from kn_core.model.loading import LanguageModel
@@ -90,7 +91,7 @@ def neuron_frame(neurons: Sequence[tuple[int, int, float]]) -> pd.DataFrame:
 
 def fact_views(lm: LanguageModel, results: Sequence[Attribution], lang: str, key: str,
                others: Sequence[Attribution] = (), relation: str | None = None,
-               checks: bool = False, config: AttributionConfig | None = None) -> list[tuple[int, int, float]]:
+               checks: bool = False, config: AttributionConfig | None = None) -> list[ScoredNeuron]:
     """P(object) per prompt, heatmap, per-layer histogram, the neuron table with detail, edit effects and the
     controls with their specificity verdict (:func:`controls_view`); with ``checks``, the Checks panel too.
 
@@ -126,7 +127,7 @@ def fact_views(lm: LanguageModel, results: Sequence[Attribution], lang: str, key
     if not picked or not (0 <= picked[0] < lm.n_layers and 0 <= picked[1] < lm.d_ff):  # e.g. another model
         picked = tuple(neurons[0][:2])
     neuron_detail(lm, picked, [*results, *others])
-    prompts, chosen = [r.prompt for r in results], [(l, i) for l, i, _ in neurons]
+    prompts, chosen = [r.prompt for r in results], [n.neuron for n in neurons]
     edit_effect(lm, prompts, chosen, key)
     controls_view(lm, prompts, chosen, lang, relation, key)
     if checks:
@@ -184,10 +185,10 @@ def neuron_detail(lm: LanguageModel, neuron: tuple[int, int], results: Sequence[
     right.markdown("**Tokens its output weights promote most**")
     right.dataframe(promoted_frame(lm, layer, index), hide_index=True)
     right.page_link(NEURON_PAGE, label=f"Where else is {layer}:{index} a knowledge neuron?", icon="🧭",
-                    query_params={"layer": layer, "index": index})
+                    query_params={"layer": str(layer), "index": str(index)})
 
 
-def edit_effect(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[tuple[int, int]], key: str) -> None:
+def edit_effect(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[Neuron], key: str) -> None:
     st.subheader("Edit effect")
     mode = st.radio("Intervention", ["suppress", "enhance"], horizontal=True, key=f"{key}_mode",
                     help="suppress sets the neurons to 0, enhance doubles them, at the object positions")
@@ -198,7 +199,7 @@ def edit_effect(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[
     cols[1].metric("P(object), as many random neurons in the same layers", f"{result.random:+.1%}")
 
 
-def suppression(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[tuple[int, int]]) -> Verification:
+def suppression(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[Neuron]) -> Verification:
     """The suppression effect of ``neurons`` on the prompts, against as many random neurons (model's turn)."""
     with model_turn(lm):
         return verify(lm, prompts, neurons, "suppress", seed=0)
@@ -250,7 +251,7 @@ def _fact_key(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[tu
             tuple(sorted((int(l), int(i)) for l, i in neurons)))
 
 
-def controls(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[tuple[int, int]], lang: str,
+def controls(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[Neuron], lang: str,
              relation: str | None = None) -> Controls:
     """:func:`kn_core.method.controls.fact_controls` on the bundled facts (suppression passes only), in the
     model's turn, once per session, model, fact, language and neuron set."""
@@ -273,7 +274,7 @@ def verdict_text(found: Controls) -> tuple[str, str]:
         f"Specificity verdict: {found.specificity} — {VERDICTS[found.specificity]}. Measured: {found.reason}.")
 
 
-def controls_view(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[tuple[int, int]], lang: str,
+def controls_view(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[Neuron], lang: str,
                   relation: str | None, key: str, title: str = "Controls: whose P(object) falls?") -> Controls | None:
     """The four suppression controls of a neuron set (chart), its specificity verdict in words, the rule in
     small print and the control facts with their change."""
@@ -300,7 +301,7 @@ def controls_view(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequenc
     return found
 
 
-def checks(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[tuple[int, int]], lang: str,
+def checks(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[Neuron], lang: str,
            relation: str | None) -> Checks:
     """:func:`kn_core.method.checks.fact_checks` (suppression passes only), in the model's turn, once per
     session, model, fact, language and neuron set."""
@@ -325,7 +326,7 @@ def train_only(results: Sequence[Attribution], lang: str, relation: str | None) 
     return train if 0 < len(train) < len(results) else []
 
 
-def checks_view(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[tuple[int, int]], lang: str,
+def checks_view(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[Neuron], lang: str,
                 relation: str | None, config: AttributionConfig, key: str, results: Sequence[Attribution] = (),
                 tau: float | None = None, p: float | None = None) -> Checks | None:
     """The critics' checks of the fact's set: top-1 flips (before → after per prompt), paraphrase transfer, the
@@ -338,9 +339,9 @@ def checks_view(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[
         return None
     found = checks(lm, prompts, neurons, lang, relation)
     transfer, note = found, "the relation's templates the set was not found on (held-out ones first)"
-    train = train_only(results, lang, relation) if not found.paraphrases and tau is not None else []
-    if train:
-        train_set = [(l, i) for l, i, _ in knowledge_neurons([r.scores for r in train], tau, p)]
+    if (not found.paraphrases and tau is not None and p is not None
+            and (train := train_only(results, lang, relation))):
+        train_set = [n.neuron for n in knowledge_neurons([r.scores for r in train], tau, p)]
         if train_set:
             transfer = checks(lm, [r.prompt for r in train], train_set, lang, relation)
             note = (f"the shown set was found on every template, so none is left to paraphrase with: here the set "
@@ -470,6 +471,11 @@ def known_claims(lm: LanguageModel, checker: FactChecker) -> bool:
     return _claims_key(lm, checker) in st.session_state.get(MEMO, {})
 
 
+def _auroc_at(values: np.ndarray, truth: np.ndarray, idx: np.ndarray) -> float:
+    """The AUROC of the claims at ``idx`` (a bootstrap resample)."""
+    return auroc(values[idx], truth[idx])
+
+
 def auroc_table(claims: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """AUROC of each score of :data:`SCORES` for "the claim is true", with a 95 % bootstrap interval over facts
     (a true claim and its wrong twin resampled together); NaN where a score is missing (no DKN set)."""
@@ -477,7 +483,7 @@ def auroc_table(claims: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     rows = []
     for label, column in SCORES.items():
         values = claims[column].to_numpy(dtype=np.float64)
-        low, high = bootstrap(lambda idx, v=values: auroc(v[idx], truth[idx]), groups, np.zeros(len(groups)),
+        low, high = bootstrap(partial(_auroc_at, values, truth), groups, np.zeros(len(groups)),
                               seed=seed) if len(claims) else (float("nan"), float("nan"))
         rows.append({"score": label, "AUROC": auroc(values, truth) if len(claims) else float("nan"),
                      "95 % CI low": low, "95 % CI high": high, "claims": len(claims)})

@@ -53,17 +53,22 @@ def attributions(lm: LanguageModel, prompts: Sequence[Prompt], config: Attributi
     names the prompts in failure records."""
     keys = [ResultKey.of(lm, p, config, lang) for p in prompts]
     found = [store().get(k) for k in keys]
-    if all(r is not None for r in found):
-        return found
+    if (stored := _all_stored(found)) is not None:
+        return stored
     _submit(lm, [Request(p, config, lang, fact_id) for p, k, r in zip(prompts, keys, found)
                  if r is None and k.digest not in _cancelled()])
     standing = queue().standing(lm, keys)  # the worker may have stored the last ones since they were looked up
     if standing.complete:
-        found = [store().get(k) for k in keys]
-        if all(r is not None for r in found):
-            return found
+        if (stored := _all_stored([store().get(k) for k in keys])) is not None:
+            return stored
     watch(lm, keys, config, key, f"{len(keys)} prompt(s) in {lang}", partial=_partial(keys, key), standing=standing)
     return None
+
+
+def _all_stored(found: Sequence[Attribution | None]) -> list[Attribution] | None:
+    """The attributions when every one was found, else None."""
+    stored = [r for r in found if r is not None]
+    return stored if len(stored) == len(found) else None
 
 
 def fact_checker(lm: LanguageModel, relation: str, lang: str, config: AttributionConfig,
@@ -181,8 +186,9 @@ def _status(lm: LanguageModel, standing: Standing, keys: Keys, config: Attributi
             what: str) -> None:
     if standing.waiting:
         running = worker(lm).running()
-        ours = running is not None and running.key in {k.digest for k in keys}
-        fraction = (standing.stored + (running.fraction if ours else 0.0)) / max(1, standing.total)
+        # the share done of the piece the worker is computing, when it is one of ours
+        current = running.fraction if running is not None and running.key in {k.digest for k in keys} else 0.0
+        fraction = (standing.stored + current) / max(1, standing.total)
         st.progress(min(1.0, fraction), text=(
             f"Computing {what} in the background: {standing.stored} of {standing.total} stored{_ahead(standing)}"
             f"{_left(lm, standing, config)}. The page stays usable; results appear here as they are stored."))

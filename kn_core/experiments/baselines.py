@@ -21,6 +21,7 @@ answers (``wo_dkn``: the authors' rule; ``wo_dkn_token_exact``).
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Sequence
 
 import numpy as np
@@ -150,7 +151,7 @@ def summarise(scores: pd.DataFrame, objective: str = "f1", seed: int = 0, n: int
         return out
     for method in SCORES:
         out["auroc"][method] = _auroc_of(test, method)
-        out["auroc_ci95"][method] = list(bootstrap(lambda idx, m=method: _auroc_of(test, m, idx),
+        out["auroc_ci95"][method] = list(bootstrap(partial(_auroc_of, test, method),
                                                    test["fact_id"].to_numpy(), units, n, seed))
         if method != "random_neurons":
             out["auroc_pooled"][method] = auroc(test[method].to_numpy(float), test["is_true"].to_numpy(bool))

@@ -89,7 +89,8 @@ def run(settings: Settings) -> Outcome:
     """Search degenerate pairs on every prompt of every sampled fact, language and model."""
     factset = load_dataset(settings.data)
     selection = select_facts(factset, settings, DEFAULT_MAX_FACTS)
-    prompt_rows, pair_rows, relation_rows, layers = [], [], [], {}
+    prompt_rows, pair_rows, relation_rows = [], [], []
+    layers: dict[str, dict[str, list[int]]] = {}  # model -> language -> neurons in degenerate pairs per layer
     for lm in models(settings):
         for lang in settings.langs:
             counts = np.zeros(lm.n_layers, dtype=int)

@@ -89,7 +89,7 @@ def fact_neurons(lm: LanguageModel, factset: FactSet, fact: Fact, lang: str, set
     if not prompts:
         return None
     scores = [settings.attribution(lm, p, lang).scores for p in prompts]
-    return FactNeurons(prompts, [(layer, index) for layer, index, _ in knowledge_neurons(scores, default_tau(lang))])
+    return FactNeurons(prompts, [n.neuron for n in knowledge_neurons(scores, default_tau(lang))])
 
 
 def _same_relation_other(found: dict[str, dict[str, FactNeurons]], facts: list[Fact], fact: Fact) -> Fact | None:
@@ -195,16 +195,16 @@ def _figures(layers: pd.DataFrame, summary_edits: pd.DataFrame, langs: tuple[str
                                                                "Suppressing each set: change of P(object)",
                                                                "relative change")
     for i, (model, group) in enumerate(overlaps.groupby("model", sort=False)):
-        panels = {name: matrices.square(group, langs, "lang_a", "lang_b", metric) for name, metric in
-                  (("same fact", "jaccard"), ("another fact, same relation", "jaccard_same_relation"),
-                   ("a fact of another relation", "jaccard_other_relation"))}
+        squares = {name: matrices.square(group, langs, "lang_a", "lang_b", metric) for name, metric in
+                   (("same fact", "jaccard"), ("another fact, same relation", "jaccard_same_relation"),
+                    ("a fact of another relation", "jaccard_other_relation"))}
         figures["overlap_matrix" + (f"_{i + 1}" if i else "")] = matrices.matrix_figure(
-            panels, langs, f"{model}: Jaccard of the fact's KN (rows) with KN in each language (columns)")
+            squares, langs, f"{model}: Jaccard of the fact's KN (rows) with KN in each language (columns)")
     for i, (model, group) in enumerate(suppression.groupby("model", sort=False)):
-        panels = {name: matrices.square(group, langs, "suppressed", "measured", metric) for name, metric in
-                  (("knowledge neurons", "change"), ("random, same size and layers", "random_mean"))}
+        squares = {name: matrices.square(group, langs, "suppressed", "measured", metric) for name, metric in
+                   (("knowledge neurons", "change"), ("random, same size and layers", "random_mean"))}
         figures["suppression_matrix" + (f"_{i + 1}" if i else "")] = matrices.matrix_figure(
-            panels, langs, f"{model}: suppress the row language's KN, change of P(object) on the column's prompts",
+            squares, langs, f"{model}: suppress the row language's KN, change of P(object) on the column's prompts",
             percent=True, xlabel="measured on", ylabel="suppressed")
     return figures
 
@@ -237,8 +237,8 @@ def run(settings: Settings) -> Outcome:
                 for lang in langs:
                     if (fact.id, lang) not in known:
                         known[fact.id, lang] = fact_neurons(lm, factset, fact, lang, run_settings)
-                every = {lang: known[fact.id, lang] for lang in langs}
-                if all(v is not None for v in every.values()):
+                every = {lang: neurons for lang in langs if (neurons := known[fact.id, lang]) is not None}
+                if len(every) == len(langs):
                     found[fact.id] = every
             kept = [f for f in everything if f.id in found]
             for fact in progress(kept, f"{lm.name} edits, seed {seed}"):

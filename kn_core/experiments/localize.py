@@ -94,6 +94,7 @@ def _fact_row(lm_name: str, fact: Fact, result: LocateResult, checks: Checks) ->
     for verification in (result.suppress, result.enhance):
         row.update({f"{verification.mode}_{k}": getattr(verification, k) for k in EFFECTS})
     c = result.controls
+    assert c is not None  # locate_fact gives locate the control prompts, so it measured them
     row.update({"ctrl_own": c.own, "ctrl_same_relation": c.same_relation, "ctrl_other_relation": c.other_relation,
                 "ctrl_random_mean": c.random.mean, "ctrl_random_sd": c.random.sd, "ctrl_random_rank": c.random.rank,
                 "n_same_relation": len(c.same_facts), "n_other_relation": len(c.other_facts),
@@ -127,7 +128,8 @@ def run(settings: Settings) -> Outcome:
     factset = load_dataset(settings.data)
     selection = select_facts(factset, settings, DEFAULT_MAX_FACTS)
     everything = [f for facts in selection.values() for f in facts]
-    fact_rows, neuron_rows, syntax_rows, layers = [], [], [], {}
+    fact_rows, neuron_rows, syntax_rows = [], [], []
+    layers: dict[str, dict[str, list[int]]] = {}  # model -> language -> knowledge neurons per layer
     for lm in models(settings):
         for lang in settings.langs:
             counts = np.zeros(lm.n_layers, dtype=int)
@@ -136,7 +138,7 @@ def run(settings: Settings) -> Outcome:
                 if result is None:
                     continue
                 checks = fact_checks(lm, factset, lang, fact.relation, result.prompts,
-                                     [(n[0], n[1]) for n in result.neurons])
+                                     [n.neuron for n in result.neurons])
                 fact_rows.append(_fact_row(lm.name, fact, result, checks))
                 neuron_rows += [{"model": lm.name, "lang": lang, "fact_id": fact.id, "layer": layer, "index": index,
                                  "score": score} for layer, index, score in result.neurons]

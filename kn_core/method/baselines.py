@@ -33,7 +33,8 @@ def auroc(scores: Sequence[float], truth: Sequence[bool]) -> float:
     return float((greater + 0.5 * ties) / (pos.size * neg.size))
 
 
-def mean_relation_auroc(scores: Sequence[float], truth: Sequence[bool], relations: Sequence[str]) -> float:
+def mean_relation_auroc(scores: Sequence[float] | np.ndarray, truth: Sequence[bool] | np.ndarray,
+                        relations: Sequence[str] | np.ndarray) -> float:
     """The mean over relations of each relation's AUROC (scores of different relations are not compared: a
     DKN score's scale is per relation); relations without both classes are left out."""
     s, t, r = np.asarray(scores, dtype=np.float64), np.asarray(truth, dtype=bool), np.asarray(relations)

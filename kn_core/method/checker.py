@@ -40,7 +40,7 @@ import logging
 import math
 import re
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence, TypedDict, cast
 
 import numpy as np
 import torch
@@ -141,7 +141,8 @@ def greedy_answer(lm: LanguageModel, prompt: Prompt) -> tuple[int, ...]:
 
 def decode(lm: LanguageModel, tokens: Sequence[int]) -> str:
     """Tokens as text; the spaces a WordPiece decoder puts between CJK characters (南 美 洲) are removed."""
-    return _CJK_GAP.sub("", lm.tokenizer.decode(list(tokens))).strip()
+    # decode's stub returns str | list[str]; one sequence of ids decodes to one str
+    return _CJK_GAP.sub("", cast(str, lm.tokenizer.decode(list(tokens)))).strip()
 
 
 def n_words(text: str) -> int:
@@ -168,7 +169,8 @@ def _continue(lm: LanguageModel, prompt: Prompt) -> tuple[tuple[int, ...], str]:
     """A causal LM's greedy continuation of the query: its first k tokens (k = the candidate's tokens) and the
     generated words, as many as the candidate has, read until the last one is complete."""
     start = prompt.target_positions[0] + 1
-    ids, new = list(prompt.input_ids[:start]), []
+    ids = list(prompt.input_ids[:start])
+    new: list[int] = []
     k, count = prompt.n_object_tokens, n_words(prompt.object)
     eos, ended = lm.tokenizer.eos_token_id, None  # ended: tokens generated before the first EOS
     cap = max(MAX_NEW_TOKENS, 2 * k)
@@ -227,12 +229,25 @@ def dkn_scores(lm: LanguageModel, prompt: Prompt, dkn: Sequence[Neuron], config:
         return math.nan, (), tuple(math.nan for _ in random)
     layers = tuple(sorted({layer for layer, _ in dkn}))
     scores = attribute(lm, prompt, replace(config, layers=layers)).scores
-    voters = tuple((layer, index, float(scores[layer, index])) for layer, index in dkn)
+    voters = tuple(ScoredNeuron(layer, index, float(scores[layer, index])) for layer, index in dkn)
     controls = tuple(float(np.mean([scores[layer, index] for layer, index in s])) for s in random)
     return float(np.mean([v[2] for v in voters])), voters, controls
 
 
 # -- verdicts and the checker --------------------------------------------------------------------------
+class _OwnAnswers(TypedDict):
+    """The fields of a :class:`Verdict` that do not depend on the DKN set: the model's own answers and P."""
+
+    model_prediction: str
+    model_agrees: bool
+    exact_prediction: str
+    exact_agrees: bool
+    first_token_agrees: bool
+    p_candidate: float
+    logprob: float
+    prompt: Prompt
+
+
 @dataclass(frozen=True)
 class Verdict:
     """How a claim was judged.
@@ -341,12 +356,13 @@ class FactChecker:
         prompt = self.prompt(lm, subject, candidate, template)
         answers = model_answers(lm, prompt)
         p_candidate, logprob = candidate_probability(lm, prompt)
-        own = {"model_prediction": answers["authors"][0], "model_agrees": answers["authors"][1],
-               "exact_prediction": answers["token_exact"][0], "exact_agrees": answers["token_exact"][1],
-               "first_token_agrees": answers["first_token"][1], "p_candidate": p_candidate, "logprob": logprob,
-               "prompt": prompt}
+        own: _OwnAnswers = {"model_prediction": answers["authors"][0], "model_agrees": answers["authors"][1],
+                            "exact_prediction": answers["token_exact"][0], "exact_agrees": answers["token_exact"][1],
+                            "first_token_agrees": answers["first_token"][1], "p_candidate": p_candidate,
+                            "logprob": logprob, "prompt": prompt}
         if self.abstains:
             return Verdict(correct=None, score=math.nan, lam=None, voters=(), reason=NO_VERDICT, **own)
+        assert self.lam is not None, "a checker with a DKN set has a calibrated λ"  # calibrate sets both
         score, voters, randoms = dkn_scores(lm, prompt, self.dkn, self.config, self.random_sets(random_draws))
         return Verdict(correct=bool(score >= self.lam), score=score, lam=self.lam, voters=voters,
                        random_scores=randoms, **own)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Sequence, cast
 
 import numpy as np
 import torch
@@ -110,7 +110,7 @@ class Checks:
 
 
 def _text(lm: LanguageModel, token: int) -> str:
-    return lm.tokenizer.decode([int(token)]).strip()
+    return cast(str, lm.tokenizer.decode([int(token)])).strip()  # the stub's str | list[str]: one sequence, one str
 
 
 def top1_flips(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[Neuron]) -> tuple[Flip, ...]:
@@ -146,7 +146,7 @@ def fact_checks(lm: LanguageModel, factset: FactSet, lang: str, relation: str | 
                 neurons: Sequence[Neuron]) -> Checks:
     """Top-1 flips, paraphrase transfer and the reverse probe of ``neurons`` found on ``prompts`` (one fact, one
     language; ``relation`` picks the paraphrases and the reverse template: None gives neither)."""
-    neurons = [(int(n[0]), int(n[1])) for n in neurons]
+    neurons = [Neuron(int(n[0]), int(n[1])) for n in neurons]
     subject, obj = prompts[0].subject, prompts[0].object
     paraphrases = []
     for template in paraphrase_templates(factset, relation, lang, [p.template for p in prompts]):
@@ -218,6 +218,7 @@ def syntactic_control(lm: LanguageModel, lang: str, config: AttributionConfig = 
         result = locate(lm, [template], subject, obj, lang, config, tau=tau, seed=seed, attributor=attributor,
                         controls=ControlPrompts(None), draws=draws)
         c = result.controls
+        assert c is not None  # control prompts were given, so locate measured them
         out.append(SyntaxCase(template, subject, obj, float(np.mean([a.p_object for a in result.attributions])),
                               len(result.neurons), c.own, c.random.mean, c.random.sd,
                               beyond_random(c.own, c.random.mean, c.random.sd) if result.neurons else False))

@@ -241,7 +241,7 @@ def random_sets(neurons: Sequence[Neuron], d_ff: int, seed: int, draws: int = RA
     layers = sorted({layer for layer, _ in taken})
     free = {layer: np.setdiff1d(np.arange(d_ff), [i for lay, i in taken if lay == layer]) for layer in layers}
     need = {layer: sum(1 for lay, _ in taken if lay == layer) for layer in layers}
-    return [[(layer, int(i)) for layer in layers
+    return [[Neuron(layer, int(i)) for layer in layers
              for i in rng.choice(free[layer], size=min(need[layer], free[layer].size), replace=False)]
             for _ in range(draws)]
 
@@ -270,7 +270,7 @@ def measure(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[Neur
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 2:
         raise InputError("draws", f"need at least 2 random draws for a mean and sd (got {draws!r}); "
                                   f"the default is {RANDOM_DRAWS}")
-    neurons = [(int(n[0]), int(n[1])) for n in neurons]
+    neurons = [Neuron(int(n[0]), int(n[1])) for n in neurons]
     randoms = random_sets(neurons, lm.d_ff, seed, draws)
     per_prompt = np.array([suppression_changes(lm, p, [neurons, *randoms]) for p in prompts])  # [prompts, 1 + draws]
     own, rand = float(per_prompt[:, 0].mean()), per_prompt[:, 1:].mean(axis=0)

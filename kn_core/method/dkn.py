@@ -135,7 +135,7 @@ def degenerate(lm: LanguageModel, prompt: Prompt, scores: np.ndarray, top_k: int
         raise InputError("scores", f"shape {np.shape(scores)} does not match the model's "
                                    f"[{lm.n_layers}, {lm.d_ff}] neurons")
     candidates = top_candidates(scores, top_k, tau)
-    singles = [(layer, index) for layer, index, _ in candidates]
+    singles = [Neuron(layer, index) for layer, index, _ in candidates]
     probs, passes = _suppress(lm, prompt, [[], *[[n] for n in singles]], chunk)
     p0 = float(probs[0])
     single_drop = dict(zip(singles, (float(d) for d in _relative_drop(p0, probs[1:]))))

@@ -91,7 +91,7 @@ def random_like(neurons: Sequence[Neuron], d_ff: int, seed: int) -> list[Neuron]
     for layer in sorted({layer for layer, _ in taken}):
         need = sum(1 for lay, _ in taken if lay == layer)
         free = np.setdiff1d(np.arange(d_ff), [index for lay, index in taken if lay == layer])
-        out += [(layer, int(i)) for i in rng.choice(free, size=min(need, free.size), replace=False)]
+        out += [Neuron(layer, int(i)) for i in rng.choice(free, size=min(need, free.size), replace=False)]
     return out
 
 
@@ -116,7 +116,7 @@ def verify(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[Neuro
     One batched forward pass per prompt: unedited, knowledge neurons edited, random neurons edited."""
     if mode not in FACTORS:
         raise InputError("mode", f"unknown intervention {mode!r}; choose one of {', '.join(FACTORS)}")
-    neurons = [(int(n[0]), int(n[1])) for n in neurons]
+    neurons = [Neuron(int(n[0]), int(n[1])) for n in neurons]
     control = random_like(neurons, lm.d_ff, seed)
 
     def mean_changes(prompts: Sequence[Prompt], sets: Sequence[Sequence[Neuron]]) -> list[float]:

@@ -48,7 +48,7 @@ class Overlap:
 
 def neuron_set(neurons: Iterable[Sequence], n_layers: int) -> set[Neuron]:
     """``(layer, index[, score])`` items as a set of ``(layer, index)``, layers checked against n_layers."""
-    out = {(int(n[0]), int(n[1])) for n in neurons}
+    out = {Neuron(int(n[0]), int(n[1])) for n in neurons}
     bad = sorted(layer for layer, _ in out if not 0 <= layer < n_layers)
     if bad:
         raise InputError("layers", f"neuron layer {bad[0]} lies outside 0..{n_layers - 1}")
@@ -101,7 +101,7 @@ def cross_lingual_edit(lm: LanguageModel, prompts: Mapping[str, Sequence[Prompt]
     if mode not in FACTORS:
         raise InputError("mode", f"unknown intervention {mode!r}; choose one of {', '.join(FACTORS)}")
     names = list(neuron_sets)
-    sets = [sorted({(int(n[0]), int(n[1])) for n in neuron_sets[name]}) for name in names]
+    sets = [sorted({Neuron(int(n[0]), int(n[1])) for n in neuron_sets[name]}) for name in names]
     rows = []
     for target, groups in (("own", prompts), ("unrelated", unrelated)):
         for lang, lang_prompts in groups.items():

@@ -87,7 +87,7 @@ def locate(lm: LanguageModel, templates: Sequence[str], subject: str, obj: str, 
         attributions.append(attributor(lm, prompt, config, lang, report))
     coarse = tuple(tuple(coarse_neurons(a.scores, tau)) for a in attributions)
     neurons = tuple(knowledge_neurons([a.scores for a in attributions], tau, p))
-    chosen = [(n[0], n[1]) for n in neurons]
+    chosen = [n.neuron for n in neurons]
     return LocateResult(lang=lang, tau=tau, p=p, attributions=tuple(attributions), coarse=coarse, neurons=neurons,
                         suppress=verify(lm, prompts, chosen, "suppress", unrelated, seed),
                         enhance=verify(lm, prompts, chosen, "enhance", unrelated, seed),

@@ -66,7 +66,7 @@ def refine(coarse_sets: Sequence[Iterable[Neuron]], p: float = DEFAULT_P) -> set
 
 def knowledge_neurons(score_matrices: Sequence[np.ndarray], tau: float, p: float = DEFAULT_P) -> list[ScoredNeuron]:
     """Refined knowledge neurons of a fact from its prompts' matrices, scored by their mean attribution."""
-    refined = refine([[(layer, index) for layer, index, _ in coarse_neurons(m, tau)] for m in score_matrices], p)
+    refined = refine([[Neuron(layer, index) for layer, index, _ in coarse_neurons(m, tau)] for m in score_matrices], p)
     mean = np.mean(np.stack(score_matrices), axis=0)
     return sorted((ScoredNeuron(layer, index, float(mean[layer, index])) for layer, index in refined),
                   key=lambda n: -n[2])

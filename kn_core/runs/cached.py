@@ -4,15 +4,26 @@ through here; the store itself only stores.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence, overload
 
 from kn_core.attribution import Attribution, AttributionConfig, Attributor, compute
 from kn_core.data.prompts import Prompt
+from kn_core.errors import InputError
 from kn_core.runs.store import ResultKey, ResultStore
 from kn_core.types import Progress
 
 if TYPE_CHECKING:  # typing only: the model room is loaded by whoever calls
     from kn_core.model.loading import LanguageModel
+
+
+@overload
+def attribution(store: ResultStore | None, lm: LanguageModel, prompt: Prompt, config: AttributionConfig, lang: str,
+                progress: Progress | None = None, compute_missing: Literal[True] = True) -> Attribution: ...
+
+
+@overload
+def attribution(store: ResultStore | None, lm: LanguageModel, prompt: Prompt, config: AttributionConfig, lang: str,
+                progress: Progress | None = None, compute_missing: bool = True) -> Attribution | None: ...
 
 
 def attribution(store: ResultStore | None, lm: LanguageModel, prompt: Prompt, config: AttributionConfig, lang: str,
@@ -59,6 +70,8 @@ def read_through(store: ResultStore | None) -> Attributor:
 
     def attributor(lm: LanguageModel, prompt: Prompt, config: AttributionConfig, lang: str | None,
                    progress: Progress | None = None) -> Attribution:
+        if lang is None:  # an Attributor may be called without a language; the store keys every result by one
+            raise InputError("lang", "a stored attribution needs the prompt's language")
         return attribution(store, lm, prompt, config, lang, progress)
 
     return attributor

@@ -48,7 +48,7 @@ def export(store: ResultStore, out: str | os.PathLike, fmt: Literal["parquet", "
     return out
 
 
-def _record(row: sqlite3.Row, with_scores: bool) -> dict:
+def _record(row: sqlite3.Row | dict, with_scores: bool) -> dict:
     """One stored row as the export's columns; raises ValueError when its score matrix has the wrong size."""
     record = {name: row[name] for name in COLUMNS}
     if with_scores:
@@ -60,7 +60,7 @@ def _record(row: sqlite3.Row, with_scores: bool) -> dict:
     return record
 
 
-def _problem(row: sqlite3.Row, with_scores: bool, schema: pa.Schema) -> str | None:
+def _problem(row: sqlite3.Row | dict, with_scores: bool, schema: pa.Schema) -> str | None:
     """Why one stored row cannot be exported, or None."""
     try:
         pa.RecordBatch.from_pylist([_record(row, with_scores)], schema=schema)
@@ -69,7 +69,7 @@ def _problem(row: sqlite3.Row, with_scores: bool, schema: pa.Schema) -> str | No
     return None
 
 
-def _batch(store: ResultStore, rows: list[sqlite3.Row], with_scores: bool) -> pa.RecordBatch:
+def _batch(store: ResultStore, rows: list[sqlite3.Row] | list[dict], with_scores: bool) -> pa.RecordBatch:
     """The rows as one record batch; a damaged row raises :class:`StoreError` with its key and the remedy."""
     schema = _schema(with_scores)
     try:

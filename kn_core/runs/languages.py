@@ -45,7 +45,7 @@ def stored_neurons(store: ResultStore, lm: LanguageModel, factset: FactSet, fact
         if found is None:
             return None
         results.append(found)
-    return [(layer, index) for layer, index, _ in knowledge_neurons([r.scores for r in results], default_tau(lang), p)]
+    return [n.neuron for n in knowledge_neurons([r.scores for r in results], default_tau(lang), p)]
 
 
 def stored_sets(store: ResultStore, lm: LanguageModel, factset: FactSet, fact: Fact, langs: Sequence[str],
@@ -92,12 +92,12 @@ def stored_baselines(store: ResultStore, lm: LanguageModel, factset: FactSet, fa
     for candidates in ([f for f in factset.facts_of(fact.relation) if f.id != fact.id],
                        _round_robin(factset, fact.relation)):
         chosen: list[tuple[str, dict[str, list[Neuron]]]] = []
-        for other in candidates[:scan]:
+        for candidate in candidates[:scan]:
             if len(chosen) >= limit:
                 break
-            found = stored_sets(store, lm, factset, other, langs, config, p)
+            found = stored_sets(store, lm, factset, candidate, langs, config, p)
             if found:
-                chosen.append((other.id, found))
+                chosen.append((candidate.id, found))
         groups.append(chosen)
     same, other = groups
     return StoredBaselines(langs=langs, same_relation=baseline_matrix(sets, [s for _, s in same], lm.n_layers),

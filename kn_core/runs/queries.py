@@ -33,7 +33,7 @@ from kn_core.model.fingerprint import model_fingerprint
 from kn_core.model.loading import LanguageModel
 from kn_core.runs import cached
 from kn_core.runs.store import KEYLESS_RULE, METHOD_VERSION, ResultStore
-from kn_core.types import Progress, ScoredNeuron
+from kn_core.types import Neuron, Progress, ScoredNeuron
 
 log = logging.getLogger(__name__)
 EFFECT_KIND = "kn-effect-v1"
@@ -47,10 +47,11 @@ def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _document(store: ResultStore, kind: str, key: str, usable: Callable[[object], bool]) -> object | None:
+def _document(store: ResultStore, kind: str, key: str, usable: Callable[[object], bool]) -> dict | None:
     """The stored document (kind, key), or None when there is none. A damaged one (not JSON, or not the shape this
     version writes, e.g. after a disk error or a foreign writer) is also None, with a warning: documents are derived
-    from the stored results, so it is computed again where needed and replaced, never read as it is."""
+    from the stored results, so it is computed again where needed and replaced, never read as it is. Every
+    ``usable`` accepts only a dict (every document is a JSON object)."""
     try:
         saved = store.get_json(kind, key)
     except (ValueError, TypeError, RecursionError):  # invalid JSON, a non-text payload, JSON nested too deeply
@@ -201,7 +202,7 @@ def measure_effects(store: ResultStore, lm: LanguageModel, facts: Sequence[Store
     for n, fact in enumerate(facts):
         found = stored_effect(store, lm, fact, config, tau, p)
         if found is None:
-            neurons = [(n_[0], n_[1]) for n_ in fact.neurons]
+            neurons = [Neuron(n_[0], n_[1]) for n_ in fact.neurons]
             result = verify(lm, fact.prompts, neurons, "suppress", seed=0) if neurons else None
             found = {"own": result.own if result else 0.0, "random": result.random if result else 0.0,
                      "neurons": len(neurons)}
@@ -272,7 +273,7 @@ def relation_overview(store: ResultStore, lm: LanguageModel, factset: FactSet, r
             recurring_neurons([f.neurons for f in stored]), tuple(effects))
     by_id = {lang: {f.fact.id: f for f in o.stored} for lang, o in per_lang.items()}
     both = set.intersection(*(set(ids) for ids in by_id.values())) if by_id else set()
-    n_shared = sum(bool(overlap(*(by_id[lang][fid].neurons for lang in langs[:2]), lm.n_layers).shared)
+    n_shared = sum(bool(overlap(by_id[langs[0]][fid].neurons, by_id[langs[1]][fid].neurons, lm.n_layers).shared)
                    for fid in both) if len(langs) >= 2 else 0
     missing = sum(1 for f in factset.facts_of(relation)
                   if any(lang in f.labels and f.id not in by_id[lang] for lang in langs))
@@ -439,9 +440,9 @@ def choose_showcase(store: ResultStore, lm: LanguageModel, factset: FactSet, lan
             for fact in per_lang[langs[0]]:
                 if fact.fact.id in second:
                     both = overlap(fact.neurons, second[fact.fact.id].neurons, lm.n_layers)
-                    rank = (len(both.shared), both.jaccard)
-                    if both.shared and (shared_best is None or rank > shared_best[0]):
-                        shared_best = (rank, fact.fact)
+                    shared_rank = (len(both.shared), both.jaccard)
+                    if both.shared and (shared_best is None or shared_rank > shared_best[0]):
+                        shared_best = (shared_rank, fact.fact)
         if progress is not None:
             progress((n + 1) / len(chosen))
     if best is None:

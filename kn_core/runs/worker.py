@@ -172,6 +172,7 @@ class Worker:
             if not math.isfinite(result.p_object):
                 raise KNError("P(object) is not a finite number (NaN or infinite): the model's outputs are not "
                               "usable for this prompt; check the model's weights")
+            assert isinstance(key, ResultKey)  # a prompt's claim key is its result key (Entry.claim_key)
             self.store.put(key, result)
             self.store.clear_failure(self._failure(work))
             return

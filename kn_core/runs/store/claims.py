@@ -9,9 +9,10 @@ import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, ContextManager, Literal, Protocol
 
-from kn_core.runs.store.records import ResultKey
+if TYPE_CHECKING:
+    from kn_core.runs.atlas import ModelAtlas
 
 CLAIM_TTL_S = 900.0  # a claim lapses unless renewed within this time (its holder renews it with each result)
 
@@ -33,6 +34,14 @@ class Claimant:
 
 
 ClaimState = Literal["claimed", "stored", "busy"]
+
+
+class Claimable(Protocol):
+    """What the claims need of a key: its ``digest`` (a prompt's :class:`~kn_core.runs.store.ResultKey`, or the
+    queue's key of a fact-check job)."""
+
+    @property
+    def digest(self) -> str: ...
 _ACTIVE: set[str] = set()  # the claimants of this process whose runs have not ended (e.g. the app's batch threads)
 
 
@@ -68,7 +77,14 @@ class Claims:
     """The claim methods of :class:`~kn_core.runs.store.ResultStore` (over its ``_write``, ``_query`` and
     ``_atlas_of``)."""
 
-    def claim(self, key: ResultKey, claimant: Claimant, ttl: float = CLAIM_TTL_S) -> ClaimState:
+    if TYPE_CHECKING:  # what the claim methods use of the store; ResultStore defines them
+        def _write(self) -> ContextManager[sqlite3.Connection]: ...
+
+        def _query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]: ...
+
+        def _atlas_of(self, digest: str) -> ModelAtlas | None: ...
+
+    def claim(self, key: Claimable, claimant: Claimant, ttl: float = CLAIM_TTL_S) -> ClaimState:
         """Claim ``key`` for ``claimant`` to compute for ``ttl`` seconds: ``"stored"`` when its result is stored,
         ``"busy"`` while another running batch holds it, else ``"claimed"`` (taking over a lapsed claim)."""
         now = time.time()
@@ -84,7 +100,7 @@ class Claims:
                          (key.digest, claimant.id, claimant.host, claimant.pid, now + ttl))
         return "claimed"
 
-    def release(self, key: ResultKey, claimant: Claimant, ttl: float = CLAIM_TTL_S) -> None:
+    def release(self, key: Claimable, claimant: Claimant, ttl: float = CLAIM_TTL_S) -> None:
         """Give up ``claimant``'s claim of ``key`` (its result is stored, or it failed) and renew its other
         claims for ``ttl`` seconds."""
         with self._write() as conn:

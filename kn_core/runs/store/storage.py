@@ -237,7 +237,7 @@ class ResultStore(Claims):
         return removed
 
     def rows(self, columns: tuple[str, ...], model: str | None = None,
-             batch: int = EXPORT_BATCH) -> Iterator[list[sqlite3.Row]]:
+             batch: int = EXPORT_BATCH) -> Iterator[list[sqlite3.Row] | list[dict]]:
         """The stored results' ``columns`` (of ``model``, or all), oldest first, ``batch`` rows at a time;
         the ``scores`` column is the raw float32 blob."""
         where, params = ("WHERE model = ?", (model,)) if model is not None else ("", ())

@@ -33,11 +33,12 @@ run: setup models
 
 # The real-model tier needs SmolLM2 (installed here when missing); Gemma 3's tests run where it is installed
 # (its terms must be accepted by a person: `python -m kn_core models install gemma3-270m`).
-# The linter over the tree (pyproject.toml): part of `make test`
+# The linter over the tree and the type checker over the package (both configured in pyproject.toml): part of
+# `make test`, so CI fails on a finding of either
 lint: setup-dev
 	$(PYTHON) -m ruff check .
+	$(PYTHON) -m mypy
 
-# The type checker over the package (pyproject.toml): not yet part of `make test` (it still reports errors to fix)
 typecheck: setup-dev
 	$(PYTHON) -m mypy
 

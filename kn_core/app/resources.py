@@ -11,6 +11,7 @@ import torch
 from kn_core.app.guard import plain
 from kn_core.data import FactSet, load_bundled
 from kn_core.model.loading import LanguageModel, default_threads, load_model
+from kn_core.runs.atlas import Atlas
 from kn_core.runs.queue import Queue
 from kn_core.runs.store import ResultStore, default_path
 from kn_core.runs.worker import Worker
@@ -33,7 +34,19 @@ def _retire(lm: LanguageModel) -> None:
 @st.cache_resource(show_spinner=False, max_entries=2, on_release=_retire)
 def _load(name: str) -> LanguageModel:
     torch.set_num_threads(default_threads())  # the process's torch threads: $KN_EXPLORER_THREADS, else 1
-    return load_model(name)
+    lm = load_model(name)
+    atlas = store().atlas
+    if atlas is not None:
+        threading.Thread(target=_warm_atlas, args=(atlas, name), name=f"atlas-{name}", daemon=True).start()
+    return lm
+
+
+def _warm_atlas(atlas: Atlas, name: str) -> None:
+    """Decode the model's shipped atlas in the background (a page reading every result, such as the neuron
+    search, then finds the score matrices decoded)."""
+    found = atlas.model(name)
+    if found is not None:
+        found.warm()
 
 
 def model(name: str) -> LanguageModel:

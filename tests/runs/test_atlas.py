@@ -16,6 +16,7 @@ import pytest
 from kn_core.app import figures
 from kn_core.attribution import AttributionConfig, attribute
 from kn_core.data import load_bundled
+from kn_core.errors import StoreError
 from kn_core.model.loading import load_model
 from kn_core.runs import queries
 from kn_core.home import home_dir
@@ -170,6 +171,24 @@ def test_a_damaged_atlas_folder_is_left_out_with_its_reason_and_the_store_still_
     assert not store.has(built["keys"][0]) and store.results() == []
     problem = store.info()["atlas"][str(root / "demo-clm")]
     assert not problem["used"] and "is damaged" in problem["problem"] and "git checkout" in problem["problem"]
+
+
+def test_a_score_matrix_is_decoded_once_and_warm_decodes_them_all(built, tmp_path):
+    root = tmp_path / "atlas"
+    shutil.copytree(built["root"] / "atlas", root)
+    model = Atlas(root).model("demo-clm")
+    assert model is not None
+    model.warm()
+    for path in (root / "demo-clm" / "scores").iterdir():  # every matrix is held decoded: the files are not read
+        path.write_bytes(b"damaged")
+    for key in model.rows:
+        first = model.scores(key)
+        assert model.scores(key) is first and not first.flags.writeable  # shared, so nobody may change it
+    damaged = Atlas(root).model("demo-clm")  # a new process reads the files again: the damage is reported
+    assert damaged is not None
+    with pytest.raises(StoreError, match="is damaged"):
+        damaged.scores(next(iter(damaged.rows)))
+    damaged.warm()  # never raises: logged, and raised again by the page that reads it
 
 
 USER_HOME = home_dir()  # at collection: the user's home (where `make test` installs SmolLM2), not conftest's

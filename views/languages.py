@@ -8,7 +8,7 @@ import streamlit as st
 from kn_core.app import figures, ui
 from kn_core.app import languages as compare
 from kn_core.method.languages import depth_counts, edit_sets_n, overlap_matrix, shared_by
-from kn_core.method.likn import cross_lingual_edit, overlap
+from kn_core.method.likn import cross_lingual_edit, edit_control, edit_view, language_prompts, overlap
 from kn_core.method.neurons import knowledge_neurons
 
 st.title("Language comparison")
@@ -55,10 +55,7 @@ with ui.guard():
             st.dataframe(ranking, hide_index=True, width="stretch", column_config={
                 "shared": st.column_config.NumberColumn(help="knowledge neurons in every chosen language"),
                 "Jaccard": st.column_config.NumberColumn(format="%.3f", help="mean over the language pairs")})
-    prompts, results, neurons = {}, {}, {}
-    for lang in langs:
-        templates = [t.text for t in factset.relations[relation].templates_for(lang)]
-        prompts[lang] = list(lm.prompts(templates, fact.subject(lang), fact.object(lang)).prompts)
+    prompts, results, neurons = language_prompts(lm, factset, fact, langs), {}, {}
     unusable = [lang for lang in langs if not prompts[lang]]
     if unusable:
         st.warning(f"The model cannot take any prompt of this fact in {', '.join(unusable)} (labels or templates "
@@ -148,16 +145,9 @@ with ui.guard():
         st.info("This fact has no neuron shared by every chosen language at these thresholds (lower p, or choose "
                 "fewer languages). The table edits each language's own knowledge neurons and measures all of them.")
     mode = st.radio("Intervention", ["suppress", "enhance"], horizontal=True, key="lang_mode")
-    control = next((f for f in factset.facts_of(relation)
-                    if f.id != fact.id and all(lang in f.labels for lang in langs)), None)
-    unrelated = {} if control is None else {lang: list(lm.prompts(
-        [factset.relations[relation].templates_for(lang)[0].text], control.subject(lang),
-        control.object(lang)).prompts) for lang in langs}
+    control, unrelated = edit_control(lm, factset, fact, langs)
     with ui.model_turn(lm):
-        table = cross_lingual_edit(lm, prompts, sets, mode, unrelated)
-    view = table.pivot_table(index="edited_set", columns=["target", "measured_lang"], values="relative_change",
-                             sort=False)
-    view.columns = [f"{target} prompts, {lang}" for target, lang in view.columns]
+        view = edit_view(cross_lingual_edit(lm, prompts, sets, mode, unrelated))
     st.caption("Mean relative change of P(object)." + ("" if control is None else
                                                       f" Control: the unrelated fact {ui.fact_label(control)}."))
     st.dataframe(view.map(lambda v: f"{v:+.1%}"), width="stretch")

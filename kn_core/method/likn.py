@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from kn_core.data import Fact, FactSet
 from kn_core.data.prompts import Prompt
 from kn_core.errors import InputError
 from kn_core.method.interventions import FACTORS, object_probs
@@ -111,3 +112,34 @@ def cross_lingual_edit(lm: LanguageModel, prompts: Mapping[str, Sequence[Prompt]
             rows += [(name, len(chosen), lang, target, mode, len(changes), float(mean))
                      for name, chosen, mean in zip(names, sets, means)]
     return pd.DataFrame(rows, columns=list(EDIT_COLUMNS))
+
+
+def language_prompts(lm: LanguageModel, factset: FactSet, fact: Fact, langs: Sequence[str]) -> dict[str, list[Prompt]]:
+    """The fact's prompts in each of ``langs``, under its relation's templates in that language; a language whose
+    labels or templates the model cannot read gets an empty list (the caller says so and leaves it out)."""
+    relation = factset.relations[fact.relation]
+    return {lang: list(lm.prompts([t.text for t in relation.templates_for(lang)], fact.subject(lang),
+                                  fact.object(lang)).prompts) for lang in langs}
+
+
+def edit_control(lm: LanguageModel, factset: FactSet, fact: Fact,
+                 langs: Sequence[str]) -> tuple[Fact | None, dict[str, list[Prompt]]]:
+    """The cross-lingual edit's unrelated control (:func:`cross_lingual_edit`'s ``unrelated``): the first other
+    fact of the relation labelled in every one of ``langs``, and its prompt under the relation's first template
+    in each language; (None, {}) when the relation has no such fact."""
+    relation = factset.relations[fact.relation]
+    control = next((f for f in factset.facts_of(fact.relation)
+                    if f.id != fact.id and all(lang in f.labels for lang in langs)), None)
+    if control is None:
+        return None, {}
+    return control, {lang: list(lm.prompts([relation.templates_for(lang)[0].text], control.subject(lang),
+                                           control.object(lang)).prompts) for lang in langs}
+
+
+def edit_view(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`cross_lingual_edit`'s tidy table as one row per edited set and one column per ``"<target> prompts,
+    <language>"`` (the mean relative change of P(object))."""
+    view = table.pivot_table(index="edited_set", columns=["target", "measured_lang"], values="relative_change",
+                             sort=False)
+    view.columns = [f"{target} prompts, {lang}" for target, lang in view.columns]
+    return view

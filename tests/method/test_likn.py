@@ -95,3 +95,27 @@ def test_cross_lingual_edit_matches_single_effects(lm):
     assert set(table["n_prompts"]) == {1, 2}
     with pytest.raises(InputError):
         cross_lingual_edit(lm, {"en": [prompt]}, sets, "erase")
+
+
+def test_the_pages_prompts_control_and_edit_view():
+    from kn_core.data import load_bundled
+    from kn_core.method.likn import edit_control, edit_view, language_prompts
+
+    lm, factset = load_model("demo-clm"), load_bundled()
+    fact = factset.facts_of("P36")[0]
+    prompts = language_prompts(lm, factset, fact, ["en", "zh"])
+    for lang in ("en", "zh"):
+        templates = [t.text for t in factset.relations["P36"].templates_for(lang)]
+        assert [p.template for p in prompts[lang]] == templates
+        assert all(p.object == fact.object(lang) for p in prompts[lang])
+    control, unrelated = edit_control(lm, factset, fact, ["en", "zh"])
+    assert control is not None and control.id != fact.id and control.relation == "P36"
+    assert [len(unrelated[lang]) for lang in ("en", "zh")] == [1, 1]
+    assert unrelated["zh"][0].object == control.object("zh")
+    assert edit_control(lm, factset, fact, ["en", "xx"]) == (None, {})  # no other fact has that language
+    table = cross_lingual_edit(lm, prompts, {"en": [(0, 1)], "shared": []}, "suppress", unrelated)
+    view = edit_view(table)
+    assert list(view.index) == ["en", "shared"]
+    assert list(view.columns) == ["own prompts, en", "own prompts, zh", "unrelated prompts, en",
+                                  "unrelated prompts, zh"]
+    assert (view.loc["shared"] == 0).all()  # an empty set changes nothing

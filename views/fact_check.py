@@ -5,6 +5,7 @@ import streamlit as st
 
 from kn_core.app import figures, ui
 from kn_core.data.prompts import match_template
+from kn_core.method.checker import AUTHORS_RULE
 
 st.title("Fact-check")
 st.caption("Degenerate knowledge neurons (DKN) of a relation score a claim; it is judged correct when the score "
@@ -83,11 +84,7 @@ with ui.guard():
             (st.success if verdict.correct else st.error)(
                 f"with DKN: **{'correct' if verdict.correct else 'wrong'}** (score {verdict.score:.3e} "
                 f"{'≥' if verdict.correct else '<'} λ {verdict.lam:.3e})")
-        if lm.kind == "masked":
-            rule = "one [MASK], its top-1 token against the candidate's" + (
-                " first token" if verdict.prompt.n_object_tokens > 1 else " token")
-        else:
-            rule = "its greedy word(s) after the query against the candidate"
+        rule = AUTHORS_RULE[lm.kind]
         (st.success if verdict.model_agrees else st.warning)(
             f"wo_DKN, the model itself: it answers “{ui.plain(verdict.model_prediction)}”, so the claim is "
             f"**{'correct' if verdict.model_agrees else 'wrong'}** by its own answer ({rule}; token by token it "
@@ -115,8 +112,8 @@ with ui.guard():
                  f"{len(checker.test_facts) + len(checker.train_facts)} calibrated on)")
     st.caption("Every row but the last counts only the claims with a DKN verdict; `no_verdict` counts those "
                "without one, and `wo_DKN_all_claims` is the model's own answer over every claim. "
-               "wo_DKN: the authors' rule (masked LM: one [MASK], top-1 token = the candidate's first token; causal "
-               "LM: the greedy word(s) = the candidate); wo_DKN_token_exact: each candidate token predicted "
+               f"wo_DKN: the authors' rule (masked LM: {AUTHORS_RULE['masked']}; causal LM: "
+               f"{AUTHORS_RULE['causal']}); wo_DKN_token_exact: each candidate token predicted "
                "greedily (masked LM: as many masks for every candidate of the relation).")
     st.dataframe(ui.fact_check_table(lm, relation, lang, settings.config, search), hide_index=True, width="stretch")
 

@@ -64,6 +64,10 @@ DEFAULT_T = DKN_T
 JSON_KIND, JSON_VERSION = "kn-explorer/fact-checker", 2
 NO_VERDICT = "no verdict: this relation has no degenerate neurons with these settings"
 WO_DKN_RULES = ("authors", "token_exact", "first_token")
+AUTHORS_RULE = {  # the authors' wo_DKN rule in words, per model kind (what :func:`model_answers` "authors" does)
+    "masked": "one [MASK]: its top-1 token, decoded, against the whole candidate (a candidate of several tokens is "
+              "never accepted)",
+    "causal": "its greedy word(s) after the query against the candidate"}
 RANDOM_SCORE_DRAWS = 30  # random same-size sets scored beside the DKN set (the random-neuron baseline)
 MAX_NEW_TOKENS = 16  # a causal LM's greedy continuation: at most this many tokens (or 2 per candidate token)
 _CJK_GAP = re.compile(r"(?<=[\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef])\s+"

@@ -109,6 +109,8 @@ def test_fact_check_gives_a_verdict(app):
     texts = [shown(m) for m in (*app.success, *app.error, *app.warning)]
     assert any("with DKN" in t for t in texts), texts
     assert any("wo_DKN" in t for t in texts), texts
+    assert app.sidebar.selectbox(key="model_choice").value == "demo-mlm"  # a fresh home's first model: masked
+    assert any("against the whole candidate" in t for t in texts if "wo_DKN" in t), texts  # the authors' rule
 
 
 def test_batched_facts_open_without_recomputation(tmp_path, monkeypatch):

@@ -23,10 +23,14 @@ A registry of plain functions: name → m → :class:`Rule`.
 from __future__ import annotations
 
 import logging
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from kn_core.data.prompts import Prompt
+    from kn_core.model.loading import LanguageModel
 
 from kn_core.errors import InputError
 
@@ -87,8 +91,8 @@ def needs_refining(path_sums: torch.Tensor, path_deltas: torch.Tensor, bound: fl
     return (path_deltas.abs() > bound * gaps.clamp(min=floor)).any(dim=1)
 
 
-def integrate(engine: Callable, lm, prompt, clean: torch.Tensor, start: torch.Tensor, layers, steps: int,
-              progress: Callable[[float], None], rule: str = DEFAULT_RULE):
+def integrate(engine: Callable, lm: LanguageModel, prompt: Prompt, clean: torch.Tensor, start: torch.Tensor,
+              layers: Sequence[int], steps: int, progress: Callable[[float], None], rule: str = DEFAULT_RULE):
     """``engine``'s :class:`~kn_core.attribution.result.Integrals` by the rule ``rule``; for an adaptive rule,
     the first pass at ``steps`` points, then each (layer, path) that :func:`needs_refining` again at twice the
     points, path by path on its flagged layers only, until none is flagged or m reaches

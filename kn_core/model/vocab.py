@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple, Sequence, cast
 import torch
 
 if TYPE_CHECKING:  # typing only: the model room is loaded by whoever calls
-    from transformers import PreTrainedModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from kn_core.model.loading import LanguageModel
 
@@ -32,27 +32,27 @@ def _visible(text: str) -> str:
     return text.translate(VISIBLE) if text and not text.strip() else text
 
 
-def token_text(tokenizer, token: str) -> str:
+def token_text(tokenizer: PreTrainedTokenizerBase, token: str) -> str:
     """The text of one vocabulary entry, decoded by the tokenizer itself (``ĠTubman`` → `` Tubman``); a token
     that decodes to whitespace only shows it with visible marks (␣, ⏎, ⇥), and one that decodes to nothing
     shows as the raw entry. A lone byte of a multi-byte character decodes to ``�``."""
     return _visible(tokenizer.convert_tokens_to_string([token])) or token
 
 
-def token_texts(tokenizer, ids: Sequence[int]) -> list[str]:
+def token_texts(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> list[str]:
     """The decoded text of each vocabulary entry of ``ids``, one by one (:func:`token_text`)."""
     return [token_text(tokenizer, str(t)) for t in tokenizer.convert_ids_to_tokens(list(ids))]
 
 
-def piece_texts(tokenizer, ids: Sequence[int]) -> list[str]:
+def piece_texts(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> list[str]:
     """What each token of a tokenised text adds to the tokenizer's own ``decode`` of the text so far, so that a
     character spelt over several byte tokens shows whole, at its last token (the earlier ones show ``…``);
     whitespace shows with visible marks. Where a decoder rewrites earlier text the token's own
     :func:`token_text` is shown instead."""
     ids, texts, before = list(ids), [], ""
     for i, token in enumerate(tokenizer.convert_ids_to_tokens(ids)):
-        now = tokenizer.decode(ids[:i + 1], skip_special_tokens=False,
-                               clean_up_tokenization_spaces=False).rstrip("\ufffd")
+        now = cast(str, tokenizer.decode(ids[:i + 1], skip_special_tokens=False,
+                                         clean_up_tokenization_spaces=False)).rstrip("\ufffd")  # ids in: a str
         if now.startswith(before):
             piece, before = now[len(before):], now
             texts.append(_visible(piece) or "…")

@@ -14,13 +14,16 @@ Nothing outside ``kn_core.model.adapters`` names an architecture.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Literal, cast
+from typing import TYPE_CHECKING, ClassVar, Literal, cast
 
 import torch
 from torch import nn
 
 from kn_core.data.prompts import OBJECT_SLOT, SUBJECT_SLOT, FilledTemplate, Prompt, fill_template
 from kn_core.errors import InputError, TemplateError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 SiteKind = Literal["output", "input"]
 KeysValues = tuple[torch.Tensor, torch.Tensor]
@@ -129,18 +132,18 @@ class Adapter(ABC):
 
     # -- prompts -----------------------------------------------------------------------------------
     @abstractmethod
-    def no_info_token_id(self, tokenizer) -> int:
+    def no_info_token_id(self, tokenizer: PreTrainedTokenizerBase) -> int:
         """Token that carries no information, used to build the minimal-information baseline."""
 
     @abstractmethod
-    def build_prompt(self, tokenizer, template: str, subject: str, obj: str) -> Prompt:
+    def build_prompt(self, tokenizer: PreTrainedTokenizerBase, template: str, subject: str, obj: str) -> Prompt:
         """Turn a template with [X]/[Y] into model input with target positions and gold tokens."""
 
     @staticmethod
-    def encode(tokenizer, text: str) -> list[int]:
+    def encode(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
         return list(tokenizer.encode(text, add_special_tokens=False)) if text else []
 
-    def encode_object(self, tokenizer, filled: FilledTemplate) -> list[int]:
+    def encode_object(self, tokenizer: PreTrainedTokenizerBase, filled: FilledTemplate) -> list[int]:
         """Gold object tokens: no special tokens, original case; a leading space when the template has
         one before [Y] (byte-level BPE encodes it into the first token; WordPiece ignores it)."""
         obj = filled.object
@@ -159,12 +162,12 @@ class MaskedLMAdapter(Adapter):
 
     kind = "masked"
 
-    def no_info_token_id(self, tokenizer) -> int:
+    def no_info_token_id(self, tokenizer: PreTrainedTokenizerBase) -> int:
         if tokenizer.mask_token_id is None:
             raise InputError("model", "the tokenizer has no mask token, which a masked LM needs")
         return int(tokenizer.mask_token_id)
 
-    def build_prompt(self, tokenizer, template: str, subject: str, obj: str) -> Prompt:
+    def build_prompt(self, tokenizer: PreTrainedTokenizerBase, template: str, subject: str, obj: str) -> Prompt:
         filled = fill_template(template, subject, obj)
         object_ids = self.encode_object(tokenizer, filled)
         mask = self.no_info_token_id(tokenizer)
@@ -185,12 +188,12 @@ class CausalLMAdapter(Adapter):
 
     kind = "causal"
 
-    def no_info_token_id(self, tokenizer) -> int:
+    def no_info_token_id(self, tokenizer: PreTrainedTokenizerBase) -> int:
         if tokenizer.eos_token_id is None:
             raise InputError("model", "the tokenizer has no end-of-text token, which the baseline needs")
         return int(tokenizer.eos_token_id)
 
-    def build_prompt(self, tokenizer, template: str, subject: str, obj: str) -> Prompt:
+    def build_prompt(self, tokenizer: PreTrainedTokenizerBase, template: str, subject: str, obj: str) -> Prompt:
         filled = fill_template(template, subject, obj)
         if filled.template.index(OBJECT_SLOT) < filled.template.index(SUBJECT_SLOT):
             raise TemplateError("[Y] comes before [X]: a causal LM reads only the text before [Y], so the subject "

@@ -41,7 +41,7 @@ from kn_core.data.prompts import Prompt
 from kn_core.model.adapters.llama import GatedMLPAdapter
 
 if TYPE_CHECKING:
-    from transformers import Gemma3TextConfig
+    from transformers import Gemma3TextConfig, PreTrainedTokenizerBase
 
 SLIDING = "sliding_attention"
 ATTENTION_KINDS = {"full_attention", SLIDING}
@@ -73,7 +73,7 @@ class Gemma3Adapter(GatedMLPAdapter):
                 return full[:cut]
         return []
 
-    def build_prompt(self, tokenizer, template: str, subject: str, obj: str) -> Prompt:
+    def build_prompt(self, tokenizer: PreTrainedTokenizerBase, template: str, subject: str, obj: str) -> Prompt:
         prompt = super().build_prompt(tokenizer, template, subject, obj)
         lead = self.leading_specials(tokenizer)
         if not lead:

@@ -8,6 +8,7 @@ import json
 import sqlite3
 from dataclasses import asdict, dataclass, fields as dataclass_fields
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from kn_core.data.prompts import Prompt
 from kn_core.errors import KNError, StoreError
 from kn_core.model.fingerprint import model_fingerprint
 from kn_core.runs.store.location import REMEDY
+
+if TYPE_CHECKING:
+    from kn_core.model.loading import LanguageModel
 
 # bump whenever the attribution maths changes: old results then stop matching (their rows stay readable).
 # 2: ``masked`` is the paper's formula (one integral per masked prompt, averaged); version 1's ``masked`` was
@@ -47,7 +51,7 @@ class ResultKey:
     rule: str = KEYLESS_RULE
 
     @classmethod
-    def of(cls, lm, prompt: Prompt, config: AttributionConfig, lang: str) -> "ResultKey":
+    def of(cls, lm: LanguageModel, prompt: Prompt, config: AttributionConfig, lang: str) -> "ResultKey":
         """The key of ``prompt`` on ``lm`` under ``config`` (all layers when ``config.layers`` is None)."""
         layers = tuple(range(lm.n_layers)) if config.layers is None else tuple(config.layers)
         return cls(fingerprint=model_fingerprint(lm), model=lm.name, lang=lang, template=prompt.template,

@@ -23,18 +23,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from kn_core.attribution.result import AttributionConfig
 from kn_core.data.prompts import Prompt
+from kn_core.errors import KNError
 from kn_core.model.fingerprint import model_fingerprint
 from kn_core.runs.queries import CHECKER_KIND, EVALUATION_KIND, DKNSettings, checker_key
 from kn_core.runs.store import Claimant, ResultKey, ResultStore
 
 if TYPE_CHECKING:  # typing only: the model room is loaded by whoever calls
     from kn_core.model.loading import LanguageModel
+
+log = logging.getLogger(__name__)
 
 PAGE, BATCH = 0, 1  # priorities: lower goes first
 # the order rows are taken in: priority, then pages' latest submission first, batches' earliest first
@@ -267,7 +271,11 @@ class Queue:
                 return None
             seen += len(rows)
             for row in rows:
-                entry = Entry(row["key"], row["kind"], _decode(row["kind"], row["request"]))
+                try:
+                    entry = Entry(row["key"], row["kind"], _decode(row["kind"], row["request"]))
+                except (ValueError, TypeError, KeyError, KNError) as exc:  # another version's row, or a damaged one
+                    self._unreadable(row["key"], exc)
+                    continue
                 key = entry.claim_key(lm)
                 if isinstance(key, ResultKey) and self.store.has(key):
                     self.finish(entry)
@@ -299,6 +307,15 @@ class Queue:
         """The row is done (stored) or dropped (cancelled): it leaves the queue."""
         with self.store._write() as conn:
             conn.execute("DELETE FROM queue WHERE key = ?", (entry.key,))
+
+    def _unreadable(self, key: str, exc: Exception) -> None:
+        """A row this version cannot read (written by a newer version, or damaged) fails with the reason, so the
+        worker goes on with the rest of the queue; resubmitting it from this version queues it afresh."""
+        reason = (f"this queue entry cannot be read by this version of KN Explorer ({type(exc).__name__}: {exc}); "
+                  "it was written by another version or is damaged: open or submit it again")
+        log.warning("%s", reason)
+        with self.store._write() as conn:
+            conn.execute("UPDATE queue SET state = 'failed', error = ? WHERE key = ?", (reason, key))
 
     def fail(self, entry: Entry, reason: str) -> None:
         with self.store._write() as conn:

@@ -256,3 +256,21 @@ def test_the_worker_survives_a_store_error(gpt2, store, requests, computed, monk
     finally:
         worker.stop(wait=10)
     assert failing.is_set()
+
+
+def test_a_row_this_version_cannot_read_fails_with_its_reason_and_the_queue_goes_on(gpt2, store, requests):
+    """A queue row written by a newer version (a field this one does not know) or damaged is recorded as failed,
+    saying why; the worker takes the next row instead of stopping on a raw TypeError."""
+    queue = Queue(store)
+    fine, newer, damaged = (queue.submit(gpt2, [r]) for r in requests)  # pages' latest first: fine comes last
+    with store._write() as conn:
+        row = conn.execute("SELECT request FROM queue WHERE key = ?", (newer[0].digest,)).fetchone()
+        conn.execute("UPDATE queue SET request = ? WHERE key = ?",
+                     (row["request"].replace('"prompt": {', '"prompt": {"from_the_future": 1, ', 1),
+                      newer[0].digest))
+        conn.execute("UPDATE queue SET request = '{not json' WHERE key = ?", (damaged[0].digest,))
+    entry = queue.take(gpt2, Claimant.this_process())
+    assert entry is not None and entry.key == fine[0].digest
+    for keys in (newer, damaged):
+        standing = queue.standing(gpt2, keys)
+        assert "cannot be read by this version" in standing.failed[keys[0].digest]

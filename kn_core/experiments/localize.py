@@ -61,7 +61,8 @@ NOTES = (
     "**Critics' checks** (Niu et al., ICLR 2024): `top1_flip_rate` is the share of the fact's prompts whose top-1 "
     "token at the object changes when the neurons are suppressed (`top1_before` → `top1_after`); "
     "`paraphrase_change` the relative change of P(object) on the relation's templates the neurons were not "
-    "found on (held-out first), `transfer` its ratio to `ctrl_own`; `reverse_change` the change of P(subject) on "
+    "found on (held-out first), `transfer` its ratio to `ctrl_own` (the headline: the median over facts); "
+    "`reverse_change` the change of P(subject) on "
     "the reverse question (capital ↔ capital of; only relations that have one). The *syntactic control* puts "
     "grammatical agreement through the same pipeline: if its neurons move the grammatical word as much as facts' "
     "neurons move facts, the method localises grammar as readily as knowledge.",
@@ -113,6 +114,8 @@ def summary(facts: pd.DataFrame) -> pd.DataFrame:
                + [c for c in (*CONTROLS, *CHECKS) if c in facts])
     grouped = facts.groupby(["model", "lang"], sort=False)
     out = grouped[columns].mean().reset_index()
+    if "transfer" in facts:  # a ratio to the own effect: a fact with a tiny own effect would dominate a mean
+        out["transfer"] = grouped["transfer"].median().values
     out.insert(2, "facts", grouped.size().values)
     out.insert(3, "facts_without_kn", grouped["n_kn"].apply(lambda s: int((s == 0).sum())).values)
     if "specificity" in facts:

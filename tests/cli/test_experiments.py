@@ -181,6 +181,7 @@ def test_localize_reports_controls_and_critics_checks(gpt2_dir, facts_dir, tmp_p
     assert facts["paraphrase_change"].notna().all()  # P36's second template, not searched with --max-templates
     headline = pd.read_csv(tmp_path / "headline.csv")
     assert {"ctrl_same_relation", "top1_flip_rate", "share_relation"} <= set(headline.columns)
+    assert headline["transfer"][0] == pytest.approx(facts["transfer"].median(), nan_ok=True)  # a ratio: the median
     syntax = pd.read_csv(tmp_path / "syntax.csv")
     assert list(syntax.columns[:4]) == ["model", "lang", "template", "subject"]
     report = (tmp_path / "report.md").read_text(encoding="utf-8")

@@ -42,16 +42,9 @@ def langs_parser(factset: FactSet):
 def readable(lm: LanguageModel, factset: FactSet, fact: Fact, langs: Sequence[str]) -> list[str]:
     """The languages of ``langs`` in which the model reads the fact without its unknown token: both labels, and
     the words of at least one of the relation's templates (a model without an unknown token reads every one)."""
-    unk = getattr(lm.tokenizer, "unk_token_id", None)
-    if unk is None:
-        return list(langs)
-
-    def known(text: str) -> bool:
-        return unk not in lm.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    templates = factset.relation(fact.relation)
-    return [lang for lang in langs if lang in fact.labels and known(fact.subject(lang)) and known(fact.object(lang))
-            and any(not lm.unknown_words(t.text) for t in templates.templates_for(lang))]
+    relation = factset.relation(fact.relation)
+    return [lang for lang in langs if lang in fact.labels and lm.reads(fact.subject(lang))
+            and lm.reads(fact.object(lang)) and any(not lm.unknown_words(t.text) for t in relation.templates_for(lang))]
 
 
 def default_languages(lm: LanguageModel, factset: FactSet, fact: Fact, available: Sequence[str],

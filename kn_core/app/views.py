@@ -27,7 +27,7 @@ from kn_core.method.neurons import Neuron, ScoredNeuron, knowledge_neurons, per_
 from kn_core.model.fingerprint import model_fingerprint
 from kn_core.model.hooks import recorded, run_body
 from kn_core.model.loading import LanguageModel
-from kn_core.model.vocab import piece_texts, promoted_tokens
+from kn_core.model.vocab import promoted_tokens
 
 MAX_SENTENCE = 1000
 NEURON_PAGE = "views/neuron_search.py"
@@ -220,8 +220,7 @@ def neuron_activation(lm: LanguageModel, text: str, layer: int, index: int) -> t
     ids = lm.sentence_ids(text, MAX_SENTENCE)  # InputError: empty, too long, or no token the model reads
     with model_turn(lm), torch.inference_mode(), recorded(lm, [layer]) as acts:
         run_body(lm, ids)
-    tokens = [str(t) for t in lm.tokenizer.convert_ids_to_tokens(ids[0].tolist())]
-    return (piece_texts(lm.tokenizer, ids[0].tolist()), tokens,
+    return (lm.piece_texts(ids[0].tolist()), lm.token_strings(ids[0].tolist()),
             [float(v) for v in acts[layer][0, :, index].float().tolist()])
 
 

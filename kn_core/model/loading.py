@@ -186,6 +186,21 @@ class LanguageModel:
         dropped = {ch for ch in marks if not self.tokenizer(ch, add_special_tokens=False)["input_ids"]}
         return "".join(ch for ch in label if ch not in dropped) if dropped else label
 
+    def reads(self, text: str) -> bool:
+        """Whether the model reads ``text`` without its unknown token (a model without one reads everything)."""
+        unk = getattr(self.tokenizer, "unk_token_id", None)
+        return unk is None or unk not in self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def token_strings(self, ids: Sequence[int]) -> list[str]:
+        """The raw vocabulary entries of ``ids`` (``ĠParis``; for tooltips, next to their decoded text)."""
+        return [str(t) for t in self.tokenizer.convert_ids_to_tokens(list(ids))]
+
+    def piece_texts(self, ids: Sequence[int]) -> list[str]:
+        """What each token of ``ids`` adds to the decoded text (:func:`kn_core.model.vocab.piece_texts`)."""
+        from kn_core.model.vocab import piece_texts
+
+        return piece_texts(self.tokenizer, ids)
+
     def unknown_words(self, template: str) -> tuple[str, ...]:
         """The template's words (outside the slots) that the model reads as its unknown token."""
         unk = getattr(self.tokenizer, "unk_token_id", None)

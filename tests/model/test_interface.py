@@ -52,3 +52,16 @@ def test_every_input_goes_through_check_length(bert):
     with pytest.raises(InputError, match="with 60 masks") as caught:
         with_masks(bert, prompt, 60)
     assert caught.value.field == "template"
+
+
+def test_reads_token_strings_and_piece_texts(lm):
+    """What the app reads of a tokenizer goes through the model interface: whether a text has no unknown token, the
+    raw vocabulary entries and what each token adds to the decoded text."""
+    ids = lm.sentence_ids("The capital of France is Paris.")[0].tolist()
+    raw, pieces = lm.token_strings(ids), lm.piece_texts(ids)
+    assert raw == [str(t) for t in lm.tokenizer.convert_ids_to_tokens(ids)] and len(pieces) == len(ids)
+    decoded = lm.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    assert "".join(p for p in pieces if p != "…").replace("␣", " ") == decoded
+    assert lm.reads("Paris")
+    # WordPiece (the tiny BERT) reads a character outside its vocabulary as [UNK]; byte-level BPE reads everything
+    assert lm.reads("\u2603") is (lm.kind != "masked")

@@ -314,12 +314,14 @@ class Queue:
         reason = (f"this queue entry cannot be read by this version of KN Explorer ({type(exc).__name__}: {exc}); "
                   "it was written by another version or is damaged: open or submit it again")
         log.warning("%s", reason)
-        with self.store._write() as conn:
-            conn.execute("UPDATE queue SET state = 'failed', error = ? WHERE key = ?", (reason, key))
+        self._failed(key, reason)
 
     def fail(self, entry: Entry, reason: str) -> None:
+        self._failed(entry.key, reason)
+
+    def _failed(self, key: str, reason: str) -> None:
         with self.store._write() as conn:
-            conn.execute("UPDATE queue SET state = 'failed', error = ? WHERE key = ?", (reason, entry.key))
+            conn.execute("UPDATE queue SET state = 'failed', error = ? WHERE key = ?", (reason, key))
 
     def requeue(self, entry: Entry) -> None:
         """Put a running row back (its worker is stopping); a cancelled one leaves the queue instead."""

@@ -55,8 +55,9 @@ def attributions(lm: LanguageModel, prompts: Sequence[Prompt], config: Attributi
     found = [store().get(k) for k in keys]
     if (stored := _all_stored(found)) is not None:
         return stored
-    _submit(lm, [Request(p, config, lang, fact_id) for p, k, r in zip(prompts, keys, found)
-                 if r is None and k.digest not in _cancelled()])
+    missing = [p for p, k, r in zip(prompts, keys, found) if r is None and k.digest not in _cancelled()]
+    # shortest first (an attribution's cost grows with the prompt's length): the first heatmap comes soonest
+    _submit(lm, [Request(p, config, lang, fact_id) for p in sorted(missing, key=lambda p: len(p.input_ids))])
     standing = queue().standing(lm, keys)  # the worker may have stored the last ones since they were looked up
     if standing.complete:
         if (stored := _all_stored([store().get(k) for k in keys])) is not None:

@@ -14,7 +14,9 @@ watch); nothing here knows Streamlit. A worker
 - stops a running prompt at its next progress report when it is cancelled (nothing is stored) or when the
   worker is stopped (the row goes back to the queue for the next worker);
 - renews its claim while a long piece of work runs, and measures its pace (seconds per prompt, per attribution
-  set-up) for the pages' estimates of the time left.
+  set-up) for the pages' estimates of the time left;
+- runs below the pages' CPU priority (Linux: its thread, and the torch threads it starts, :data:`NICE` levels
+  down), so that a page drawn while it computes, and the browser showing it, go first.
 Any other error (the store locked for longer than its timeout, a full disk) is logged and the worker tries
 again after a pause: the thread never ends before it is stopped.
 """
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -43,6 +47,7 @@ POLL_S = 0.5  # how often an idle worker looks at the queue (a submission in thi
 CHECK_S = 0.25  # how often a running piece of work looks for a cancel or a stop
 RENEW_S = 60.0  # how often its claim is renewed (claims lapse after CLAIM_TTL_S)
 PACE_WEIGHT = 0.5  # weight of the latest prompt in the running mean of the pace
+NICE = 10  # the worker's threads run this many nice levels below the process's others (Linux)
 CALIBRATION_SHARE = 0.8  # of a fact-check job's progress: the calibration; the rest, the held-out evaluation
 
 
@@ -61,6 +66,21 @@ class Running:
     key: str
     started: float
     fraction: float = 0.0
+
+
+def yield_to_pages(levels: int = NICE) -> bool:
+    """Lower the calling thread's CPU priority by ``levels`` nice levels (Linux: a thread's own nice value; the
+    OpenMP threads torch starts from this thread later inherit it). Elsewhere, or where it is not permitted,
+    nothing changes. Returns whether it was lowered."""
+    if not sys.platform.startswith("linux"):  # elsewhere PRIO_PROCESS of a thread id could name another process
+        return False
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + levels))
+    except OSError as exc:
+        log.info("the worker keeps the process's CPU priority: %s", exc)
+        return False
+    return True
 
 
 def _setup(config: AttributionConfig) -> tuple:
@@ -120,6 +140,7 @@ class Worker:
     # the thread
     def _loop(self) -> None:
         claimant = Claimant.this_process()
+        yield_to_pages()  # before its first torch call: the threads torch starts for it inherit the priority
         log.info("worker of %s started", self.lm.name)
         try:
             while not self._stop.is_set():
@@ -158,8 +179,10 @@ class Worker:
             self._failed(entry, f"{type(exc).__name__}: {exc}")
         else:
             self.queue.finish(entry)
+            seconds = time.monotonic() - started
+            log.info("%s: computed %s in %.1f s", self.lm.name, entry.key[:12], seconds)
             if isinstance(entry.work, Request):
-                self._measured(entry.work.config, time.monotonic() - started)
+                self._measured(entry.work.config, seconds)
         finally:
             self._running = None
             self.store.release(key, claimant)

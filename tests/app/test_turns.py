@@ -12,6 +12,7 @@ from test_browser import CHROMIUM, FLAGS, ROOT, SHOTS, settle, streamlit_server
 
 from kn_core.attribution import AttributionConfig
 from kn_core.data import load_bundled
+from kn_core.model.loading import load_model
 from kn_core.runs.batch import run_batch
 from kn_core.runs.store import ResultStore
 
@@ -105,3 +106,9 @@ def test_a_stored_fact_opens_while_the_worker_computes(home):
         a.get_by_role("heading", name="Edit effect").wait_for(timeout=180_000)  # A's fact, computed meanwhile
         assert a.get_by_text(WATCHING).count() == 0 and a.get_by_text("Something went wrong").count() == 0
         browser.close()
+    lm = load_model("demo-mlm")  # the app's model here (no model in the links)
+    prompts = [lm.prompt(t.text, missing.subject("en"), missing.object("en"))
+               for t in factset.relations["P36"].templates_for("en")]
+    # the worker took A's prompts shortest first (its first heatmap comes soonest)
+    assert (home / "computed.log").read_text().splitlines() == [
+        p.template for p in sorted(prompts, key=lambda p: len(p.input_ids))]

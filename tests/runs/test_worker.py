@@ -274,3 +274,31 @@ def test_a_row_this_version_cannot_read_fails_with_its_reason_and_the_queue_goes
     for keys in (newer, damaged):
         standing = queue.standing(gpt2, keys)
         assert "cannot be read by this version" in standing.failed[keys[0].digest]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice value is Linux's")
+def test_the_worker_computes_below_the_pages_cpu_priority(gpt2, store, requests, computed, one_thread):
+    """The worker's thread runs NICE levels below the thread that started it (the app's pages, the browser
+    on the same machine, go first); the caller's own priority is left as it was."""
+    from kn_core.runs.worker import NICE
+
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: list[int] = []
+    calls, _, _ = computed
+    real = cached.compute
+
+    def compute(lm, prompt, config, lang, progress=None):
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return real(lm, prompt, config, lang, progress)
+
+    keys = Queue(store).submit(gpt2, requests[:1])
+    worker = Worker(gpt2, store, poll_s=0.05)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(cached, "compute", compute)
+            worker.start()
+            wait_for(lambda: Queue(store).standing(gpt2, keys).complete)
+    finally:
+        worker.stop(wait=10)
+    assert seen == [min(19, mine + NICE)]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine

@@ -35,7 +35,7 @@ from kn_core.model.loading import LanguageModel
 from kn_core.runs import queries
 from kn_core.runs.batch import plan
 from kn_core.runs.queries import DKNSettings
-from kn_core.runs.queue import BATCH, PAGE, FactCheckJob, JobKey, Request, Standing, job_key
+from kn_core.runs.queue import BATCH, PAGE, FactCheckJob, JobKey, Request, Standing, batch_tag, job_key
 from kn_core.runs.store import Failure, ResultKey
 
 WATCH_S = 1.5  # how often a watching fragment re-renders while work waits
@@ -110,15 +110,15 @@ def relation_batch(lm: LanguageModel, factset: FactSet, relation: str, langs: Se
     requests = _relation_requests(lm, factset, relation, langs, config, max_facts, record=True)
     keys = [ResultKey.of(lm, r.prompt, r.config, r.lang) for r in requests]
     _cancelled().difference_update(k.digest for k in keys)  # asked again: an earlier cancel no longer holds
-    _submit(lm, requests, BATCH, _tag(relation, config))
-    st.session_state.setdefault(BATCHES, {})[_tag(relation, config)] = keys
+    _submit(lm, requests, BATCH, batch_tag(relation, config))
+    st.session_state.setdefault(BATCHES, {})[batch_tag(relation, config)] = keys
 
 
 def watch_batch(lm: LanguageModel, factset: FactSet, relation: str, langs: Sequence[str], config: AttributionConfig,
                 max_facts: int | None, key: str) -> None:
     """While prompts of the relation's batch wait in the queue (queued by any session), the watching fragment;
     once the batch this session started is over, what it did."""
-    tag = _tag(relation, config)
+    tag = batch_tag(relation, config)
     mine = st.session_state.setdefault(BATCHES, {})
     if tag not in mine and not queue().tagged(lm, tag):
         return
@@ -150,10 +150,6 @@ def _relation_requests(lm: LanguageModel, factset: FactSet, relation: str, langs
 # -- submitting and watching ---------------------------------------------------------------------------
 def _cancelled() -> set[str]:
     return st.session_state.setdefault(CANCELLED, set())
-
-
-def _tag(relation: str, config: AttributionConfig) -> str:
-    return f"batch {relation} {config.baseline}/{config.steps}/{config.rule}"
 
 
 def _submit(lm: LanguageModel, requests: Sequence[Request], priority: int = PAGE, tag: str = "") -> None:

@@ -10,6 +10,13 @@ Batches sharing a store split the work: each prompt is claimed in the store just
 looked at again once this batch has done the rest, until that batch has stored it or given it up (a
 killed batch gives up everything at once). Claims are released as results arrive and when the run ends.
 A prompt that fails in one batch may be tried again by another that runs at the same time.
+
+A batch works through the app's queue (:mod:`kn_core.runs.queue`), the one its background workers take from:
+its prompts are rows there while it runs (at batch priority, tagged by relation: :func:`~kn_core.runs.queue.
+batch_tag`), so the app's pages show them waiting, and the worker of an app that has the model loaded shares
+the work (the claims keep each prompt computed once). A stored prompt leaves the queue, a failed one stays
+there failed with its reason; when the batch ends, however it ends, it withdraws its rows that still wait
+unless a page has asked for them meanwhile.
 """
 from __future__ import annotations
 
@@ -29,6 +36,7 @@ from kn_core.errors import InputError, KNError
 from kn_core.model.fingerprint import model_fingerprint
 from kn_core.model.loading import load_model
 from kn_core.runs.executors import CONNECT_TIMEOUT_S, EXECUTORS, Job, Outcome, check
+from kn_core.runs.queue import BATCH, Queue, Request, batch_tag
 from kn_core.runs.store import Claimant, ClaimState, Failure, ResultKey, ResultStore
 
 if TYPE_CHECKING:  # typing only: the model room is loaded by whoever calls
@@ -47,6 +55,7 @@ class Task:
     template: str
     subject: str
     object: str
+    relation: str = ""
 
 
 @dataclass
@@ -69,7 +78,7 @@ def plan(facts: FactSet, langs: Sequence[str], relations: Sequence[str] | None =
                                       f"all: {', '.join(facts.relations)})")
     chosen = list(relations) if relations is not None else list(facts.relations)
     selected = [fact for rid in chosen for fact in facts.facts_of(rid)][:max_facts]
-    return [Task(fact.id, lang, template.text, fact.subject(lang), fact.object(lang))
+    return [Task(fact.id, lang, template.text, fact.subject(lang), fact.object(lang), fact.relation)
             for fact in selected for lang in langs if lang in fact.labels
             for template in facts.relation(fact.relation).templates_for(lang)]
 
@@ -87,7 +96,9 @@ class _Run:
         self.pending: dict[int, tuple[Task, ResultKey]] = {}
         self.jobs: list[Job] = []
         self.remaining = Counter(task.fact_id for task in tasks)
+        self.queue = Queue(store)
         settled = sum(self._prepare(task) for task in tasks)
+        self.queued = self._enqueue()
         self.bar = tqdm(total=len(self.remaining), initial=settled, unit="fact", desc=lm.name, disable=not progress,
                         smoothing=0.1, dynamic_ncols=True)
         self._show()
@@ -106,6 +117,20 @@ class _Run:
         self.pending[job.id] = (task, key)
         self.jobs.append(job)
         return False
+
+    def _enqueue(self) -> list[ResultKey]:
+        """Put the prompts to compute in the shared queue (batch priority, a tag per relation); returns the keys
+        of the rows this run added (those it withdraws when it ends)."""
+        keys = [key for _, key in self.pending.values()]
+        before = self.queue.present(keys)
+        by_tag: dict[str, list[Request]] = {}
+        for job in self.jobs:
+            task, _ = self.pending[job.id]
+            by_tag.setdefault(batch_tag(task.relation, self.config), []).append(
+                Request(job.prompt, self.config, task.lang, task.fact_id))
+        for tag, requests in by_tag.items():
+            self.queue.submit(self.lm, requests, BATCH, tag)
+        return [key for key in keys if key.digest not in before]
 
     def _failure(self, task: Task, reason: str = "") -> Failure:
         return Failure(self.lm.name, self.fingerprint, task.fact_id, task.lang, task.template,
@@ -130,7 +155,8 @@ class _Run:
         """Claim ``job`` in the store; one whose result another batch has stored meanwhile counts as stored."""
         state = self.store.claim(self.pending[job.id][1], self.claimant)
         if state == "stored":
-            task, _ = self.pending.pop(job.id)
+            task, key = self.pending.pop(job.id)
+            self.queue.settle(key)
             self.report.skipped += 1
             self.bar.update(int(self._settled(task)))
             self._show()
@@ -144,8 +170,10 @@ class _Run:
             reason = outcome.reason or ("P(object) is not a finite number (NaN or infinite): the model's outputs "
                                         "are not usable for this prompt; check the model's weights")
             fact_done = self._failed(task, reason)
+            self.queue.settle(key, reason)
         else:
             self.store.put(key, outcome.attribution)
+            self.queue.settle(key)
             self.store.clear_failure(self._failure(task))
             self.report.done += 1
             log.debug("computed %s [%s] %r", task.fact_id, task.lang, task.template)
@@ -207,6 +235,7 @@ def run_batch(model: str | LanguageModel, data: str | os.PathLike | FactSet, lan
                 time.sleep(CLAIM_POLL_S)
     finally:
         run.bar.close()
+        run.queue.withdraw(run.queued)
         store.release_all(run.claimant)
     log.info("%s: %d computed, %d already stored, %d failed", lm.name, run.report.done, run.report.skipped,
              len(run.report.failed))

@@ -60,6 +60,12 @@ INDEX = "CREATE INDEX IF NOT EXISTS queue_order ON queue (model, fingerprint, pr
 WAITING = ("queued", "running", "cancelling")
 
 
+def batch_tag(relation: str, config: AttributionConfig) -> str:
+    """The tag of a relation's batch rows under ``config``: the app's relation batches and the command line's
+    batches tag their rows alike, so the Relation overview follows either."""
+    return f"batch {relation} {config.baseline}/{config.steps}/{config.rule}"
+
+
 @dataclass(frozen=True)
 class Request:
     """One prompt to attribute and store; ``fact_id`` names it in a failure record (a bundled fact's id, or
@@ -230,6 +236,27 @@ class Queue:
         """How many rows of ``tag`` still wait (queued or running) for this model."""
         return self.store._query("SELECT count(*) AS n FROM queue WHERE model = ? AND fingerprint = ? AND tag = ? "
                                  "AND state IN ('queued', 'running')", (lm.name, model_fingerprint(lm), tag))[0]["n"]
+
+    def present(self, keys: Sequence[ResultKey | JobKey]) -> set[str]:
+        """The digests of ``keys`` that have a row (in any state)."""
+        return set(self._rows([key.digest for key in keys]))
+
+    def settle(self, key: ResultKey, reason: str | None = None) -> None:
+        """A command-line batch computed ``key`` itself: stored (``reason`` None), its row leaves the queue;
+        failed, its row fails with ``reason`` (the app shows it, with Try again)."""
+        if reason is None:
+            with self.store._write() as conn:
+                conn.execute("DELETE FROM queue WHERE key = ?", (key.digest,))
+        else:
+            self._failed(key.digest, reason)
+
+    def withdraw(self, keys: Iterable[ResultKey]) -> None:
+        """Drop the rows of ``keys`` that still wait at batch priority (a page that asked for one since moved
+        it up to its own priority: it stays)."""
+        with self.store._write() as conn:
+            for key in keys:
+                conn.execute("DELETE FROM queue WHERE key = ? AND state = 'queued' AND priority = ?",
+                             (key.digest, BATCH))
 
     def cancel(self, keys: Iterable[ResultKey | JobKey]) -> None:
         """Drop the queued (and failed) rows of ``keys``; mark running ones to stop at their next progress report."""

@@ -115,6 +115,60 @@ def test_a_loaded_model_is_used_as_is_and_each_prompt_takes_its_lock(bert_dir, d
     lm.lock.release()
 
 
+def test_a_batch_works_through_the_apps_queue(bert_dir, data, tmp_path, monkeypatch):
+    """While a batch runs, its prompts wait as rows of the queue the app's workers take from, tagged by
+    relation (the Relation overview follows them); each leaves as it is stored, a failed one stays failed with
+    its reason; a batch that stops part-way withdraws what still waits, except what a page asked for."""
+    from kn_core.model.loading import load_model
+    from kn_core.runs.queue import BATCH, PAGE, Queue, Request, batch_tag
+
+    lm = load_model(str(bert_dir))
+    store = ResultStore(tmp_path / "store.sqlite")
+    facts = load_dataset(data)
+
+    def rows() -> dict[str, dict]:  # the queue of the store in use (the second part opens another)
+        return {r["key"]: dict(r) for r in store._query("SELECT key, tag, priority, state, error FROM queue")}
+
+    seen: list[dict] = []
+    real = executors.attribute
+
+    def watched(model, prompt, *args, **kwargs):
+        seen.append(rows())
+        if prompt.subject == "Japan":
+            raise RuntimeError("boom")
+        return real(model, prompt, *args, **kwargs)
+
+    monkeypatch.setattr(executors, "attribute", watched)
+    report = run_batch(lm, facts, ["en"], CONFIG, store, relations=["P36"], max_facts=3, progress=False)
+    assert report.done == 4 and len(report.failed) == 2
+    assert len(seen[0]) == 6 and {r["tag"] for r in seen[0].values()} == {batch_tag("P36", CONFIG)}
+    assert {r["priority"] for r in seen[0].values()} == {BATCH}
+    assert [len(s) for s in seen] == [6, 5, 4, 3, 2, 2]  # one fewer per stored prompt; the failed one stays
+    left = rows()
+    assert len(left) == 2 and {(r["state"], r["error"]) for r in left.values()} == {("failed", "RuntimeError: boom")}
+
+    # part-way: the executor stops after two prompts; a page has asked for one of the rest meanwhile
+    store = ResultStore(tmp_path / "other.sqlite")
+    later = [lm.prompt(t.text, f.subject("en"), f.object("en")) for f in facts.facts_of("P30")[2:3]
+             for t in facts.relations["P30"].templates_for("en")][:1]
+    calls = []
+
+    def stopping(model, prompt, *args, **kwargs):
+        calls.append(prompt)
+        if len(calls) == 1:
+            Queue(store).submit(lm, [Request(later[0], CONFIG, "en", "P30-japan")], PAGE)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(model, prompt, *args, **kwargs)
+
+    monkeypatch.setattr(executors, "attribute", stopping)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(lm, facts, ["en"], CONFIG, store, relations=["P30"], progress=False)
+    left = rows()
+    assert len(store.results()) == 2 and len(left) == 1  # the page's row stays; the batch's others are gone
+    assert next(iter(left.values()))["priority"] == PAGE
+
+
 def test_unknown_language_and_executor_are_clear_errors(bert_dir, data, tmp_path):
     store = ResultStore(tmp_path / "store.sqlite")
     with pytest.raises(InputError, match="fr not in the data set"):

@@ -9,9 +9,10 @@ layer): the reference, Gauss–Legendre m = 64, once; then every (rule, m) of th
   :func:`kn_core.method.neurons.coarse_neurons`) with the reference's (1 where both are empty);
 - ``residual``: the worst path's completeness residual, max over paths j and layers l of |δ_jl| / |P(a) − P(b_jl)|
   (absolute |δ_jl| where that gap is below 1e-3);
-- ``seconds``: the attribution's wall time on one thread. The prompt's clean pass and masked baselines (the
-  same for every rule) are computed once per prompt and timed once; that time is added to every row of the
-  prompt, so ``seconds`` is what one whole attribution costs.
+- ``seconds``: the attribution's wall time (``--threads`` torch threads, or on ``--device cuda``: a GPU session
+  runs the whole study in a fraction of the CPU's time; the ``device`` column says where each row ran). The
+  prompt's clean pass and masked baselines (the same for every rule) are computed once per prompt and timed
+  once; that time is added to every row of the prompt, so ``seconds`` is what one whole attribution costs.
 
 Work shared between the grid's attributions of a prompt, exactly (the results are the same numbers):
 
@@ -67,7 +68,8 @@ REFERENCE = ("gauss-legendre", 64)
 GAP_FLOOR = 1e-3  # below this |P(a) − P(b_j)| the residual is taken absolute
 OK_JACCARD, OK_ERR = 0.95, 0.02  # the issue's criterion for one prompt
 FIELDS = ("model", "lang", "prompt", "relation", "fact", "template", "tokens", "paths", "p_object", "rule", "m",
-          "err", "jaccard", "kn", "kn_ref", "residual", "seconds", "shared_seconds", "threads", "load", "derived_err")
+          "err", "jaccard", "kn", "kn_ref", "residual", "seconds", "shared_seconds", "threads", "load", "derived_err",
+          "device")
 
 
 def sample_prompts(lang: str, count: int, seed: int) -> list[dict]:
@@ -127,8 +129,15 @@ class EngineMemo:
             return out
         began = time.perf_counter()
         out = self.engine(lm, prompt, clean, start, layers, steps, progress, rule=rule)
+        synchronize(lm)
         self.cache[key] = (out, time.perf_counter() - began)
         return out
+
+
+def synchronize(lm) -> None:
+    """Wait for the GPU's queued work (its time is then counted where it was launched); nothing on the CPU."""
+    if lm.device.type == "cuda":
+        torch.cuda.synchronize(lm.device)
 
 
 def derived_right(left, right_1, left_1, m: int):
@@ -155,6 +164,7 @@ class SharedPasses:
         with lm.lock, attribution.kernels.matmuls(model=lm.model):
             self.clean = self._clean_pass(lm, ids, prompt)
             self.start = self._baseline(lm, prompt, baseline_name)
+            synchronize(lm)
         self.seconds = time.perf_counter() - began
         self.key = (prompt.input_ids, prompt.target_positions, baseline_name)
         return self.seconds
@@ -176,6 +186,13 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def append_rows(path: Path, rows: list[dict]) -> None:
+    if path.exists() and path.stat().st_size:
+        with path.open(newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+        if tuple(header) != FIELDS:  # a file of an earlier version: rewritten with today's columns (empty where new)
+            old = read_rows(path)
+            path.write_text("", encoding="utf-8")
+            append_rows(path, [{field: row.get(field, "") for field in FIELDS} for row in old])
     new = not path.exists() or path.stat().st_size == 0
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", newline="", encoding="utf-8") as f:
@@ -192,14 +209,15 @@ def study(args) -> None:
     rules = args.rules.split(",")
     steps = [int(m) for m in args.steps.split(",")]
     done = {(r["model"], r["lang"], r["prompt"], r["rule"], r["m"]) for r in read_rows(args.out)}
-    lm = load_model(args.model)
+    lm = load_model(args.model, device=args.device)
     shared, memo = SharedPasses(), EngineMemo()
     if "riemann-right" in rules and "riemann-left" in rules:  # derived: computed after left (see the docstring)
         rules = [r for r in rules if r != "riemann-right"] + ["riemann-right"]
     order = {"gauss-legendre": 0, "gauss-legendre-adaptive": 1}  # the adaptive rule reuses Gauss–Legendre's pass
     rules.sort(key=lambda r: order.get(r, -1))
     print(f"{args.model} {args.lang}: {args.prompts} prompts (seed {args.seed}), rules {rules}, m {steps}, reference "
-          f"{REFERENCE}; {args.threads} thread(s) on {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}",
+          f"{REFERENCE}; {args.device}, {args.threads} thread(s) on {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.2f}",
           flush=True)
     for number, task in enumerate(sample_prompts(args.lang, args.prompts, args.seed)):
         name = f"{task['fact']}|{task['template']}"
@@ -223,7 +241,7 @@ def study(args) -> None:
         base = {"model": args.model, "lang": args.lang, "prompt": name, "relation": task["relation"],
                 "fact": task["fact"], "template": task["template"], "tokens": len(prompt.input_ids),
                 "paths": ref.n_paths, "p_object": f"{ref.p_object:.6g}", "kn_ref": len(ref_kn),
-                "shared_seconds": f"{shared_seconds:.3f}", "threads": args.threads}
+                "shared_seconds": f"{shared_seconds:.3f}", "threads": args.threads, "device": args.device}
 
         def row(rule, m, result, seconds, derived_err=""):
             kn = kn_set(result.scores, args.lang)
@@ -334,6 +352,7 @@ def main() -> None:
     parser.add_argument("--rules", default=",".join(RULES))
     parser.add_argument("--steps", default=",".join(map(str, STEPS)), help="comma-separated m values")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (a GPU: the same study, far sooner)")
     parser.add_argument("--timed-right", type=int, default=1,
                         help="compute right Riemann on its own (timed) for the first N prompts, else derive it")
     parser.add_argument("--time-right-at", default="20", type=lambda v: {int(m) for m in v.split(",") if m},

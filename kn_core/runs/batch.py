@@ -36,11 +36,11 @@ from kn_core.errors import InputError, KNError
 from kn_core.model.fingerprint import model_fingerprint
 from kn_core.model.loading import load_model
 from kn_core.runs.executors import CONNECT_TIMEOUT_S, EXECUTORS, Job, Outcome, check
-from kn_core.runs.queue import BATCH, Queue, Request, batch_tag
 from kn_core.runs.store import Claimant, ClaimState, Failure, ResultKey, ResultStore
 
 if TYPE_CHECKING:  # typing only: the model room is loaded by whoever calls
     from kn_core.model.loading import LanguageModel
+    from kn_core.runs.queue import Queue
 
 log = logging.getLogger(__name__)
 CLAIM_POLL_S = 1.0  # how often a batch looks again at prompts another batch holds
@@ -96,7 +96,10 @@ class _Run:
         self.pending: dict[int, tuple[Task, ResultKey]] = {}
         self.jobs: list[Job] = []
         self.remaining = Counter(task.fact_id for task in tasks)
-        self.queue = Queue(store)
+        # imported here, not at the top: the queue imports the store's queries (pandas), and every command's
+        # parser imports this module
+        from kn_core.runs.queue import Queue
+        self.queue: Queue = Queue(store)
         settled = sum(self._prepare(task) for task in tasks)
         self.queued = self._enqueue()
         self.bar = tqdm(total=len(self.remaining), initial=settled, unit="fact", desc=lm.name, disable=not progress,
@@ -121,6 +124,8 @@ class _Run:
     def _enqueue(self) -> list[ResultKey]:
         """Put the prompts to compute in the shared queue (batch priority, a tag per relation); returns the keys
         of the rows this run added (those it withdraws when it ends)."""
+        from kn_core.runs.queue import BATCH, Request, batch_tag
+
         keys = [key for _, key in self.pending.values()]
         before = self.queue.present(keys)
         by_tag: dict[str, list[Request]] = {}

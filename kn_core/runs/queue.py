@@ -245,8 +245,7 @@ class Queue:
         """A command-line batch computed ``key`` itself: stored (``reason`` None), its row leaves the queue;
         failed, its row fails with ``reason`` (the app shows it, with Try again)."""
         if reason is None:
-            with self.store._write() as conn:
-                conn.execute("DELETE FROM queue WHERE key = ?", (key.digest,))
+            self._drop(key.digest)
         else:
             self._failed(key.digest, reason)
 
@@ -332,8 +331,11 @@ class Queue:
 
     def finish(self, entry: Entry) -> None:
         """The row is done (stored) or dropped (cancelled): it leaves the queue."""
+        self._drop(entry.key)
+
+    def _drop(self, key: str) -> None:
         with self.store._write() as conn:
-            conn.execute("DELETE FROM queue WHERE key = ?", (entry.key,))
+            conn.execute("DELETE FROM queue WHERE key = ?", (key,))
 
     def _unreadable(self, key: str, exc: Exception) -> None:
         """A row this version cannot read (written by a newer version, or damaged) fails with the reason, so the

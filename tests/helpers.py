@@ -24,6 +24,7 @@ from transformers import (
 )
 
 from kn_core.model.hooks import edited, gold_probs, run
+from kn_core.app.measure import MEASURING
 
 INIT = 0.5  # larger than the default 0.02 so that activations move probabilities measurably
 WORDS = ("the capital of is in a an and city country language spoken official continent currency "
@@ -212,12 +213,15 @@ TIMEOUT = 300  # AppTest's timeout for one run of a page
 
 
 def watching(at: AppTest) -> bool:
-    """Whether the page shows work still waiting for the worker."""
-    return any(button.label == "Cancel" for button in at.button)
+    """Whether the page shows work still waiting: prompts for the worker (a Cancel button), or a measurement
+    for the measurer (its place says "⏳ Measuring …")."""
+    return (any(button.label == "Cancel" for button in at.button)
+            or any(str(c.value).startswith(MEASURING) for c in at.caption))
 
 
 def until_stored(at: AppTest, timeout: float = WAIT_S) -> AppTest:
-    """Run ``at`` again until nothing it queued waits any more (at most ``timeout`` seconds)."""
+    """Run ``at`` again until nothing it queued or asked to measure waits any more (at most ``timeout``
+    seconds)."""
     deadline = time.monotonic() + timeout
     while watching(at):
         assert time.monotonic() < deadline, "the worker did not finish in time"

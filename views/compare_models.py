@@ -60,8 +60,9 @@ with ui.guard():
     for model, prompts, neurons in shown:  # then what suppressing each model's neurons does (forward passes)
         with columns[model.name]:
             effect = ui.suppression(model, prompts, neurons)
-            cols = st.columns(2)
-            cols[0].metric("suppressing them: P(object)", f"{effect.own:+.1%}")
-            cols[1].metric("as many random neurons", f"{effect.random:+.1%}")
+            if effect is not None:
+                cols = st.columns(2)
+                cols[0].metric("suppressing them: P(object)", f"{effect.own:+.1%}")
+                cols[1].metric("as many random neurons", f"{effect.random:+.1%}")
             ui.controls_view(model, prompts, neurons, lang, relation, key=f"compare_{model.name}",
                              title=f"{model.name}: whose P(object) falls?")

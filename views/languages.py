@@ -8,7 +8,7 @@ import streamlit as st
 from kn_core.app import figures, ui
 from kn_core.app import languages as compare
 from kn_core.method.languages import depth_counts, edit_sets_n, overlap_matrix, shared_by
-from kn_core.method.likn import cross_lingual_edit, edit_control, edit_view, language_prompts, overlap
+from kn_core.method.likn import edit_control, language_prompts, overlap
 from kn_core.method.neurons import knowledge_neurons
 
 st.title("Language comparison")
@@ -125,10 +125,10 @@ with ui.guard():
                 "(lower p or k to loosen them).")
 
     st.subheader("Cross-language suppression")
+    effects = compare.suppression(lm, prompts, neurons) if any(neurons.values()) else None
     if not any(neurons.values()):
         st.info("No language has knowledge neurons at these thresholds: nothing to suppress.")
-    else:
-        effects = compare.suppression(lm, prompts, neurons)
+    elif effects is not None:
         sd = np.vectorize(lambda m, s, r: f"random {m:+.1%} ± {s:.1%}; {r:.0%} of draws as low or lower")(
             effects.random_mean, effects.random_sd, np.nan_to_num(effects.random_rank, nan=1.0))
         st.plotly_chart(figures.language_matrices(
@@ -146,11 +146,11 @@ with ui.guard():
                 "fewer languages). The table edits each language's own knowledge neurons and measures all of them.")
     mode = st.radio("Intervention", ["suppress", "enhance"], horizontal=True, key="lang_mode")
     control, unrelated = edit_control(lm, factset, fact, langs)
-    with ui.model_turn(lm):
-        view = edit_view(cross_lingual_edit(lm, prompts, sets, mode, unrelated))
-    st.caption("Mean relative change of P(object)." + ("" if control is None else
-                                                      f" Control: the unrelated fact {ui.fact_label(control)}."))
-    st.dataframe(view.map(lambda v: f"{v:+.1%}"), width="stretch")
+    view = compare.edit(lm, prompts, sets, mode, unrelated)
+    if view is not None:
+        st.caption("Mean relative change of P(object)." + ("" if control is None else
+                                                          f" Control: the unrelated fact {ui.fact_label(control)}."))
+        st.dataframe(view.map(lambda v: f"{v:+.1%}"), width="stretch")
 
     st.subheader("Controls per language: is each language's set specific to this fact?")
     for start in range(0, n, 3):

@@ -1,19 +1,20 @@
 """The Language comparison page's helpers (N languages, docs/method.md §3): the languages in the URL, the
-stored-only baselines and ranking on the app's store, and the cross-language suppression matrix measured once per
-session in the model's turn."""
+stored-only baselines and ranking on the app's store, and the cross-language suppression matrix and cross-lingual
+edit measured off the page's run by the model's measurer."""
 from __future__ import annotations
 
 from typing import Mapping, Sequence
 
 import pandas as pd
 
-from kn_core.app.guard import model_turn
+from kn_core.app.measure import measured
 from kn_core.app.resources import store
 from kn_core.app.views import memo
 from kn_core.attribution import AttributionConfig
 from kn_core.data import Fact, FactSet
 from kn_core.errors import InputError
 from kn_core.method.language_suppression import SuppressionMatrix, suppression_matrix
+from kn_core.method.likn import cross_lingual_edit, edit_view
 from kn_core.method.neurons import Neuron
 from kn_core.model.fingerprint import model_fingerprint
 from kn_core.model.loading import DEMO_MODELS, LanguageModel
@@ -68,19 +69,30 @@ def _stored(lm: LanguageModel, factset: FactSet, fact: Fact, lang: str, config: 
     return bool(prompts) and all(store().has(ResultKey.of(lm, p, config, lang)) for p in prompts)
 
 
+def _prompts_key(prompts: Mapping[str, Sequence]) -> tuple:
+    return tuple((lang, tuple((p.template, p.subject, p.object) for p in prompts[lang])) for lang in prompts)
+
+
+def _sets_key(sets: Mapping[str, Sequence]) -> tuple:
+    return tuple((name, tuple(sorted((int(n[0]), int(n[1])) for n in sets[name]))) for name in sets)
+
+
 def suppression(lm: LanguageModel, prompts: Mapping[str, Sequence], sets: Mapping[str, Sequence[Neuron]]
-                ) -> SuppressionMatrix:
-    """:func:`kn_core.method.language_suppression.suppression_matrix` (30 random draws per language), in the
-    model's turn, once per session, model, prompts and neuron sets."""
-    key = ("suppression", lm.name, model_fingerprint(lm),
-           tuple((lang, tuple((p.template, p.subject, p.object) for p in prompts[lang]),
-                  tuple(sorted((int(n[0]), int(n[1])) for n in sets[lang]))) for lang in sets))
+                ) -> SuppressionMatrix | None:
+    """:func:`kn_core.method.language_suppression.suppression_matrix` (30 random draws per language), once per
+    model, prompts and neuron sets (:func:`~kn_core.app.measure.measured`: None while it is measured)."""
+    key = ("suppression", lm.name, model_fingerprint(lm), _prompts_key(prompts), _sets_key(sets))
+    return measured(lm, key, lambda: suppression_matrix(lm, prompts, sets), "the cross-language suppression")
 
-    def measure() -> SuppressionMatrix:
-        with model_turn(lm):
-            return suppression_matrix(lm, prompts, sets)
 
-    return memo(key, measure, MEMO, MEMO_SIZE)
+def edit(lm: LanguageModel, prompts: Mapping[str, Sequence], sets: Mapping[str, Sequence[Neuron]], mode: str,
+         unrelated: Mapping[str, Sequence]) -> pd.DataFrame | None:
+    """:func:`kn_core.method.likn.cross_lingual_edit` as :func:`~kn_core.method.likn.edit_view`'s table, once per
+    model, prompts, sets and mode (None while it is measured)."""
+    key = ("cross-lingual edit", lm.name, model_fingerprint(lm), mode, _prompts_key(prompts), _sets_key(sets),
+           _prompts_key(unrelated))
+    return measured(lm, key, lambda: edit_view(cross_lingual_edit(lm, prompts, sets, mode, unrelated)),
+                    "the cross-lingual edit effect")
 
 
 def baselines(lm: LanguageModel, factset: FactSet, fact: Fact, sets: Mapping[str, Sequence[Neuron]],
@@ -99,5 +111,5 @@ def ranking(lm: LanguageModel, factset: FactSet, relation: str, langs: Sequence[
     return queries.language_ranking(store(), lm, factset, relation, langs, config, p)
 
 
-__all__ = ["DEMO_LANGUAGES", "baselines", "default_languages", "langs_parser", "ranking", "readable",
+__all__ = ["DEMO_LANGUAGES", "baselines", "default_languages", "edit", "langs_parser", "ranking", "readable",
            "suppression"]

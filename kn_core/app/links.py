@@ -18,6 +18,7 @@ from kn_core.errors import InputError, KNError
 from kn_core.runs.queries import Showcase
 
 SEEN, INCOMING = "_link_seen", "_link_incoming"
+WARNED = "_link_warned"  # the last link's warning: (its widget keys, the message, the view it opened on)
 Parser = Callable[[str, dict], object]  # (text, values parsed so far) -> widget value; raises KNError
 T = TypeVar("T")
 
@@ -51,9 +52,31 @@ def restore(widgets: Mapping[str, tuple[str, Parser]], defaults: Mapping[str, st
             parsed[name] = st.session_state[key] = parse(source[name], parsed)
         except (KNError, ValueError) as exc:
             problems.append(f"{name}={source[name]!r}: {exc}")
+    keys = tuple(key for key, _ in widgets.values())
     if problems and source is given:
-        st.warning("This link has values the page cannot show; it opens with its defaults for them. "
+        warning = ("This link has values the page cannot show; it opens with its defaults for them. "
                    + plain("; ".join(problems)))
+        st.session_state[WARNED] = (keys, warning, None)
+        st.warning(warning)
+        return
+    if source is given and given:
+        st.session_state.pop(WARNED, None)  # a new link without problems
+    _warn(keys)
+
+
+def _warn(keys: tuple[str, ...]) -> None:
+    """The link's warning on the later runs of its page (a page runs again when its measurements are done)
+    until one of its widgets changes from the view the link opened on."""
+    warned = st.session_state.get(WARNED)
+    if warned is None or warned[0] != keys:
+        return
+    view = {key: st.session_state.get(key) for key in keys}
+    if warned[2] is None:  # the link's run drew the widgets: the view it opened on
+        st.session_state[WARNED] = (keys, warned[1], view)
+    elif warned[2] != view:
+        del st.session_state[WARNED]
+        return
+    st.warning(warned[1])
 
 
 def share(**values: object) -> None:

@@ -1,5 +1,5 @@
 """Resources cached once per process (``st.cache_resource``): models, the result store and its work queue, each
-loaded model's background worker, the bundled facts."""
+loaded model's background worker and measurer, the bundled facts."""
 from __future__ import annotations
 
 import threading
@@ -12,6 +12,7 @@ from kn_core.app.guard import plain
 from kn_core.data import FactSet, load_bundled
 from kn_core.model.loading import LanguageModel, default_threads, load_model
 from kn_core.runs.atlas import Atlas
+from kn_core.runs.measurer import Measurer
 from kn_core.runs.queue import Queue
 from kn_core.runs.store import ResultStore, default_path
 from kn_core.runs.worker import Worker
@@ -22,6 +23,11 @@ def _workers() -> tuple[dict[str, Worker], threading.Lock]:
     return {}, threading.Lock()
 
 
+@st.cache_resource(show_spinner=False)
+def _measurers() -> tuple[dict[str, Measurer], threading.Lock]:
+    return {}, threading.Lock()
+
+
 def _retire(lm: LanguageModel) -> None:
     """A model leaves the cache: its worker stops (what it was computing goes back to the queue, and is taken
     up when the model is loaded again)."""
@@ -29,6 +35,10 @@ def _retire(lm: LanguageModel) -> None:
     with lock:
         if lm.name in workers and workers[lm.name].lm is lm:
             workers.pop(lm.name).stop()
+    measurers, lock = _measurers()
+    with lock:
+        if lm.name in measurers and measurers[lm.name].lm is lm:
+            measurers.pop(lm.name).stop()
 
 
 @st.cache_resource(show_spinner=False, max_entries=2, on_release=_retire)
@@ -73,6 +83,21 @@ def worker(lm: LanguageModel) -> Worker:
         if running is not None:
             running.stop()
         workers[lm.name] = started = Worker(lm, results, facts=facts).start()
+        return started
+
+
+def measurer(lm: LanguageModel) -> Measurer:
+    """The measurer of ``lm`` (:mod:`kn_core.runs.measurer`: edit effects, controls and checks computed off the
+    pages' runs): one per model name and process, shared by every session, replaced when its model object has
+    changed or it was stopped."""
+    measurers, lock = _measurers()
+    with lock:
+        running = measurers.get(lm.name)
+        if running is not None and running.lm is lm and running.alive:
+            return running
+        if running is not None:
+            running.stop()
+        measurers[lm.name] = started = Measurer(lm)
         return started
 
 

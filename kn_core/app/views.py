@@ -1,6 +1,7 @@
 """Views shared by several pages: prompt tables with the completeness check path by path, heatmaps, the
 neuron table and detail (tokens shown as text), edit effects and a neuron's activation on a sentence.
-Attributions and fact checkers come from the store or the background worker (:mod:`kn_core.app.work`)."""
+Attributions and fact checkers come from the store or the background worker (:mod:`kn_core.app.work`); edit
+effects, controls and checks from the model's measurer (:mod:`kn_core.app.measure`), never holding up the page."""
 from __future__ import annotations
 
 from functools import partial
@@ -13,6 +14,7 @@ import torch
 
 from kn_core.app import figures
 from kn_core.app.guard import model_turn, plain, progress_bar
+from kn_core.app.measure import measured
 from kn_core.app.resources import facts
 from kn_core.app.sidebar import thresholds
 from kn_core.attribution import Attribution, AttributionConfig, compute
@@ -192,17 +194,19 @@ def edit_effect(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[
     st.subheader("Edit effect")
     mode = st.radio("Intervention", ["suppress", "enhance"], horizontal=True, key=f"{key}_mode",
                     help="suppress sets the neurons to 0, enhance doubles them, at the object positions")
-    with model_turn(lm):
-        result = verify(lm, prompts, neurons, mode, seed=0)
-    cols = st.columns(2)
-    cols[0].metric("P(object), knowledge neurons", f"{result.own:+.1%}")
-    cols[1].metric("P(object), as many random neurons in the same layers", f"{result.random:+.1%}")
+    result = measured(lm, ("edit", mode, *_fact_key(lm, prompts, neurons, "", None)),
+                      lambda: verify(lm, prompts, neurons, mode, seed=0), "the edit effect")
+    if result is not None:
+        cols = st.columns(2)
+        cols[0].metric("P(object), knowledge neurons", f"{result.own:+.1%}")
+        cols[1].metric("P(object), as many random neurons in the same layers", f"{result.random:+.1%}")
 
 
-def suppression(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[Neuron]) -> Verification:
-    """The suppression effect of ``neurons`` on the prompts, against as many random neurons (model's turn)."""
-    with model_turn(lm):
-        return verify(lm, prompts, neurons, "suppress", seed=0)
+def suppression(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[Neuron]) -> Verification | None:
+    """The suppression effect of ``neurons`` on the prompts, against as many random neurons (:func:`measured`:
+    None while it is measured)."""
+    return measured(lm, ("edit", "suppress", *_fact_key(lm, prompts, neurons, "", None)),
+                    lambda: verify(lm, prompts, neurons, "suppress", seed=0), "the suppression effect")
 
 
 def check_prompts(lm: LanguageModel, templates: Sequence[str], subject: str,
@@ -251,14 +255,12 @@ def _fact_key(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[tu
 
 
 def controls(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[Neuron], lang: str,
-             relation: str | None = None) -> Controls:
-    """:func:`kn_core.method.controls.fact_controls` on the bundled facts (suppression passes only), in the
-    model's turn, once per session, model, fact, language and neuron set."""
-    def measure() -> Controls:
-        with model_turn(lm):
-            return fact_controls(lm, facts(), lang, prompts, neurons, relation=relation)
-
-    return memo(("controls", *_fact_key(lm, prompts, neurons, lang, relation)), measure)
+             relation: str | None = None) -> Controls | None:
+    """:func:`kn_core.method.controls.fact_controls` on the bundled facts (suppression passes only), once per
+    model, fact, language and neuron set (:func:`measured`: None while it is measured)."""
+    factset = facts()
+    return measured(lm, ("controls", *_fact_key(lm, prompts, neurons, lang, relation)),
+                    lambda: fact_controls(lm, factset, lang, prompts, neurons, relation=relation), "the controls")
 
 
 def verdict_text(found: Controls) -> tuple[str, str]:
@@ -282,6 +284,8 @@ def controls_view(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequenc
         st.caption("No knowledge neuron at these thresholds: nothing to control.")
         return None
     found = controls(lm, prompts, neurons, lang, relation)
+    if found is None:
+        return None
     st.plotly_chart(figures.control_bars(found.effects(), found.random.sd), key=f"{key}_controls")
     kind, text = verdict_text(found)
     getattr(st, kind)(plain(text))
@@ -301,14 +305,12 @@ def controls_view(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequenc
 
 
 def checks(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[Neuron], lang: str,
-           relation: str | None) -> Checks:
-    """:func:`kn_core.method.checks.fact_checks` (suppression passes only), in the model's turn, once per
-    session, model, fact, language and neuron set."""
-    def measure() -> Checks:
-        with model_turn(lm):
-            return fact_checks(lm, facts(), lang, relation, prompts, neurons)
-
-    return memo(("checks", *_fact_key(lm, prompts, neurons, lang, relation)), measure)
+           relation: str | None) -> Checks | None:
+    """:func:`kn_core.method.checks.fact_checks` (suppression passes only), once per model, fact, language and
+    neuron set (:func:`measured`: None while it is measured)."""
+    factset = facts()
+    return measured(lm, ("checks", *_fact_key(lm, prompts, neurons, lang, relation)),
+                    lambda: fact_checks(lm, factset, lang, relation, prompts, neurons), "the checks")
 
 
 def _pct(value: float) -> str:
@@ -337,15 +339,20 @@ def checks_view(lm: LanguageModel, prompts: Sequence[Prompt], neurons: Sequence[
         st.caption("No knowledge neuron at these thresholds: nothing to check.")
         return None
     found = checks(lm, prompts, neurons, lang, relation)
+    if found is None:
+        return None
     transfer, note = found, "the relation's templates the set was not found on (held-out ones first)"
     if (not found.paraphrases and tau is not None and p is not None
             and (train := train_only(results, lang, relation))):
         train_set = [n.neuron for n in knowledge_neurons([r.scores for r in train], tau, p)]
         if train_set:
-            transfer = checks(lm, [r.prompt for r in train], train_set, lang, relation)
-            note = (f"the shown set was found on every template, so none is left to paraphrase with: here the set "
-                    f"found on the {len(train)} train template(s) alone ({len(train_set)} neuron(s), same τ and p) "
-                    "is suppressed on the held-out template(s) it never saw")
+            on_train = checks(lm, [r.prompt for r in train], train_set, lang, relation)
+            if on_train is None:
+                return None
+            transfer, note = on_train, (
+                "the shown set was found on every template, so none is left to paraphrase with: here the set "
+                f"found on the {len(train)} train template(s) alone ({len(train_set)} neuron(s), same τ and p) "
+                "is suppressed on the held-out template(s) it never saw")
     cols = st.columns(4)
     cols[0].metric("top-1 flip rate", "–" if np.isnan(found.flip_rate) else f"{found.flip_rate:.0%}",
                    help="share of the fact's prompts whose top-1 token at the object's first position changes "

@@ -12,7 +12,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from helpers import open_app, texts, until_stored
 
-from kn_core.app import figures
+from kn_core.app import figures, resources
+from kn_core.app.measure import MEASURING
 from kn_core.defaults import PRESETS
 from kn_core.model.loading import DEMO_MODELS
 
@@ -58,6 +59,29 @@ def test_fact_browser_shows_the_controls_chart_and_the_verdict(home, model):
     assert any("Rule: none: the own drop is not beyond random" in t for t in texts(at.caption))
     assert any(e.label.startswith("Control facts (5 of the same relation P36") for e in at.expander), \
         [e.label for e in at.expander]
+
+
+def test_a_page_never_waits_for_its_measurements(home):
+    """Issue #24: with the model in another's turn (the worker computing a prompt holds its lock), a new neuron
+    set's page run still ends: the heatmap and the neuron table show, the edit effect, controls and checks show
+    their place ("⏳ Measuring …, waiting for the model's turn"); once the turn is free they are measured and the
+    page shows them."""
+    at = open_app()
+    assert any(m.label == "P(object), knowledge neurons" for m in at.metric)
+    lm = resources._load("demo-mlm")  # the app's model object (Streamlit's resource cache, this process)
+    with lm.lock:
+        at.slider(key="browser_tau").set_value(0.5).run(timeout=30)  # a page waiting for the lock would time out
+        assert not at.exception, [e.value for e in at.exception]
+        places = [t for t in texts(at.caption) if t.startswith(MEASURING)]
+        assert len(places) == 3 and any("waiting for the model's turn" in t for t in places), places
+        assert [c for c in at.get("plotly_chart") if "Attribution" in json.loads(c.proto.spec)["layout"]["title"]
+                ["text"]], "the heatmap"
+        assert not any(m.label in ("P(object), knowledge neurons", "top-1 flip rate") for m in at.metric)
+        assert not control_charts(at)
+    until_stored(at)
+    assert any(m.label == "P(object), knowledge neurons" for m in at.metric)
+    assert any(m.label == "top-1 flip rate" for m in at.metric) and len(control_charts(at)) == 1
+    assert not any(t.startswith(MEASURING) for t in texts(at.caption))
 
 
 def test_a_saved_triple_without_a_relation_says_the_verdict_needs_one(home):

@@ -121,6 +121,16 @@ def test_invalid_link_values_give_a_clear_message(home, page, params, named):
     assert any("This link" in w and named in w for w in warnings), warnings
 
 
+def test_a_links_warning_stays_until_the_view_changes(home):
+    """The page runs again when its measurements are done (and the user's view has not changed): the warning
+    stays; a changed widget drops it."""
+    at = open_app(None, {"relation": RELATION, "tau": "7"})
+    until_stored(at.run())
+    assert any("This link" in w and "tau='7'" in w for w in texts(at.warning)), texts(at.warning)
+    until_stored(at.slider(key="browser_tau").set_value(0.4).run())
+    assert not any("This link" in w for w in texts(at.warning)), texts(at.warning)
+
+
 def test_a_link_to_a_model_that_is_not_listed_is_refused(home, tmp_path):
     at = open_app(None, {"model": str(tmp_path)})
     assert any("not available here" in w for w in texts(at.warning)), texts(at.warning)

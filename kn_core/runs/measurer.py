@@ -1,0 +1,122 @@
+"""The measurements a page shows beside stored results (edit effects, controls, the critics' checks: seconds of
+forward passes each), computed off the page's run, so that a page draws its stored results at once and never
+waits for the model.
+
+One :class:`Measurer` per loaded model, shared by the app's sessions (nothing here knows Streamlit): a page asks
+for a measurement by a plain key and a function; a daemon thread computes it in the model's turn (holding the
+model's lock, taking turns with the background worker prompt by prompt), once per key, however many sessions
+ask; the page draws what is measured and watches the rest. The newest request goes first (the neuron set the
+user picked last, not the ones passed on the way); the values are kept for the most recent
+:data:`KEEP` keys. A measurement that raises is kept as that key's failure, with its reason; the thread goes on.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Hashable
+
+from kn_core.errors import KNError
+
+if TYPE_CHECKING:
+    from kn_core.model.loading import LanguageModel
+
+log = logging.getLogger(__name__)
+KEEP = 256  # measured keys kept (the oldest forgotten first)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A finished measurement: its ``value``, or the ``error`` (a sentence for the user) it failed with."""
+
+    value: Any = None
+    error: str | None = None
+
+
+class Measurer:
+    """Computes requested measurements of ``lm`` in a daemon thread, newest request first (:meth:`request`,
+    :meth:`get`, :meth:`wait`)."""
+
+    def __init__(self, lm: LanguageModel, keep: int = KEEP):
+        self.lm, self.keep = lm, keep
+        self._done: OrderedDict[Hashable, Measured] = OrderedDict()
+        self._waiting: dict[Hashable, Callable[[], Any]] = {}  # insertion order: the newest last
+        self._running: Hashable | None = None
+        self._holding = False  # the thread holds the model's lock (its measurement runs)
+        self._changed = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name=f"kn measurer {lm.name}", daemon=True)
+        self._thread.start()
+
+    def get(self, key: Hashable) -> Measured | None:
+        """The finished measurement of ``key``, else None."""
+        with self._changed:
+            return self._done.get(key)
+
+    def request(self, key: Hashable, measure: Callable[[], Any]) -> Measured | None:
+        """The measurement of ``key`` if finished; else ``measure`` is queued (once per key: a key already waiting
+        or running is not queued twice, a waiting one moves to the front) and None is returned."""
+        with self._changed:
+            if key in self._done:
+                self._done.move_to_end(key)
+                return self._done[key]
+            if key != self._running:
+                self._waiting.pop(key, None)
+                self._waiting[key] = measure
+                self._changed.notify_all()
+            return None
+
+    def wait(self, key: Hashable, timeout: float) -> Measured | None:
+        """The measurement of ``key`` once finished, waiting at most ``timeout`` seconds (None: not yet)."""
+        with self._changed:
+            self._changed.wait_for(lambda: key in self._done or self._stop, timeout)
+            return self._done.get(key)
+
+    def pending(self, key: Hashable) -> bool:
+        """Whether ``key`` waits or runs."""
+        with self._changed:
+            return key in self._waiting or key == self._running
+
+    def waiting_for_model(self) -> bool:
+        """Whether a measurement waits for the model's turn (the background worker is computing a prompt)."""
+        return self._running is not None and not self._holding
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stop = True
+            self._changed.notify_all()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and not self._stop
+
+    def _loop(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._waiting or self._stop)
+                if self._stop:
+                    return
+                key, measure = self._waiting.popitem()  # the newest request
+                self._running = key
+            done = self._measure(key, measure)
+            with self._changed:
+                self._running = None
+                self._done[key] = done
+                while len(self._done) > self.keep:
+                    self._done.popitem(last=False)
+                self._changed.notify_all()
+
+    def _measure(self, key: Hashable, measure: Callable[[], Any]) -> Measured:
+        try:
+            with self.lm.lock:
+                self._holding = True
+                try:
+                    return Measured(measure())
+                finally:
+                    self._holding = False
+        except KNError as exc:
+            return Measured(error=str(exc))
+        except Exception as exc:  # one measurement's failure is kept as its own; the thread goes on
+            log.exception("%s: a measurement failed (%s)", self.lm.name, str(key)[:80])
+            return Measured(error=f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,118 @@
+"""The measurer (kn_core.runs.measurer): a page's measurement runs in the measurer's thread, holding the model's
+lock, once per key however often it is asked for; the newest request goes first; a failure is kept with its
+reason and the next measurement still runs; while the model is in another's turn (the worker computing a
+prompt) the measurement waits, says so, and runs once the turn is free."""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from kn_core.errors import InputError
+from kn_core.method.interventions import verify
+from kn_core.runs.measurer import Measurer
+
+TIMEOUT = 60
+
+
+class Model:
+    """What a measurer needs of a model: a name and its lock."""
+
+    def __init__(self) -> None:
+        self.name, self.lock = "m", threading.Lock()
+
+
+@pytest.fixture
+def measurer():
+    found = Measurer(Model())  # type: ignore[arg-type]
+    yield found
+    found.stop()
+
+
+def test_a_key_is_measured_once_however_often_it_is_asked_for(measurer):
+    calls, gate = [], threading.Event()
+
+    def measure():
+        calls.append(1)
+        gate.wait(TIMEOUT)
+        return 42
+
+    assert measurer.request("k", measure) is None  # not yet: the page draws its place
+    assert measurer.request("k", measure) is None  # a second session, a second run: not queued again
+    assert measurer.pending("k")
+    gate.set()
+    assert measurer.wait("k", TIMEOUT).value == 42
+    assert measurer.request("k", measure).value == 42 and calls == [1]
+    assert not measurer.pending("k")
+
+
+def test_it_measures_holding_the_model_lock_and_waits_for_the_workers_turn(measurer):
+    held = []
+    with measurer.lm.lock:  # the worker computing a prompt
+        measurer.request("k", lambda: held.append(measurer.lm.lock.locked()) or "done")
+        deadline = time.monotonic() + TIMEOUT
+        while not measurer.waiting_for_model():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert measurer.wait("k", 0.3) is None  # it waits for the turn
+    assert measurer.wait("k", TIMEOUT).value == "done" and held == [True]
+    assert not measurer.waiting_for_model()
+
+
+def test_the_newest_request_goes_first(measurer):
+    order, gate = [], threading.Event()
+    measurer.request("first", lambda: gate.wait(TIMEOUT) and order.append("first"))
+    deadline = time.monotonic() + TIMEOUT
+    while not measurer.pending("first") or measurer._waiting:  # "first" runs
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    for key in ("old", "older", "new"):
+        measurer.request(key, lambda key=key: order.append(key))
+    measurer.request("old", lambda: order.append("old"))  # asked again: to the front
+    gate.set()
+    for key in ("new", "older", "old"):
+        assert measurer.wait(key, TIMEOUT) is not None
+    assert order == ["first", "old", "new", "older"]
+
+
+def test_a_failure_is_kept_with_its_reason_and_the_next_one_runs(measurer):
+    def broken():
+        raise InputError("neuron", "no such neuron")
+
+    def crashing():
+        raise RuntimeError("boom")
+
+    measurer.request("bad", broken)
+    measurer.request("crash", crashing)
+    assert measurer.wait("bad", TIMEOUT).error == "neuron: no such neuron"
+    assert measurer.wait("crash", TIMEOUT).error == "RuntimeError: boom"
+    measurer.request("good", lambda: 1)
+    assert measurer.wait("good", TIMEOUT).value == 1
+
+
+def test_only_the_most_recent_keys_are_kept():
+    measurer = Measurer(Model(), keep=2)  # type: ignore[arg-type]
+    try:
+        for key in "abc":
+            measurer.request(key, lambda key=key: key)
+            assert measurer.wait(key, TIMEOUT).value == key
+        assert measurer.get("a") is None and measurer.get("c").value == "c"
+    finally:
+        measurer.stop()
+
+
+def test_a_real_edit_effect_equals_the_one_measured_on_the_page_thread(gpt2, one_thread):
+    prompts = [gpt2.prompt("The capital of [X] is [Y].", "Tanzania", "Dodoma")]
+    neurons = [(0, 1), (1, 2)]
+    measurer = Measurer(gpt2)
+    try:
+        measurer.request("edit", lambda: verify(gpt2, prompts, neurons, "suppress", seed=0))
+        found = measurer.wait("edit", TIMEOUT).value
+    finally:
+        measurer.stop()
+    np.testing.assert_equal(dataclasses.asdict(found),  # NaN equals NaN here (no unrelated prompts: NaN)
+                            dataclasses.asdict(verify(gpt2, prompts, neurons, "suppress", seed=0)))
+    assert found.own < 0 or found.own > 0  # it measured something

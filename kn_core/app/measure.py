@@ -3,7 +3,9 @@ seconds each) never hold up its run: :func:`measured` asks the model's measurer
 (:mod:`kn_core.runs.measurer`, shared by every session) and returns the value if it is measured; otherwise it
 draws a small watching fragment in its place ("⏳ Measuring …", saying when the model is busy with the background
 worker's prompt) that runs the page again once the value is there. So a stored fact's heatmap and neuron table
-show at once, and a widget change or another fact is taken up at once while the measurement runs."""
+show at once, and a widget change or another fact is taken up at once while the measurement runs. The place asks
+for its measurement again each time it looks: a page left behind stops asking, and the measurer drops what
+nobody watches (:data:`kn_core.runs.measurer.STALE_S`)."""
 from __future__ import annotations
 
 from typing import Any, Callable, Hashable
@@ -27,7 +29,7 @@ def measured(lm: LanguageModel, key: Hashable, measure: Callable[[], Any], what:
     if found is None and WAIT_S > 0:
         found = measurer(lm).wait(key, WAIT_S)
     if found is None:
-        _place(lm, key, what)
+        _place(lm, key, measure, what)
         return None
     if found.error is not None:
         st.error(f"Could not measure {plain(what)}: {plain(found.error)}")
@@ -35,9 +37,9 @@ def measured(lm: LanguageModel, key: Hashable, measure: Callable[[], Any], what:
     return found.value
 
 
-def _place(lm: LanguageModel, key: Hashable, what: str) -> None:
+def _place(lm: LanguageModel, key: Hashable, measure: Callable[[], Any], what: str) -> None:
     def body() -> None:
-        if measurer(lm).get(key) is not None:
+        if measurer(lm).request(key, measure) is not None:  # asking again: still wanted (see STALE_S)
             st.rerun()  # measured: the page runs again and draws it
         busy = measurer(lm).waiting_for_model()
         st.caption(f"{MEASURING} {plain(what)}…" + (" (waiting for the model's turn: the background worker is "

@@ -3,16 +3,19 @@ forward passes each), computed off the page's run, so that a page draws its stor
 waits for the model.
 
 One :class:`Measurer` per loaded model, shared by the app's sessions (nothing here knows Streamlit): a page asks
-for a measurement by a plain key and a function; a daemon thread computes it in the model's turn (holding the
-model's lock, taking turns with the background worker prompt by prompt), once per key, however many sessions
-ask; the page draws what is measured and watches the rest. The newest request goes first (the neuron set the
-user picked last, not the ones passed on the way); the values are kept for the most recent
-:data:`KEEP` keys. A measurement that raises is kept as that key's failure, with its reason; the thread goes on.
+for a measurement by a plain key and a function, and asks again while it watches for it; a daemon thread
+computes the requests in the order they came, in the model's turn (holding the model's lock, taking turns with
+the background worker prompt by prompt), once per key, however many sessions ask. A request nobody has asked
+for in the last :data:`STALE_S` seconds (its page was left, its neuron set passed on the way to another) is
+dropped when its turn comes, not computed: the model's time goes to what is watched. The values are kept for
+the most recent :data:`KEEP` keys. A measurement that raises is kept as that key's failure, with its reason;
+the thread goes on.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Hashable
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 KEEP = 256  # measured keys kept (the oldest forgotten first)
+STALE_S = 5.0  # a waiting request not asked for again within this long is dropped when its turn comes
 
 
 @dataclass(frozen=True)
@@ -35,13 +39,14 @@ class Measured:
 
 
 class Measurer:
-    """Computes requested measurements of ``lm`` in a daemon thread, newest request first (:meth:`request`,
-    :meth:`get`, :meth:`wait`)."""
+    """Computes requested measurements of ``lm`` in a daemon thread, in the order asked, while someone asks for
+    them (:meth:`request`, :meth:`get`, :meth:`wait`)."""
 
-    def __init__(self, lm: LanguageModel, keep: int = KEEP):
-        self.lm, self.keep = lm, keep
+    def __init__(self, lm: LanguageModel, keep: int = KEEP, stale_s: float = STALE_S):
+        self.lm, self.keep, self.stale_s = lm, keep, stale_s
         self._done: OrderedDict[Hashable, Measured] = OrderedDict()
-        self._waiting: dict[Hashable, Callable[[], Any]] = {}  # insertion order: the newest last
+        self._waiting: dict[Hashable, Callable[[], Any]] = {}  # insertion order: the oldest first
+        self._asked: dict[Hashable, float] = {}  # waiting key → when it was last asked for (monotonic s)
         self._running: Hashable | None = None
         self._holding = False  # the thread holds the model's lock (its measurement runs)
         self._changed = threading.Condition()
@@ -55,16 +60,17 @@ class Measurer:
             return self._done.get(key)
 
     def request(self, key: Hashable, measure: Callable[[], Any]) -> Measured | None:
-        """The measurement of ``key`` if finished; else ``measure`` is queued (once per key: a key already waiting
-        or running is not queued twice, a waiting one moves to the front) and None is returned."""
+        """The measurement of ``key`` if finished; else ``measure`` is queued behind the earlier requests (once
+        per key: asking again for a key that waits or runs only says it is still wanted) and None is returned."""
         with self._changed:
             if key in self._done:
                 self._done.move_to_end(key)
                 return self._done[key]
             if key != self._running:
-                self._waiting.pop(key, None)
-                self._waiting[key] = measure
-                self._changed.notify_all()
+                self._asked[key] = time.monotonic()
+                if key not in self._waiting:
+                    self._waiting[key] = measure
+                    self._changed.notify_all()
             return None
 
     def wait(self, key: Hashable, timeout: float) -> Measured | None:
@@ -97,7 +103,11 @@ class Measurer:
                 self._changed.wait_for(lambda: self._waiting or self._stop)
                 if self._stop:
                     return
-                key, measure = self._waiting.popitem()  # the newest request
+                key = next(iter(self._waiting))  # the oldest request
+                measure = self._waiting.pop(key)
+                if time.monotonic() - self._asked.pop(key) > self.stale_s:
+                    log.debug("%s: dropped a measurement nobody watches (%s)", self.lm.name, str(key)[:80])
+                    continue
                 self._running = key
             done = self._measure(key, measure)
             with self._changed:

@@ -1,7 +1,7 @@
 """The measurer (kn_core.runs.measurer): a page's measurement runs in the measurer's thread, holding the model's
-lock, once per key however often it is asked for; the newest request goes first; a failure is kept with its
-reason and the next measurement still runs; while the model is in another's turn (the worker computing a
-prompt) the measurement waits, says so, and runs once the turn is free."""
+lock, once per key however often it is asked for; requests run in the order asked, and one nobody asks for any
+more is dropped; a failure is kept with its reason and the next measurement still runs; while the model is in
+another's turn (the worker computing a prompt) the measurement waits, says so, and runs once the turn is free."""
 from __future__ import annotations
 
 import dataclasses
@@ -62,20 +62,29 @@ def test_it_measures_holding_the_model_lock_and_waits_for_the_workers_turn(measu
     assert not measurer.waiting_for_model()
 
 
-def test_the_newest_request_goes_first(measurer):
+def test_requests_run_in_order_and_what_nobody_asks_for_any_more_is_dropped():
+    measurer = Measurer(Model(), stale_s=0.5)  # type: ignore[arg-type]
     order, gate = [], threading.Event()
-    measurer.request("first", lambda: gate.wait(TIMEOUT) and order.append("first"))
-    deadline = time.monotonic() + TIMEOUT
-    while not measurer.pending("first") or measurer._waiting:  # "first" runs
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    for key in ("old", "older", "new"):
-        measurer.request(key, lambda key=key: order.append(key))
-    measurer.request("old", lambda: order.append("old"))  # asked again: to the front
-    gate.set()
-    for key in ("new", "older", "old"):
-        assert measurer.wait(key, TIMEOUT) is not None
-    assert order == ["first", "old", "new", "older"]
+    try:
+        measurer.request("first", lambda: gate.wait(TIMEOUT) and order.append("first"))
+        deadline = time.monotonic() + TIMEOUT
+        while not measurer.pending("first") or measurer._waiting:  # "first" runs
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        for key in ("left", "watched", "later"):
+            measurer.request(key, lambda key=key: order.append(key))
+        time.sleep(0.8)  # "left"'s page was left: nobody asks for it again
+        measurer.request("watched", lambda: order.append("asked twice"))  # its page asks again: still wanted
+        measurer.request("later", lambda: order.append("asked twice"))
+        gate.set()
+        for key in ("watched", "later"):
+            assert measurer.wait(key, TIMEOUT) is not None
+        assert order == ["first", "watched", "later"]  # in the order first asked, each once, "left" dropped
+        assert measurer.get("left") is None and not measurer.pending("left")
+        assert measurer.request("left", lambda: "back") is None  # asked again later: measured after all
+        assert measurer.wait("left", TIMEOUT).value == "back"
+    finally:
+        measurer.stop()
 
 
 def test_a_failure_is_kept_with_its_reason_and_the_next_one_runs(measurer):

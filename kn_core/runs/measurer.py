@@ -7,13 +7,15 @@ for a measurement by a plain key and a function, and asks again while it watches
 computes the requests in the order they came, in the model's turn (holding the model's lock, taking turns with
 the background worker prompt by prompt), once per key, however many sessions ask. A request nobody has asked
 for in the last :data:`STALE_S` seconds (its page was left, its neuron set passed on the way to another) is
-dropped when its turn comes, not computed: the model's time goes to what is watched. The values are kept for
+dropped: when its turn comes, while it waits for the model, or while it runs (at its next transformer block),
+so the model's time goes to what is watched and a page left behind does not hold the model. The values are kept for
 the most recent :data:`KEEP` keys. A measurement that raises is kept as that key's failure, with its reason;
 the thread goes on.
 """
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -27,7 +29,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 KEEP = 256  # measured keys kept (the oldest forgotten first)
-STALE_S = 5.0  # a waiting request not asked for again within this long is dropped when its turn comes
+STALE_S = 2.0  # a request not asked for again within this long is dropped (waiting, or while it runs)
+TURN_POLL_S = 0.25  # how often a measurement waiting for the model's turn looks whether it is still wanted
+
+
+class _Dropped(BaseException):
+    """Raised inside a running measurement that nobody asks for any more (a BaseException: no `except Exception`
+    on the way out keeps it)."""
 
 
 @dataclass(frozen=True)
@@ -66,8 +74,8 @@ class Measurer:
             if key in self._done:
                 self._done.move_to_end(key)
                 return self._done[key]
+            self._asked[key] = time.monotonic()
             if key != self._running:
-                self._asked[key] = time.monotonic()
                 if key not in self._waiting:
                     self._waiting[key] = measure
                     self._changed.notify_all()
@@ -97,6 +105,9 @@ class Measurer:
     def alive(self) -> bool:
         return self._thread.is_alive() and not self._stop
 
+    def _stale(self, key: Hashable) -> bool:
+        return time.monotonic() - self._asked.get(key, -math.inf) > self.stale_s
+
     def _loop(self) -> None:
         while True:
             with self._changed:
@@ -105,28 +116,45 @@ class Measurer:
                     return
                 key = next(iter(self._waiting))  # the oldest request
                 measure = self._waiting.pop(key)
-                if time.monotonic() - self._asked.pop(key) > self.stale_s:
-                    log.debug("%s: dropped a measurement nobody watches (%s)", self.lm.name, str(key)[:80])
-                    continue
                 self._running = key
-            done = self._measure(key, measure)
+            done = None if self._stale(key) else self._measure(key, measure)
             with self._changed:
                 self._running = None
-                self._done[key] = done
-                while len(self._done) > self.keep:
-                    self._done.popitem(last=False)
+                self._asked.pop(key, None)
+                if done is None:
+                    log.debug("%s: dropped a measurement nobody watches (%s)", self.lm.name, str(key)[:80])
+                else:
+                    self._done[key] = done
+                    while len(self._done) > self.keep:
+                        self._done.popitem(last=False)
                 self._changed.notify_all()
 
-    def _measure(self, key: Hashable, measure: Callable[[], Any]) -> Measured:
+    def _measure(self, key: Hashable, measure: Callable[[], Any]) -> Measured | None:
+        """``measure()`` in the model's turn; None when nobody asked for it any more, before its turn came or
+        while it ran (checked at every transformer block it runs: the block raises, the measurement's hooks
+        are removed on the way out, the model is handed back)."""
+        while not self.lm.lock.acquire(timeout=TURN_POLL_S):
+            if self._stale(key):
+                return None
+        handles = []
         try:
-            with self.lm.lock:
-                self._holding = True
-                try:
-                    return Measured(measure())
-                finally:
-                    self._holding = False
+            self._holding = True
+
+            def check(module, args) -> None:
+                if threading.get_ident() == self._thread.ident and self._stale(key):
+                    raise _Dropped
+
+            handles = [block.register_forward_pre_hook(check) for block in self.lm.adapter.layers(self.lm.model)]
+            return Measured(measure())
+        except _Dropped:
+            return None
         except KNError as exc:
             return Measured(error=str(exc))
         except Exception as exc:  # one measurement's failure is kept as its own; the thread goes on
             log.exception("%s: a measurement failed (%s)", self.lm.name, str(key)[:80])
             return Measured(error=f"{type(exc).__name__}: {exc}")
+        finally:
+            for handle in handles:
+                handle.remove()
+            self._holding = False
+            self.lm.lock.release()

@@ -7,22 +7,26 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from kn_core.errors import InputError
 from kn_core.method.interventions import verify
+from kn_core.model.hooks import count_hooks, run
 from kn_core.runs.measurer import Measurer
 
 TIMEOUT = 60
 
 
 class Model:
-    """What a measurer needs of a model: a name and its lock."""
+    """What a measurer needs of a model: a name, its lock, its blocks (none here)."""
 
     def __init__(self) -> None:
-        self.name, self.lock = "m", threading.Lock()
+        self.name, self.lock, self.model = "m", threading.Lock(), None
+        self.adapter = SimpleNamespace(layers=lambda model: [])
 
 
 @pytest.fixture
@@ -125,3 +129,35 @@ def test_a_real_edit_effect_equals_the_one_measured_on_the_page_thread(gpt2, one
     np.testing.assert_equal(dataclasses.asdict(found),  # NaN equals NaN here (no unrelated prompts: NaN)
                             dataclasses.asdict(verify(gpt2, prompts, neurons, "suppress", seed=0)))
     assert found.own < 0 or found.own > 0  # it measured something
+
+
+def test_a_running_measurement_nobody_asks_for_any_more_is_dropped_and_hands_the_model_back(gpt2, one_thread):
+    """A page left while its measurement runs: at its next transformer block the measurement stops, its hooks
+    are removed, the model's lock is free for the page now open; asked for again later, it is measured."""
+    prompt = gpt2.prompt("The capital of [X] is [Y].", "Tanzania", "Dodoma")
+    passes = []
+
+    def endless():
+        while len(passes) < 100_000:
+            with torch.no_grad():
+                passes.append(run(gpt2, torch.tensor([prompt.input_ids])))
+        return "never"
+
+    hooks_before = count_hooks(gpt2)
+    measurer = Measurer(gpt2, stale_s=0.5)
+    try:
+        measurer.request("left", endless)
+        deadline = time.monotonic() + TIMEOUT
+        while not passes:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert measurer.pending("left") and measurer._holding
+        assert gpt2.lock.acquire(timeout=TIMEOUT)  # the page now open gets the model: the measurement was dropped
+        gpt2.lock.release()
+        ran = len(passes)
+        assert 0 < ran < 100_000 and measurer.get("left") is None and not measurer.pending("left")
+        assert count_hooks(gpt2) == hooks_before
+        measurer.request("left", lambda: "measured")
+        assert measurer.wait("left", TIMEOUT).value == "measured"
+    finally:
+        measurer.stop()

@@ -53,9 +53,10 @@ def model_turn(lm: LanguageModel) -> Iterator[None]:
     try:
         if not acquired:
             note = st.empty()
-            while not acquired:
-                note.info(BUSY)
-                acquired = lm.lock.acquire(timeout=TURN_POLL_S)
+            with lm.turns.waiting():  # the worker lets us go before its next prompt
+                while not acquired:
+                    note.info(BUSY)
+                    acquired = lm.lock.acquire(timeout=TURN_POLL_S)
             note.empty()
         yield
     finally:

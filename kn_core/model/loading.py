@@ -35,6 +35,7 @@ from kn_core.errors import InputError, KNError, ModelLoadError
 from kn_core.model.adapters import Adapter, adapter_for
 from kn_core.model.install import installed_path, model_folder, repair_hint
 from kn_core.model.registry import REGISTRY
+from kn_core.model.turns import Turns
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ class PromptSet:
 class LanguageModel:
     """A loaded model with its tokenizer and adapter.
 
-    ``lock`` serialises everything that installs hooks, since hooks mutate the shared module.
+    ``lock`` serialises everything that installs hooks, since hooks mutate the shared module; ``turns`` counts who
+    waits for it (:mod:`kn_core.model.turns`).
     """
 
     name: str
@@ -65,6 +67,7 @@ class LanguageModel:
     adapter: Adapter
     source: Path | None = None
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    turns: Turns = field(default_factory=Turns, repr=False)
     _checked_templates: set[str] = field(default_factory=set, repr=False)
     _reader: str | None = field(default=None, repr=False)
     _n_parameters: int | None = field(default=None, repr=False)

@@ -133,9 +133,10 @@ class Measurer:
         """``measure()`` in the model's turn; None when nobody asked for it any more, before its turn came or
         while it ran (checked at every transformer block it runs: the block raises, the measurement's hooks
         are removed on the way out, the model is handed back)."""
-        while not self.lm.lock.acquire(timeout=TURN_POLL_S):
-            if self._stale(key):
-                return None
+        with self.lm.turns.waiting():  # the worker lets us go before its next prompt
+            while not self.lm.lock.acquire(timeout=TURN_POLL_S):
+                if self._stale(key):
+                    return None
         handles = []
         try:
             self._holding = True

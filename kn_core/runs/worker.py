@@ -7,8 +7,9 @@ watch); nothing here knows Streamlit. A worker
   claims keep it from computing what another worker or a command-line batch computes, and hand it the rows of
   a worker that was killed;
 - computes a prompt holding the model's lock (others sharing the model, e.g. a page's edit effect, take
-  turns with it per prompt, as with the local batch executor), stores it through the store and clears an
-  earlier failure of the prompt;
+  turns with it per prompt, as with the local batch executor: whoever waits for the model when a prompt is
+  done goes before the next one, :class:`~kn_core.model.turns.Turns`), stores it through the store and clears
+  an earlier failure of the prompt;
 - records a prompt that raises as that prompt's failure (in the queue, with the reason, and in the store's
   failures as a batch does) and goes on with the next;
 - stops a running prompt at its next progress report when it is cancelled (nothing is stored) or when the
@@ -48,6 +49,7 @@ CHECK_S = 0.25  # how often a running piece of work looks for a cancel or a stop
 RENEW_S = 60.0  # how often its claim is renewed (claims lapse after CLAIM_TTL_S)
 PACE_WEIGHT = 0.5  # weight of the latest prompt in the running mean of the pace
 NICE = 10  # the worker's threads run this many nice levels below the process's others (Linux)
+YIELD_S = 30.0  # before each prompt, the worker lets waiting pages and measurements go first, for at most this long
 CALIBRATION_SHARE = 0.8  # of a fact-check job's progress: the calibration; the rest, the held-out evaluation
 
 
@@ -190,6 +192,7 @@ class Worker:
     def _work(self, entry: Entry, key: ResultKey | JobKey, report: Callable[[float], None]) -> None:
         work = entry.work
         if isinstance(work, Request):
+            self.lm.turns.after_others(YIELD_S)  # a page or measurement waiting for the model goes first
             with self.lm.lock:
                 result = cached.compute(self.lm, work.prompt, work.config, work.lang, report)
             if not math.isfinite(result.p_object):

@@ -211,6 +211,7 @@ def test_loading_one_model_does_not_hold_up_a_session_on_another(fresh_app, monk
 @demo_present
 def test_two_app_sessions_at_once_share_one_model(fresh_app, monkeypatch):
     from streamlit.runtime.scriptrunner import magic
+    from streamlit.testing.v1.util import patch_config_options
 
     loads, store = fresh_app
     # A Streamlit server compiles each page once, under its script cache's lock; two AppTests have a cache each and
@@ -231,7 +232,10 @@ def test_two_app_sessions_at_once_share_one_model(fresh_app, monkeypatch):
         at.run()
         return until_stored(at)
 
-    with ThreadPoolExecutor(2) as pool:
+    # AppTest turns the global option "global.appTest" on for each run and restores the previous value after it:
+    # with two sessions' runs overlapping, the first to end turns it off under the other, whose widgets then go
+    # unrecorded (a KeyError in its next run). Kept on for the whole test.
+    with patch_config_options({"global.appTest": True}), ThreadPoolExecutor(2) as pool:
         for at in pool.map(run, sessions):
             check(at)
             assert at.title[0].value == "Fact browser" and len(at.get("plotly_chart")) >= 2

@@ -16,16 +16,17 @@ import torch
 from kn_core.errors import InputError
 from kn_core.method.interventions import verify
 from kn_core.model.hooks import count_hooks, run
+from kn_core.model.turns import Turns
 from kn_core.runs.measurer import Measurer
 
 TIMEOUT = 60
 
 
 class Model:
-    """What a measurer needs of a model: a name, its lock, its blocks (none here)."""
+    """What a measurer needs of a model: a name, its lock and turns, its blocks (none here)."""
 
     def __init__(self) -> None:
-        self.name, self.lock, self.model = "m", threading.Lock(), None
+        self.name, self.lock, self.model, self.turns = "m", threading.Lock(), None, Turns()
         self.adapter = SimpleNamespace(layers=lambda model: [])
 
 

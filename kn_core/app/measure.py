@@ -18,7 +18,6 @@ from kn_core.model.loading import LanguageModel
 
 MEASURING = "⏳ Measuring"  # how a waiting measurement's place begins (tests look for it)
 WATCH_S = 0.5  # how often a waiting measurement's place looks whether it is done
-WAIT_S = 0.0  # how long a page's run waits for a measurement before drawing its place instead
 
 
 def measured(lm: LanguageModel, key: Hashable, measure: Callable[[], Any], what: str) -> Any | None:
@@ -26,8 +25,6 @@ def measured(lm: LanguageModel, key: Hashable, measure: Callable[[], Any], what:
     requested (it must not call Streamlit: it runs in the measurer's thread, holding the model's lock), its place
     is drawn and None is returned. A measurement that failed shows its reason in a red box (None)."""
     found = measurer(lm).request(key, measure)
-    if found is None and WAIT_S > 0:
-        found = measurer(lm).wait(key, WAIT_S)
     if found is None:
         _place(lm, key, measure, what)
         return None

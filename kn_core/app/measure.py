@@ -12,6 +12,7 @@ from typing import Any, Callable, Hashable
 
 import streamlit as st
 
+from kn_core.app.fragments import fragment_here
 from kn_core.app.guard import plain
 from kn_core.app.resources import measurer
 from kn_core.model.loading import LanguageModel
@@ -42,4 +43,4 @@ def _place(lm: LanguageModel, key: Hashable, measure: Callable[[], Any], what: s
         st.caption(f"{MEASURING} {plain(what)}…" + (" (waiting for the model's turn: the background worker is "
                                                     "finishing a prompt)" if busy else ""))
 
-    st.fragment(body, run_every=WATCH_S)()
+    fragment_here(body, WATCH_S)

@@ -22,6 +22,7 @@ import pandas as pd
 import streamlit as st
 
 from kn_core.app import figures
+from kn_core.app.fragments import fragment_here
 from kn_core.app.guard import duration, plain
 from kn_core.app.resources import queue, store, worker
 from kn_core.app.views import prompt_table
@@ -175,7 +176,7 @@ def watch(lm: LanguageModel, keys: Keys, config: AttributionConfig, key: str, wh
         if partial is not None:
             partial()
 
-    st.fragment(body, run_every=WATCH_S if refreshing else None)()
+    fragment_here(body, WATCH_S if refreshing else None)
     return standing
 
 

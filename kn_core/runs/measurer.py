@@ -8,7 +8,10 @@ computes the requests in the order they came, in the model's turn (holding the m
 the background worker prompt by prompt), once per key, however many sessions ask. A request nobody has asked
 for in the last :data:`STALE_S` seconds (its page was left, its neuron set passed on the way to another) is
 dropped: when its turn comes, while it waits for the model, or while it runs (at its next transformer block),
-so the model's time goes to what is watched and a page left behind does not hold the model. The values are kept for
+so the model's time goes to what is watched and a page left behind does not hold the model. A request asked for
+again after it was dropped shows that its page looks more slowly than that (a busy machine delays the page's
+polls): from then on it is dropped only after twice the gap seen, at most :data:`PATIENCE_MAX_S` (else a
+measurement longer than the page's polls would be dropped every time, and never shown). The values are kept for
 the most recent :data:`KEEP` keys. A measurement that raises is kept as that key's failure, with its reason;
 the thread goes on.
 """
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 KEEP = 256  # measured keys kept (the oldest forgotten first)
 STALE_S = 2.0  # a request not asked for again within this long is dropped (waiting, or while it runs)
+PATIENCE_MAX_S = 10.0  # the longest a watched request waits for its next ask (see the module's docstring)
 TURN_POLL_S = 0.25  # how often a measurement waiting for the model's turn looks whether it is still wanted
 
 
@@ -55,6 +59,8 @@ class Measurer:
         self._done: OrderedDict[Hashable, Measured] = OrderedDict()
         self._waiting: dict[Hashable, Callable[[], Any]] = {}  # insertion order: the oldest first
         self._asked: dict[Hashable, float] = {}  # waiting key → when it was last asked for (monotonic s)
+        self._dropped: OrderedDict[Hashable, float] = OrderedDict()  # dropped key → when it was last asked for
+        self._patience: dict[Hashable, float] = {}  # key → how long it may go unasked (when not stale_s)
         self._running: Hashable | None = None
         self._holding = False  # the thread holds the model's lock (its measurement runs)
         self._changed = threading.Condition()
@@ -74,7 +80,11 @@ class Measurer:
             if key in self._done:
                 self._done.move_to_end(key)
                 return self._done[key]
-            self._asked[key] = time.monotonic()
+            now = time.monotonic()
+            if key in self._dropped:  # its page still watches, more slowly than stale_s: be more patient
+                gap = now - self._dropped.pop(key)
+                self._patience[key] = min(PATIENCE_MAX_S, max(self._patience.get(key, self.stale_s), 2 * gap))
+            self._asked[key] = now
             if key != self._running:
                 if key not in self._waiting:
                     self._waiting[key] = measure
@@ -106,7 +116,7 @@ class Measurer:
         return self._thread.is_alive() and not self._stop
 
     def _stale(self, key: Hashable) -> bool:
-        return time.monotonic() - self._asked.get(key, -math.inf) > self.stale_s
+        return time.monotonic() - self._asked.get(key, -math.inf) > self._patience.get(key, self.stale_s)
 
     def _loop(self) -> None:
         while True:
@@ -117,13 +127,20 @@ class Measurer:
                 key = next(iter(self._waiting))  # the oldest request
                 measure = self._waiting.pop(key)
                 self._running = key
+            started = time.monotonic()
             done = None if self._stale(key) else self._measure(key, measure)
             with self._changed:
                 self._running = None
-                self._asked.pop(key, None)
+                asked = self._asked.pop(key, started)
                 if done is None:
                     log.debug("%s: dropped a measurement nobody watches (%s)", self.lm.name, str(key)[:80])
+                    self._dropped[key] = asked
+                    while len(self._dropped) > self.keep:
+                        self._dropped.popitem(last=False)
                 else:
+                    log.debug("%s: measured in %.1f s (%s)", self.lm.name, time.monotonic() - started,
+                              str(key)[:80])
+                    self._patience.pop(key, None)
                     self._done[key] = done
                     while len(self._done) > self.keep:
                         self._done.popitem(last=False)

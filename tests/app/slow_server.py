@@ -1,6 +1,8 @@
 """The app with a slow model stand-in, for the tests of the background worker: every attribution first sleeps
 ``$KN_SLOW_S`` seconds (the demo model then behaves like a large one) and, when ``$KN_SLOW_LOG`` names a file,
-appends its template there (one line per computation). Arguments go to ``streamlit run app.py``."""
+appends its template there (one line per computation). The worker's and the measurer's log (debug: what they
+take, drop and store) goes to the server's output. Arguments go to ``streamlit run app.py``."""
+import logging
 import os
 import sys
 import time
@@ -21,5 +23,7 @@ def slow_compute(lm, prompt, *args, **kwargs):
 
 
 cached.compute = slow_compute
+for name in ("kn_core.runs.worker", "kn_core.runs.measurer"):
+    logging.getLogger(name).setLevel(logging.DEBUG)
 sys.argv = ["streamlit", "run", "app.py", *sys.argv[1:]]
 sys.exit(cli.main())

@@ -56,13 +56,14 @@ def wait_healthy(url: str) -> None:
 
 
 @contextlib.contextmanager
-def streamlit_server(command: list[str], env: dict[str, str]) -> Iterator[str]:
+def streamlit_server(command: list[str], env: dict[str, str], log: Path | None = None) -> Iterator[str]:
     """A Streamlit server (``python COMMAND`` plus the server flags, ``env`` on top of ours) on a free local
-    port, healthy before its URL is yielded, terminated afterwards."""
+    port, healthy before its URL is yielded, terminated afterwards; its output goes to ``log`` if given."""
     port = free_port()
+    out = open(log, "w", encoding="utf-8") if log is not None else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, *command, "--server.port", str(port), "--server.headless", "true",
                              "--browser.gatherUsageStats", "false", "--server.address", "127.0.0.1"], cwd=ROOT,
-                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url)
@@ -70,6 +71,8 @@ def streamlit_server(command: list[str], env: dict[str, str]) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+        if log is not None:
+            out.close()
 
 
 @pytest.fixture(scope="module")

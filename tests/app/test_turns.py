@@ -32,7 +32,7 @@ def home(tmp_path):
 def slow_server(home: Path, log: Path, slow_s: float):
     return streamlit_server([str(Path(__file__).with_name("slow_server.py"))],
                             {"KN_EXPLORER_HOME": str(home), "KN_SLOW_S": str(slow_s), "KN_SLOW_LOG": str(log),
-                             "PYTHONPATH": str(ROOT)})
+                             "PYTHONPATH": str(ROOT)}, log=home / "server.log")
 
 
 def new_tab(browser, url: str, title: str):
@@ -40,6 +40,35 @@ def new_tab(browser, url: str, title: str):
     tab.goto(url)
     settle(tab, title)
     return tab
+
+
+class Console:
+    """What a tab's browser says (script errors, a crash, its connection closing, its console), each line with
+    the seconds since the tab was watched; ``errors``: the script errors and crashes."""
+
+    def __init__(self, tab) -> None:
+        self.lines: list[str] = []
+        self.errors: list[str] = []
+        self.started = time.monotonic()
+        tab.on("pageerror", lambda exc: self._add(f"page error: {exc}", error=True))
+        tab.on("crash", lambda _: self._add("crashed", error=True))
+        tab.on("console", lambda msg: self._add(f"console {msg.type}: {msg.text}"))
+        tab.on("websocket", lambda ws: ws.on("close", lambda _: self._add(f"connection closed: {ws.url}")))
+
+    def _add(self, line: str, error: bool = False) -> None:
+        line = f"{time.monotonic() - self.started:.1f} s {line}"[:500]
+        self.lines.append(line)
+        if error:
+            self.errors.append(line)
+
+    def __str__(self) -> str:
+        return "\n".join(dict.fromkeys(self.lines[:40]))
+
+
+def shown(tab) -> str:
+    """What a tab shows, for a failure's message (its text, shortened)."""
+    text = tab.inner_text("body")
+    return text if len(text) < 3000 else text[:1500] + "\n…\n" + text[-1500:]
 
 
 def test_two_sessions_share_one_computation(home):
@@ -93,16 +122,24 @@ def test_a_stored_fact_opens_while_the_worker_computes(home):
         a.goto(f"{url}/?relation=P36&fact={missing.id}&lang=en")
         a.get_by_text(WATCHING).first.wait_for(timeout=60_000)
         b = context.new_page()
+        said = Console(b)
         started = time.monotonic()
         b.goto(f"{url}/?relation=P36&fact={stored.id}&lang=en")
-        b.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=60_000)
-        b.get_by_text("P(object), knowledge neurons").first.wait_for(timeout=60_000)
+        try:
+            b.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=60_000)
+            b.get_by_text("P(object), knowledge neurons").first.wait_for(timeout=60_000)
+        except playwright.TimeoutError:
+            log = [line for line in (home / "server.log").read_text().splitlines() if "skipped" not in line]
+            pytest.fail(f"B ({b.url}) after {time.monotonic() - started:.0f} s:\n{shown(b)}\n--- B's browser:\n{said}"
+                        f"\n--- A:\n{shown(a)}\n--- server log:\n" + "\n".join(log[-60:]))
+        finally:
+            SHOTS.mkdir(exist_ok=True)
+            b.screenshot(path=str(SHOTS / "turns_stored_fact_while_computing.png"), full_page=True)
         opened = time.monotonic() - started
-        SHOTS.mkdir(exist_ok=True)
-        b.screenshot(path=str(SHOTS / "turns_stored_fact_while_computing.png"), full_page=True)
         assert a.get_by_text(WATCHING).count() > 0, \
             f"the computation was over before the stored fact opened ({opened:.1f} s)"
         assert b.get_by_text(WATCHING).count() == 0 and opened < OPEN_S, opened
+        assert not said.errors, said  # e.g. B's page went blank, its connection dropped (kn_core/app/fragments.py)
         a.get_by_role("heading", name="Edit effect").wait_for(timeout=180_000)  # A's fact, computed meanwhile
         assert a.get_by_text(WATCHING).count() == 0 and a.get_by_text("Something went wrong").count() == 0
         browser.close()

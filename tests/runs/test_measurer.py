@@ -162,3 +162,31 @@ def test_a_running_measurement_nobody_asks_for_any_more_is_dropped_and_hands_the
         assert measurer.wait("left", TIMEOUT).value == "measured"
     finally:
         measurer.stop()
+
+
+def test_a_page_that_looks_more_slowly_than_the_drop_delay_still_gets_its_measurement(gpt2, one_thread):
+    """A busy machine delays a page's polls beyond STALE_S: its measurement (longer than the delay) is dropped
+    once; asked for again, it is given twice the gap seen, and finishes (else: dropped at every try, never shown)."""
+    prompt = gpt2.prompt("The capital of [X] is [Y].", "Tanzania", "Dodoma")
+    stale_s, poll_s = 0.3, 0.6
+
+    def slow():  # forward passes for longer than stale_s (the measurer can drop it at every block)
+        started = time.monotonic()
+        while time.monotonic() - started < 2 * poll_s:
+            with torch.no_grad():
+                run(gpt2, torch.tensor([prompt.input_ids]))
+        return "measured"
+
+    measurer = Measurer(gpt2, stale_s=stale_s)
+    dropped = []
+    try:
+        deadline, found = time.monotonic() + TIMEOUT, measurer.request("slow", slow)
+        while found is None:  # the page's place, polling slowly
+            assert time.monotonic() < deadline, "never measured"
+            time.sleep(poll_s)
+            dropped.append(not measurer.pending("slow") and measurer.get("slow") is None)
+            found = measurer.request("slow", slow)
+        assert found.value == "measured"
+        assert any(dropped), "it was never dropped: the test did not poll more slowly than stale_s"
+    finally:
+        measurer.stop()

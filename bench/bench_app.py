@@ -6,7 +6,9 @@
 - (b) a bundled English fact that is not stored, on SmolLM2 (5 prompts): the first heatmap within 15 s, every
   prompt within 60 s;
 - (c) a Chinese fact on Gemma 3: the first heatmap within 45 s;
-- (d) while the worker computes, a stored fact (the one of (b)) opens within 2 s.
+- (d) while the worker computes, a stored fact (the one of (b)) opens within 2 s: by its link (the browser loads
+  the app again: its scripts, the connection, plotly's) and by picking a stored fact of its relation in the
+  Fact browser already open (the heatmap's values change: how a user goes from fact to fact).
 
 A page "opens" when the element that shows its results is visible (the heatmap, a metric, the model card);
 "first heatmap" is the watching fragment's heatmap of the prompts stored so far. Times run from the
@@ -139,6 +141,25 @@ def unstored_fact(tab, url: str, model: str, lang: str, skip: int = 0):
     raise SystemExit(f"no bundled {lang} fact of {model} is missing from the store")
 
 
+HEATMAP_VALUES = ("() => { const g = document.querySelector('.js-plotly-plot');"
+                  " return g && g.data ? JSON.stringify(g.data[0].z).slice(0, 400) : null; }")
+
+
+def pick_fact(tab, fact, lang: str) -> tuple[float, bool]:
+    """Pick ``fact`` in the open Fact browser's fact box: seconds until its heatmap is drawn (the heatmap's
+    values change), or until the page queued it instead (the second value says so)."""
+    before = tab.evaluate(HEATMAP_VALUES)
+    tab.locator("[data-testid='stSelectbox']").filter(has_text="Fact (type to search)").click()
+    tab.keyboard.type(f"{fact.subject(lang)} → {fact.object(lang)}")
+    started = time.monotonic()
+    tab.keyboard.press("Enter")
+    while tab.evaluate(HEATMAP_VALUES) in (before, None) and not tab.get_by_text(WATCHING).count():
+        if time.monotonic() - started > WAIT_MS / 1000:
+            raise SystemExit(f"picking {fact.id} showed nothing in {WAIT_MS / 1000:.0f} s")
+        tab.wait_for_timeout(20)
+    return time.monotonic() - started, tab.get_by_text(WATCHING).count() > 0
+
+
 def compute_fact(tab, link: str) -> tuple[float, float]:
     """Open an unstored fact (queued) and time its first heatmap and its full view."""
     started = time.monotonic()
@@ -195,9 +216,18 @@ def main() -> int:
                 if "d" not in skip and "b" not in skip:  # (b)'s fact is stored now
                     busy.get_by_text(WATCHING).first.wait_for(timeout=WAIT_MS)
                     seconds, queued = timed_open(tab, link, HEATMAP)
-                    rows.append(Row(f"(d) stored fact while {chinese} computes: heatmap", seconds, 2.0,
+                    rows.append(Row(f"(d) stored fact by its link while {chinese} computes: heatmap", seconds, 2.0,
                                     f"{chinese} still computing: {busy.get_by_text(WATCHING).count() > 0}",
                                     shown=not queued))
+                    for other in [f for f in load_bundled().facts_of(fact.relation) if f.id != fact.id][:2]:
+                        seconds, queued = pick_fact(tab, other, "en")  # the atlas holds a relation's first facts
+                        rows.append(Row(f"(d) {other.id} picked in the open Fact browser while {chinese} computes: "
+                                        "heatmap", seconds, 2.0, f"{chinese} still computing: "
+                                        f"{busy.get_by_text(WATCHING).count() > 0}; "
+                                        f"{'queued: not stored' if queued else 'stored'}", shown=not queued))
+                        if queued:  # not in the atlas after all: it must not compete with (c)
+                            tab.get_by_role("button", name="Cancel").first.click()
+                        tab.wait_for_timeout(3000)  # its measurements run meanwhile, as a user reads the page
                 if "c" not in skip:
                     busy.locator(HEATMAP).first.wait_for(state="visible", timeout=WAIT_MS)
                     rows.append(Row(f"(c) {chinese}, {zh_fact.id} (zh): first heatmap", time.monotonic() - started,

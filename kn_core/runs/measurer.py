@@ -13,7 +13,8 @@ again after it was dropped shows that its page looks more slowly than that (a bu
 polls): from then on it is dropped only after twice the gap seen, at most :data:`PATIENCE_MAX_S` (else a
 measurement longer than the page's polls would be dropped every time, and never shown). The values are kept for
 the most recent :data:`KEEP` keys. A measurement that raises is kept as that key's failure, with its reason;
-the thread goes on.
+the thread goes on. The thread runs :data:`NICE` levels below the pages' CPU priority (and above the worker's):
+a page's measurements start while the browser draws the page.
 """
 from __future__ import annotations
 
@@ -26,11 +27,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Hashable
 
 from kn_core.errors import KNError
+from kn_core.runs.priority import yield_to_pages
 
 if TYPE_CHECKING:
     from kn_core.model.loading import LanguageModel
 
 log = logging.getLogger(__name__)
+NICE = 5  # the measurer's threads run this many nice levels below the pages (the worker: 10)
 KEEP = 256  # measured keys kept (the oldest forgotten first)
 STALE_S = 2.0  # a request not asked for again within this long is dropped (waiting, or while it runs)
 PATIENCE_MAX_S = 10.0  # the longest a watched request waits for its next ask (see the module's docstring)
@@ -119,6 +122,7 @@ class Measurer:
         return time.monotonic() - self._asked.get(key, -math.inf) > self._patience.get(key, self.stale_s)
 
     def _loop(self) -> None:
+        yield_to_pages(NICE)  # before its first torch call: the threads torch starts for it inherit the priority
         while True:
             with self._changed:
                 self._changed.wait_for(lambda: self._waiting or self._stop)

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import sys
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -37,6 +35,7 @@ from kn_core.data import FactSet, load_bundled
 from kn_core.errors import KNError, StoreError
 from kn_core.model.fingerprint import model_fingerprint
 from kn_core.runs import cached, queries
+from kn_core.runs.priority import yield_to_pages
 from kn_core.runs.queue import Entry, FactCheckJob, JobKey, Queue, Request
 from kn_core.runs.store import Claimant, Failure, ResultKey, ResultStore
 
@@ -68,21 +67,6 @@ class Running:
     key: str
     started: float
     fraction: float = 0.0
-
-
-def yield_to_pages(levels: int = NICE) -> bool:
-    """Lower the calling thread's CPU priority by ``levels`` nice levels (Linux: a thread's own nice value; the
-    OpenMP threads torch starts from this thread later inherit it). Elsewhere, or where it is not permitted,
-    nothing changes. Returns whether it was lowered."""
-    if not sys.platform.startswith("linux"):  # elsewhere PRIO_PROCESS of a thread id could name another process
-        return False
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + levels))
-    except OSError as exc:
-        log.info("the worker keeps the process's CPU priority: %s", exc)
-        return False
-    return True
 
 
 def _setup(config: AttributionConfig) -> tuple:
@@ -142,7 +126,7 @@ class Worker:
     # the thread
     def _loop(self) -> None:
         claimant = Claimant.this_process()
-        yield_to_pages()  # before its first torch call: the threads torch starts for it inherit the priority
+        yield_to_pages(NICE)  # before its first torch call: the threads torch starts for it inherit the priority
         log.info("worker of %s started", self.lm.name)
         try:
             while not self._stop.is_set():

@@ -5,6 +5,8 @@ another's turn (the worker computing a prompt) the measurement waits, says so, a
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 import threading
 import time
 from types import SimpleNamespace
@@ -190,3 +192,21 @@ def test_a_page_that_looks_more_slowly_than_the_drop_delay_still_gets_its_measur
         assert any(dropped), "it was never dropped: the test did not poll more slowly than stale_s"
     finally:
         measurer.stop()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice value is Linux's")
+def test_it_measures_below_the_pages_cpu_priority_and_above_the_workers():
+    """The measurer's thread runs NICE levels below the thread that made it (a page: the browser drawing that
+    page goes first), the worker's further below; the caller's priority is left as it was."""
+    from kn_core.runs import measurer as measuring
+    from kn_core.runs import worker
+
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    measurer = Measurer(Model())  # type: ignore[arg-type]
+    try:
+        measurer.request("nice", lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        assert measurer.wait("nice", TIMEOUT).value == min(19, mine + measuring.NICE)
+    finally:
+        measurer.stop()
+    assert 0 < measuring.NICE < worker.NICE
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
